@@ -1,0 +1,30 @@
+"""`digest articles import`: read every source, keep the good articles, list the bad ones."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import Engine
+
+from digest.articles import ArticleError
+from digest.articles.markdown import find_markdown_files, parse_file
+from digest.articles.repository import ImportReport, save_articles
+from digest.config import Settings
+
+
+def import_articles(engine: Engine, paths, settings: Settings) -> ImportReport:
+    report = ImportReport()
+    files, report.rejected = find_markdown_files(paths)
+    good, seen = [], {}
+    for path in files:
+        try:
+            article = parse_file(path, settings)
+        except ArticleError as e:
+            report.rejected.append((str(path), str(e)))
+            continue
+        if article.id in seen:
+            report.rejected.append((str(path), f"id {article.id!r} is also used by {seen[article.id]}"))
+            continue
+        seen[article.id] = str(path)
+        good.append(article)
+    if good:
+        save_articles(engine, good, report)
+    return report

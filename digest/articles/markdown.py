@@ -1,0 +1,142 @@
+"""Markdown articles: YAML front matter between `---` lines, then the summary's body."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time, timezone
+from pathlib import Path
+from urllib.parse import urlparse
+from zoneinfo import ZoneInfo
+
+import yaml
+
+from digest.articles import Article, ArticleError
+from digest.config import ConfigError, Settings
+
+
+class _FrontMatterLoader(yaml.SafeLoader):
+    """SafeLoader that leaves timestamps as strings, so we parse (and report) them ourselves."""
+
+
+_FrontMatterLoader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^---[ \t]*\r?$\n?(.*)\Z", re.DOTALL | re.MULTILINE)
+
+
+def find_markdown_files(paths) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Expand files and folders (recursively) into .md files; missing paths are problems."""
+    files, problems = [], []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files.extend(sorted(f for f in p.rglob("*") if f.suffix.lower() in (".md", ".markdown") and f.is_file()))
+        elif p.is_file():
+            files.append(p)
+        else:
+            problems.append((str(p), "no such file or folder"))
+    return files, problems
+
+
+def parse_file(path: Path, settings: Settings) -> Article:
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ArticleError(f"cannot read: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ArticleError(f"not UTF-8 text (byte {e.start})") from None
+    if "\x00" in text:
+        raise ArticleError("not a text file")
+    return parse_text(text, default_id=path.stem, settings=settings, source=str(path))
+
+
+def parse_text(text: str, default_id: str, settings: Settings, source: str = "") -> Article:
+    m = _FRONT_MATTER.match(text)
+    if not m:
+        raise ArticleError("no front matter (the file must start with a '---' line and close it with another)")
+    try:
+        meta = yaml.load(m.group(1), Loader=_FrontMatterLoader)
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        line = f" at line {where.line + 2}" if where else ""
+        raise ArticleError(f"broken front matter{line}: {getattr(e, 'problem', None) or e}") from None
+    if not isinstance(meta, dict):
+        raise ArticleError("front matter is not a list of 'key: value' lines")
+    body = m.group(2).strip()
+
+    def text_field(key, required=False) -> str:
+        value = meta.get(key)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if required:
+                raise ArticleError(f"missing '{key}'")
+            return ""
+        if isinstance(value, (dict, list)):
+            raise ArticleError(f"'{key}' must be text")
+        return " ".join(str(value).split())
+
+    article_id = text_field("id") or default_id
+    title = text_field("title", required=True)
+    url = check_url(text_field("url", required=True), "url")
+    published = parse_published(meta.get("published"), settings.tz)
+
+    raw_sections = []
+    for key in ("section", "sections"):
+        value = meta.get(key)
+        if value is None:
+            continue
+        if isinstance(value, str):
+            raw_sections += [s for s in re.split(r"[,;\s]+", value) if s]
+        elif isinstance(value, list) and all(isinstance(s, str) for s in value):
+            raw_sections += value
+        else:
+            raise ArticleError(f"'{key}' must be a section name or a list of them")
+    if not raw_sections:
+        raise ArticleError("missing 'section' (or 'sections')")
+    try:
+        sections = settings.check_sections(raw_sections, "section")
+    except ConfigError as e:
+        raise ArticleError(str(e)) from None
+
+    priority = meta.get("priority", 100)
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise ArticleError(f"'priority' must be a whole number, not {priority!r}")
+    featured = meta.get("featured", False)
+    if not isinstance(featured, bool):
+        raise ArticleError(f"'featured' must be true or false, not {featured!r}")
+    image = text_field("image")
+    if image:
+        image = check_url(image, "image")
+
+    return Article(
+        id=article_id, title=title, url=url, published=published, sections=sections,
+        question=text_field("question"), priority=priority, featured=featured,
+        summary=text_field("summary"), body=body, image=image,
+        image_alt=text_field("image_alt"), source=source,
+    )
+
+
+def check_url(value: str, key: str) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc or " " in value:
+        raise ArticleError(f"'{key}' must be an absolute http(s) URL, not {value!r}")
+    return value
+
+
+def parse_published(value, tz: ZoneInfo) -> datetime:
+    """ISO 8601 date-time; without a zone it is in the newsletter's time zone."""
+    if value is None or value == "":
+        raise ArticleError("missing 'published'")
+    if isinstance(value, (datetime, date)):
+        value = value.isoformat()
+    try:
+        when = datetime.fromisoformat(str(value).strip())
+    except ValueError:
+        raise ArticleError(f"'published' is not an ISO 8601 date-time: {value!r}") from None
+    if isinstance(when, date) and not isinstance(when, datetime):
+        when = datetime.combine(when, time())
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=tz)
+    return when.astimezone(timezone.utc)

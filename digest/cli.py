@@ -1,0 +1,450 @@
+"""The `digest` command: parse, call the library, print.  No logic lives here.
+
+Exit status everywhere: 0 all done; 1 finished but something was rejected or failed
+(listed on stderr); 2 usage or configuration error, nothing done.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from digest.config import ConfigError, Settings, load_settings
+from digest.store import StoreError, open_store
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+                  help="news-digest: the daily email digest of curated, machine-summarised stories.")
+articles_app = typer.Typer(no_args_is_help=True, help="Import and list the site's stories.")
+subscribers_app = typer.Typer(no_args_is_help=True, help="Manage who gets the digest.")
+app.add_typer(articles_app, name="articles")
+app.add_typer(subscribers_app, name="subscribers")
+
+
+class Format(str, Enum):
+    html = "html"
+    text = "text"
+    eml = "eml"
+
+
+class Retry(str, Enum):
+    failed = "failed"
+    unknown = "unknown"
+
+
+# -- plumbing ---------------------------------------------------------------------------
+
+class _State:
+    config: Optional[str] = None
+    _settings: Optional[Settings] = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = load_settings(self.config)
+            except ConfigError as e:
+                fail(f"configuration: {e}", 2)
+        return self._settings
+
+    def engine(self):
+        try:
+            return open_store(self.settings.database_url)
+        except StoreError as e:
+            fail(str(e), 2)
+
+
+state = _State()
+
+
+def fail(message: str, code: int = 1):
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def note(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def emit_json(value) -> None:
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def parse_day(value: Optional[str]) -> date:
+    if not value:
+        return state.settings.today()
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        fail(f"--date {value!r} is not a date like 2026-11-25", 2)
+
+
+def parse_sections(value: Optional[str], option: str = "--sections"):
+    if value is None:
+        return None
+    from subscribers.importer import parse_sections as parse
+    from subscribers.store import SubscriberError
+    try:
+        return parse(value, state.settings)
+    except SubscriberError as e:
+        fail(f"{option}: {e}", 2)
+
+
+@app.callback()
+def main_options(
+    config: Optional[str] = typer.Option(
+        None, "--config", metavar="FILE",
+        help="Settings file (default: $DIGEST_CONFIG, else ./digest.toml if present)."),
+):
+    """news-digest: pick each subscriber's stories, render one email each, send them.
+
+    Example: digest articles import stories/ && digest send --dry-run
+    """
+    state.config = config
+
+
+# -- articles ---------------------------------------------------------------------------
+
+@articles_app.command("import")
+def articles_import(paths: List[str] = typer.Argument(..., metavar="PATH...", help="Markdown files or folders.")):
+    """Import Markdown stories; re-importing the same id updates it.
+
+    Example: digest articles import content/2026-11-25/
+    """
+    from digest.articles.importer import import_articles
+    report = import_articles(state.engine(), paths, state.settings)
+    for where, why in report.rejected:
+        note(f"rejected {where}: {why}")
+    typer.echo(report.line())
+    raise typer.Exit(1 if report.rejected else 0)
+
+
+@articles_app.command("list")
+def articles_list(
+    day: Optional[str] = typer.Option(None, "--date", metavar="YYYY-MM-DD", help="Default: today."),
+    all_days: bool = typer.Option(False, "--all", help="Every stored story, not one day's."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+):
+    """List the stories of one day's edition (or --all).
+
+    Example: digest articles list --date 2026-11-25 --json
+    """
+    from digest.articles.repository import all_articles, articles_published_on
+    engine = state.engine()
+    items = all_articles(engine) if all_days else articles_published_on(engine, parse_day(day), state.settings.tz)
+    if as_json:
+        emit_json([{**a.to_dict(), "teaser": a.teaser} for a in items])
+        return
+    for a in items:
+        star = "*" if a.featured else " "
+        typer.echo(f"{star} {a.published:%Y-%m-%d %H:%M}Z  {','.join(a.sections):<18} {a.id}  {a.title}")
+    note(f"{len(items)} stor{'y' if len(items) == 1 else 'ies'}")
+
+
+# -- subscribers ------------------------------------------------------------------------
+
+def _subscriber_call(fn, *args, **kwargs):
+    from subscribers.store import SubscriberError
+    try:
+        return fn(*args, **kwargs)
+    except SubscriberError as e:
+        fail(str(e), 1)
+
+
+@subscribers_app.command("add")
+def subscribers_add(
+    email: str,
+    name: str = typer.Option("", "--name", help="Display name used in the greeting."),
+    sections: Optional[str] = typer.Option(None, "--sections", metavar="a,b", help="Default: the newsletter's defaults."),
+):
+    """Add one subscriber (active at once; the web sign-up uses double opt-in).
+
+    Example: digest subscribers add jo@example.com --name "Jo" --sections tech,science
+    """
+    from subscribers import store
+    from subscribers.store import SubscriberError, normalize_email
+    try:
+        normalize_email(email)
+    except SubscriberError as e:
+        fail(str(e), 2)
+    s = _subscriber_call(store.add, state.engine(), email, name, parse_sections(sections) or ())
+    typer.echo(f"added {s.email}")
+
+
+@subscribers_app.command("import")
+def subscribers_import(file: Path = typer.Argument(..., metavar="FILE.csv")):
+    """Import a CSV with the header email,name,sections (sections ';'-separated).
+
+    Example: digest subscribers import people.csv
+    """
+    from subscribers.importer import CSVFileError, import_csv
+    if not file.is_file():
+        fail(f"{file}: no such file", 2)
+    try:
+        report = import_csv(state.engine(), file, state.settings)
+    except CSVFileError as e:
+        fail(str(e), 1)
+    for where, why in report.rejected:
+        note(f"rejected {file}, {where}: {why}")
+    typer.echo(report.line())
+    raise typer.Exit(1 if report.rejected else 0)
+
+
+@subscribers_app.command("list")
+def subscribers_list(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    status: Optional[str] = typer.Option(None, "--status", help="Only this status."),
+):
+    """List subscribers with their sections and status.
+
+    Example: digest subscribers list --json
+    """
+    from subscribers import store
+    if status and status not in store.STATUSES:
+        fail(f"--status must be one of {', '.join(store.STATUSES)}", 2)
+    people = store.list_all(state.engine(), status=status)
+    if as_json:
+        emit_json([s.to_dict() for s in people])
+        return
+    for s in people:
+        why = f" ({s.status_reason})" if s.status_reason else ""
+        typer.echo(f"{s.email:<40} {s.status:<12} {';'.join(s.sections) or '(defaults)':<30} {s.name}{why}")
+    note(f"{len(people)} subscriber(s)")
+
+
+@subscribers_app.command("update")
+def subscribers_update(
+    email: str,
+    name: Optional[str] = typer.Option(None, "--name"),
+    sections: Optional[str] = typer.Option(None, "--sections", metavar="a,b", help="'' means the defaults."),
+    status: Optional[str] = typer.Option(None, "--status", help="active or paused."),
+):
+    """Change a subscriber's name, sections or status (active/paused).
+
+    Example: digest subscribers update jo@example.com --sections world,politics
+    """
+    from subscribers import store
+    if status is not None and status not in ("active", "paused"):
+        fail("--status can set active or paused (use 'unsubscribe' to unsubscribe)", 2)
+    s = _subscriber_call(store.update, state.engine(), email, name=name, sections=parse_sections(sections),
+                         status=status, reason=None)
+    typer.echo(f"updated {s.email}: {s.status}, sections {';'.join(s.sections) or '(defaults)'}")
+
+
+@subscribers_app.command("unsubscribe")
+def subscribers_unsubscribe(email: str):
+    """Unsubscribe (the row is kept with status 'unsubscribed').
+
+    Example: digest subscribers unsubscribe jo@example.com
+    """
+    from subscribers import store
+    s = _subscriber_call(store.update, state.engine(), email, status="unsubscribed", reason="by an operator")
+    typer.echo(f"unsubscribed {s.email}")
+
+
+@subscribers_app.command("remove")
+def subscribers_remove(email: str):
+    """Erase a subscriber and their ledger rows (right to erasure).
+
+    Example: digest subscribers remove jo@example.com
+    """
+    from subscribers import store
+    s = _subscriber_call(store.remove, state.engine(), email)
+    typer.echo(f"removed {s.email}")
+
+
+@subscribers_app.command("export")
+def subscribers_export(out: Optional[Path] = typer.Option(None, "--out", metavar="FILE", help="Default: stdout.")):
+    """Export subscribers as CSV in the import format.
+
+    Example: digest subscribers export --out backup.csv
+    """
+    from subscribers.importer import export_csv
+    engine = state.engine()
+    if out:
+        with out.open("w", encoding="utf-8", newline="") as f:
+            n = export_csv(engine, f)
+        note(f"exported {n} subscriber(s) to {out}")
+    else:
+        export_csv(engine, sys.stdout)
+
+
+# -- preview, send, status ----------------------------------------------------------------
+
+def _signer(real: bool):
+    from subscribers.tokens import Signer, throwaway_key
+    key = state.settings.secret_key
+    if not key:
+        if real:
+            fail("DIGEST_SECRET_KEY is not set: links in emails must be signed with a key of yours", 2)
+        note("note: DIGEST_SECRET_KEY is not set; links are signed with a throwaway key and will not work")
+        key = throwaway_key()
+    return Signer(key)
+
+
+@app.command()
+def preview(
+    day: Optional[str] = typer.Option(None, "--date", metavar="YYYY-MM-DD", help="Default: today."),
+    subscriber: Optional[str] = typer.Option(None, "--subscriber", metavar="EMAIL"),
+    sections: Optional[str] = typer.Option(None, "--sections", metavar="a,b"),
+    fmt: Format = typer.Option(Format.html, "--format", help="html, text or eml."),
+    out: Optional[Path] = typer.Option(None, "--out", metavar="FILE", help="Default: stdout."),
+):
+    """Show exactly what a subscriber (or a set of sections) would get.
+
+    Example: digest preview --subscriber jo@example.com --format html --out jo.html
+    """
+    from digest import preview as previewing
+    if bool(subscriber) == (sections is not None):
+        fail("give exactly one of --subscriber EMAIL or --sections a,b", 2)
+    engine = state.engine()
+    try:
+        result = previewing.preview(engine, state.settings, parse_day(day), _signer(real=False),
+                                    subscriber=subscriber, sections=parse_sections(sections), fmt=fmt.value)
+    except previewing.PreviewError as e:
+        fail(str(e), 1)
+    if out:
+        out.write_bytes(result)
+        note(f"wrote {out} ({len(result):,} bytes)")
+    else:
+        sys.stdout.buffer.write(result)
+        sys.stdout.flush()
+
+
+@app.command()
+def send(
+    day: Optional[str] = typer.Option(None, "--date", metavar="YYYY-MM-DD", help="Default: today."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Write .eml files to the outbox; send nothing."),
+    outbox: Optional[Path] = typer.Option(None, "--outbox", metavar="DIR", help="Default: outbox/<date>/."),
+    retry: Optional[Retry] = typer.Option(None, "--retry", help="Resend the edition's failed or unknown rows."),
+    sandbox: bool = typer.Option(False, "--sandbox", help="SendGrid sandbox mode: validated, not delivered, not recorded."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+):
+    """Send the day's digest to every subscriber (safe to rerun: never sends twice).
+
+    Example: digest send --dry-run --date 2026-11-25
+    """
+    from digest import sending
+    from digest.deliver.outbox import OutboxTransport
+    settings = state.settings
+    the_day = parse_day(day)
+    if dry_run and (retry or sandbox):
+        fail("--dry-run cannot be combined with --retry or --sandbox", 2)
+    if dry_run:
+        folder = outbox or Path("outbox") / the_day.isoformat()
+        transport = OutboxTransport(folder, settings)
+        summary = sending.rehearse(state.engine(), settings, the_day, transport, _signer(real=False))
+        summary.outbox = str(folder)
+    else:
+        from digest.deliver.sendgrid import SendGridTransport, check_ready
+        try:
+            check_ready(settings)
+        except ConfigError as e:
+            fail(str(e), 2)
+        signer = _signer(real=True)
+        engine = state.engine()
+        transport = SendGridTransport(settings, sandbox=sandbox, log=note)
+        with _progress() as progress:
+            if sandbox:
+                if retry:
+                    fail("--sandbox cannot be combined with --retry", 2)
+                summary = sending.rehearse(engine, settings, the_day, transport, signer, mode="sandbox",
+                                           progress=progress.advance)
+            else:
+                summary = sending.send(engine, settings, the_day, transport, signer,
+                                       retry=retry.value if retry else None,
+                                       progress=progress.advance, on_plan=progress.start)
+    _report_send(summary, as_json)
+    raise typer.Exit(summary.exit_code)
+
+
+class _progress:
+    """A progress bar on a terminal; silent when stderr is not one (cron, pipes)."""
+
+    def __init__(self):
+        self.bar = None
+        self.tty = sys.stderr.isatty()
+
+    def __enter__(self):
+        return self
+
+    def start(self, total: int) -> None:
+        if self.tty and total:
+            self.bar = typer.progressbar(length=total, label="sending", file=sys.stderr)
+            self.bar.__enter__()
+
+    def advance(self, n: int) -> None:
+        if self.bar:
+            self.bar.update(n)
+
+    def __exit__(self, *exc):
+        if self.bar:
+            self.bar.__exit__(*exc)
+
+
+def _report_send(s, as_json: bool) -> None:
+    if as_json:
+        emit_json(s.to_dict())
+    for n in s.notes:
+        note(f"note: {n}")
+    if s.fatal:
+        note(f"error: {s.fatal}")
+    if s.stories == 0:
+        note(f"error: the edition of {s.date} has no stories; nothing was sent (import the day's articles first)")
+    if as_json:
+        return
+    if s.mode == "dry-run":
+        typer.echo(f"dry run {s.date}: {s.stories} stories, {s.recipients} recipients, "
+                   f"{s.delivered} emails written to {s.outbox}, {s.skipped_empty} skipped (empty digest)")
+        return
+    if s.mode == "sandbox":
+        typer.echo(f"sandbox {s.date}: {s.delivered} of {s.recipients} recipients accepted by SendGrid "
+                   f"in {s.requests} request(s); nothing delivered, nothing recorded")
+    else:
+        c = s.counts
+        typer.echo(f"send {s.date}: {s.delivered} sent now in {s.requests} request(s); edition: "
+                   f"{c.get('sent', 0)} sent, {c.get('pending', 0)} pending, {c.get('failed', 0)} failed, "
+                   f"{c.get('unknown', 0)} unknown" + (f"; {s.skipped_empty} skipped (empty digest)" if s.skipped_empty else "")
+                   + (f"; {s.withdrawn} withdrawn (left since the edition froze)" if s.withdrawn else ""))
+    for p in s.problems:
+        note(f"{p['status']}: {p['email']}: {p['reason']}")
+    if s.mode == "send" and any(p["status"] == "unknown" for p in s.problems):
+        note("unknown rows may have been delivered; they are never resent automatically. "
+             "Check SendGrid's activity feed, then `digest send --retry unknown` if they were not.")
+
+
+@app.command()
+def status(
+    day: Optional[str] = typer.Option(None, "--date", metavar="YYYY-MM-DD", help="Default: today."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+):
+    """Show the ledger of an edition: counts, and every failed or unknown recipient.
+
+    Example: digest status --date 2026-11-25 --json
+    """
+    from digest.deliver import ledger
+    engine = state.engine()
+    the_day = parse_day(day).isoformat()
+    report = {"date": the_day, "counts": ledger.counts(engine, the_day), "problems": ledger.problems(engine, the_day)}
+    if as_json:
+        emit_json(report)
+    else:
+        c = report["counts"]
+        typer.echo(f"{the_day}: " + ", ".join(f"{c[k]} {k}" for k in ledger.STATUSES))
+        for p in report["problems"]:
+            typer.echo(f"  {p['status']:<8} {p['email']}: {p['reason']}")
+    done = sum(report["counts"].values()) == report["counts"]["sent"]
+    raise typer.Exit(0 if done else 1)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,209 @@
+"""Settings: defaults that work with no file, then `digest.toml`, then the environment.
+
+Secrets (the SendGrid key, the signing key, the webhook public key) come only from the
+environment, never from the file, so a config file can be committed safely.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+SECTIONS: tuple[str, ...] = (
+    "world", "politics", "tech", "business", "tabloid", "sports", "science",
+    "health", "entertainment", "lifestyle", "food", "travel", "gaming",
+)
+
+DEFAULT_SENDGRID_HOST = "https://api.sendgrid.com"
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the CLI turns this into exit status 2."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    name: str = "The Daily Digest"
+    from_email: str = "digest@news.example.com"
+    from_name: str = ""  # defaults to `name`
+    reply_to: str = ""
+    lang: str = "en"
+    site_url: str = "https://news.example.com"
+    sections: tuple[str, ...] = SECTIONS
+    default_sections: tuple[str, ...] = SECTIONS
+    per_section: int = 3
+    timezone: str = "UTC"
+    database_url: str = "sqlite:///digest.db"
+    base_url: str = "http://127.0.0.1:8000"
+    secret_key: str = field(default="", repr=False)
+    sendgrid_api_key: str = field(default="", repr=False)
+    sendgrid_host: str = DEFAULT_SENDGRID_HOST
+    sendgrid_timeout: float = 30.0
+    sendgrid_categories: tuple[str, ...] = ("daily-digest",)
+    sendgrid_asm_group_id: int | None = None
+    sendgrid_webhook_public_key: str = field(default="", repr=False)
+    source: str = "defaults"  # where the settings came from, for messages
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def sender_name(self) -> str:
+        return self.from_name or self.name
+
+    def today(self) -> date:
+        return datetime.now(self.tz).date()
+
+    def check_sections(self, names, where: str) -> tuple[str, ...]:
+        """Return `names` in canonical order, or raise naming the unknown ones."""
+        wanted = [n.strip().lower() for n in names if n and n.strip()]
+        unknown = [n for n in wanted if n not in self.sections]
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown section {', '.join(repr(u) for u in unknown)} "
+                f"(known: {', '.join(self.sections)})"
+            )
+        return tuple(s for s in self.sections if s in wanted)
+
+
+# digest.toml keys -> Settings fields.  [sendgrid] keys are prefixed with "sendgrid_".
+_FILE_KEYS = {
+    "name", "from_email", "from_name", "reply_to", "lang", "site_url", "sections",
+    "default_sections", "per_section", "timezone", "database_url", "base_url",
+}
+_SENDGRID_KEYS = {"host", "timeout", "categories", "asm_group_id"}
+
+_ENV = {
+    "DIGEST_DATABASE_URL": "database_url",
+    "DIGEST_SECRET_KEY": "secret_key",
+    "DIGEST_BASE_URL": "base_url",
+    "DIGEST_FROM_EMAIL": "from_email",
+    "SENDGRID_API_KEY": "sendgrid_api_key",
+    "SENDGRID_API_HOST": "sendgrid_host",
+    "SENDGRID_TIMEOUT": "sendgrid_timeout",
+    "SENDGRID_WEBHOOK_PUBLIC_KEY": "sendgrid_webhook_public_key",
+}
+
+
+def load_settings(config: str | Path | None = None, env=None) -> Settings:
+    """Build Settings from defaults, the config file and the environment.
+
+    The file is `config`, else $DIGEST_CONFIG, else ./digest.toml if it exists.
+    An explicitly named file that does not exist is an error.
+    """
+    env = os.environ if env is None else env
+    values: dict = {}
+    source = "defaults"
+    path = Path(config) if config else (Path(env["DIGEST_CONFIG"]) if env.get("DIGEST_CONFIG") else None)
+    if path is None and Path("digest.toml").is_file():
+        path = Path("digest.toml")
+    if path is not None:
+        values.update(_read_file(path))
+        source = str(path)
+    for var, key in _ENV.items():
+        if env.get(var, "").strip():
+            values[key] = env[var].strip()
+    return _validate(values, source)
+
+
+def _read_file(path: Path) -> dict:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read config file ({e})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    values = {}
+    for key, value in data.items():
+        if key == "sendgrid" and isinstance(value, dict):
+            for sk, sv in value.items():
+                if sk not in _SENDGRID_KEYS:
+                    raise ConfigError(f"{path}: unknown setting [sendgrid] {sk!r}")
+                values[f"sendgrid_{sk}"] = sv
+        elif key in _FILE_KEYS:
+            values[key] = value
+        elif key in {"secret_key", "api_key", "sendgrid_api_key"}:
+            raise ConfigError(f"{path}: {key!r} must come from the environment, not the file")
+        else:
+            raise ConfigError(f"{path}: unknown setting {key!r}")
+    return values
+
+
+def _validate(v: dict, source: str) -> Settings:
+    def fail(key, why):
+        raise ConfigError(f"{source}: {key}: {why}")
+
+    for key in ("name", "from_email", "from_name", "reply_to", "lang", "site_url", "timezone",
+                "database_url", "base_url", "sendgrid_host"):
+        if key in v and not isinstance(v[key], str):
+            fail(key, "must be a string")
+
+    if "sections" in v:
+        secs = v["sections"]
+        if not isinstance(secs, list) or not secs or not all(isinstance(s, str) and s.strip() for s in secs):
+            fail("sections", "must be a non-empty list of section names")
+        v["sections"] = tuple(s.strip().lower() for s in secs)
+        if len(set(v["sections"])) != len(v["sections"]):
+            fail("sections", "names a section twice")
+    sections = v.get("sections", SECTIONS)
+
+    if "default_sections" in v:
+        ds = v["default_sections"]
+        if not isinstance(ds, list) or not all(isinstance(s, str) for s in ds):
+            fail("default_sections", "must be a list of section names")
+        unknown = [s for s in ds if s.strip().lower() not in sections]
+        if unknown:
+            fail("default_sections", f"unknown section {', '.join(map(repr, unknown))}")
+        v["default_sections"] = tuple(s for s in sections if s in {d.strip().lower() for d in ds}) or sections
+    else:
+        v["default_sections"] = sections
+
+    if "per_section" in v:
+        n = v["per_section"]
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 50:
+            fail("per_section", "must be a whole number from 1 to 50")
+
+    if "timezone" in v:
+        try:
+            ZoneInfo(v["timezone"])
+        except (ZoneInfoNotFoundError, ValueError):
+            fail("timezone", f"unknown time zone {v['timezone']!r} (e.g. 'Europe/London')")
+
+    if "from_email" in v and "@" not in v["from_email"]:
+        fail("from_email", f"{v['from_email']!r} is not an email address")
+
+    for key in ("base_url", "site_url", "sendgrid_host"):
+        if key in v:
+            url = v[key].rstrip("/")
+            if not url.startswith(("http://", "https://")):
+                fail(key, f"{v[key]!r} must be an absolute http(s) URL")
+            v[key] = url
+
+    if "sendgrid_timeout" in v:
+        try:
+            t = float(v["sendgrid_timeout"])
+        except (TypeError, ValueError):
+            fail("SENDGRID_TIMEOUT / [sendgrid] timeout", f"{v['sendgrid_timeout']!r} is not a number of seconds")
+        if not 0 < t <= 600:
+            fail("SENDGRID_TIMEOUT / [sendgrid] timeout", "must be between 0 and 600 seconds")
+        v["sendgrid_timeout"] = t
+
+    if "sendgrid_categories" in v:
+        cats = v["sendgrid_categories"]
+        if not isinstance(cats, list) or len(cats) > 10 or not all(isinstance(c, str) and 0 < len(c) <= 255 for c in cats):
+            fail("[sendgrid] categories", "must be a list of at most 10 strings")
+        v["sendgrid_categories"] = tuple(cats)
+
+    if "sendgrid_asm_group_id" in v:
+        g = v["sendgrid_asm_group_id"]
+        if isinstance(g, bool) or not isinstance(g, int) or g <= 0:
+            fail("[sendgrid] asm_group_id", "must be a positive whole number")
+
+    return Settings(**v, source=source)

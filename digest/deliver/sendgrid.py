@@ -1,0 +1,197 @@
+"""The SendGrid transport: one mail/send request per batch, through the official client.
+
+Each recipient is a personalization with their own substitutions (the tokens of
+digest.render), headers (written literally: SendGrid never substitutes in headers) and
+custom_args (edition and subscriber id, for the event webhook).
+
+Outcomes, by what SendGrid answered:
+    202                       sent (with X-Message-Id)
+    429                       wait for X-RateLimit-Reset, retry
+    500/502/503/504, refused  retry with capped exponential backoff and jitter
+    413                       split the batch in halves and send each
+    400 and other 4xx         failed, with SendGrid's own message
+    401/403                   FatalTransportError: the whole run stops
+    timeout / dropped after the request left   unknown: maybe accepted, never resent here
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import socket
+import time
+import urllib.error
+from typing import Callable
+
+from python_http_client.exceptions import HTTPError
+from sendgrid import SendGridAPIClient
+
+from digest.config import ConfigError, Settings
+from digest.deliver.transport import Batch, FatalTransportError, Outcome, Recipient
+from digest.render import Rendered
+
+MAX_ATTEMPTS = 5
+MAX_WAIT = 60.0          # never sleep longer than this for one retry
+LIMIT_BYTES = 10_000     # substitutions, and custom_args, per personalization
+RETRYABLE = {500, 502, 503, 504}
+
+
+def check_ready(settings: Settings) -> None:
+    if not settings.sendgrid_api_key:
+        raise ConfigError("SENDGRID_API_KEY is not set: a real send needs it "
+                          "(use --dry-run to write the emails to an outbox instead)")
+
+
+def display_name(name: str) -> str:
+    """SendGrid breaks on ';' and ',' in recipient names; the greeting keeps the real name."""
+    return " ".join(name.replace(",", " ").replace(";", " ").split())
+
+
+def _size(mapping: dict) -> int:
+    return sum(len(k.encode()) + len(str(v).encode()) for k, v in mapping.items())
+
+
+def error_message(e: HTTPError) -> str:
+    """SendGrid's own words from the error body ("HTTP Error 400" says nothing)."""
+    body = e.body.decode("utf-8", "replace") if isinstance(e.body, bytes) else str(e.body or "")
+    try:
+        errors = json.loads(body).get("errors") or []
+        parts = [f"{x.get('message')}" + (f" (field: {x['field']})" if x.get("field") else "") for x in errors]
+        if parts:
+            return "; ".join(parts)
+    except (ValueError, AttributeError):
+        pass
+    return body.strip()[:500] or f"HTTP {e.status_code}"
+
+
+class SendGridTransport:
+    name = "sendgrid"
+
+    def __init__(self, settings: Settings, sandbox: bool = False, log: Callable[[str], None] | None = None,
+                 sleep: Callable[[float], None] = time.sleep, max_attempts: int = MAX_ATTEMPTS,
+                 base_delay: float = 1.0):
+        self.settings = settings
+        self.sandbox = sandbox
+        self.log = log or (lambda _m: None)
+        self.sleep = sleep
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+        self.client = SendGridAPIClient(api_key=settings.sendgrid_api_key, host=settings.sendgrid_host)
+        # python-http-client has no timeout by default: a stalled connection would hang cron forever.
+        self.client.client.timeout = settings.sendgrid_timeout
+
+    # -- request body -----------------------------------------------------------------
+
+    def personalization(self, r: Recipient) -> dict:
+        to = {"email": r.email}
+        if display_name(r.name):
+            to["name"] = display_name(r.name)
+        return {"to": [to], "substitutions": r.substitutions, "headers": r.headers, "custom_args": r.custom_args}
+
+    def body(self, rendered: Rendered, recipients: list[Recipient]) -> dict:
+        s = self.settings
+        body = {
+            "personalizations": [self.personalization(r) for r in recipients],  # in order, unlike Mail.add_personalization
+            "from": {"email": s.from_email, "name": display_name(s.sender_name)},
+            "subject": rendered.subject,
+            "content": [{"type": "text/plain", "value": rendered.text},  # SendGrid requires text/plain first
+                        {"type": "text/html", "value": rendered.html}],
+        }
+        if s.reply_to:
+            body["reply_to"] = {"email": s.reply_to}
+        if s.sendgrid_categories:
+            body["categories"] = list(s.sendgrid_categories)
+        if s.sendgrid_asm_group_id:
+            body["asm"] = {"group_id": s.sendgrid_asm_group_id}
+        if self.sandbox:
+            body["mail_settings"] = {"sandbox_mode": {"enable": True}}
+        return body
+
+    # -- delivery ---------------------------------------------------------------------
+
+    def deliver(self, batch: Batch) -> list[Outcome]:
+        outcomes, sendable = [], []
+        for r in batch.recipients:
+            if _size(r.substitutions) > LIMIT_BYTES or _size(r.custom_args) > LIMIT_BYTES:
+                outcomes.append(Outcome(r, "failed", reason="per-recipient values exceed SendGrid's 10,000-byte limit"))
+            else:
+                sendable.append(r)
+        if sendable:
+            outcomes += self._send(batch.rendered, sendable)
+        return outcomes
+
+    def _send(self, rendered: Rendered, recipients: list[Recipient]) -> list[Outcome]:
+        body = self.body(rendered, recipients)
+        n = len(recipients)
+        last = ""
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                response = self.client.client.mail.send.post(request_body=body)
+            except HTTPError as e:
+                code, message = e.status_code, error_message(e)
+                if code in (401, 403):
+                    raise FatalTransportError(
+                        f"SendGrid refused the API key (HTTP {code}: {message}); check SENDGRID_API_KEY "
+                        "and that the key may send mail. Nobody was marked sent.") from None
+                if code == 413 and n > 1:
+                    self.log(f"SendGrid says the request is too large; splitting {n} recipients in two")
+                    half = n // 2
+                    return self._send(rendered, recipients[:half]) + self._send(rendered, recipients[half:])
+                if code == 429:
+                    last = f"HTTP 429 rate limited: {message}"
+                    self._wait(attempt, last, reset=_header(e, "X-RateLimit-Reset"))
+                    continue
+                if code in RETRYABLE:
+                    last = f"HTTP {code}: {message}"
+                    self._wait(attempt, last)
+                    continue
+                return [Outcome(r, "failed", reason=f"SendGrid rejected the request (HTTP {code}): {message}")
+                        for r in recipients]
+            except urllib.error.URLError as e:
+                # Raised before the request left (refused, DNS, connect timeout): safe to retry.
+                last = f"cannot connect to {self.settings.sendgrid_host}: {e.reason}"
+                self._wait(attempt, last)
+                continue
+            except (TimeoutError, socket.timeout):
+                return self._unknown(recipients, f"no answer from SendGrid within {self.settings.sendgrid_timeout:g} s "
+                                                 "after the request was sent; it may have been accepted")
+            except (http.client.HTTPException, ConnectionError, OSError) as e:
+                return self._unknown(recipients, f"the connection dropped after the request was sent "
+                                                 f"({type(e).__name__}); it may have been accepted")
+            if self.sandbox:
+                return [Outcome(r, "sent", reason="sandbox: accepted, not delivered") for r in recipients]
+            message_id = response.headers.get("X-Message-Id") if response.headers else None
+            return [Outcome(r, "sent", message_id=message_id) for r in recipients]
+        return [Outcome(r, "failed", reason=f"gave up after {self.max_attempts} attempts; last: {last}")
+                for r in recipients]
+
+    def _unknown(self, recipients, reason: str) -> list[Outcome]:
+        self.log(f"unknown outcome for {len(recipients)} recipient(s): {reason}")
+        return [Outcome(r, "unknown", reason=reason) for r in recipients]
+
+    def _wait(self, attempt: int, why: str, reset: str | None = None) -> None:
+        if attempt >= self.max_attempts:
+            return
+        delay = None
+        if reset:
+            try:
+                delay = max(0.0, float(reset) - time.time()) + random.uniform(0, 0.25)
+            except ValueError:
+                delay = None
+        if delay is None:
+            # Capped exponential backoff with full jitter.
+            delay = random.uniform(self.base_delay / 2, min(MAX_WAIT, self.base_delay * 2 ** (attempt - 1)))
+        delay = min(delay, MAX_WAIT)
+        self.log(f"{why}; retrying in {delay:.1f} s (attempt {attempt + 1} of {self.max_attempts})")
+        self.sleep(delay)
+
+
+def _header(e: HTTPError, name: str) -> str | None:
+    headers = getattr(e, "headers", None)
+    if headers is None:
+        return None
+    try:
+        return headers.get(name)
+    except AttributeError:
+        return None

@@ -1,0 +1,86 @@
+"""Selection: which of an edition's stories one subscriber gets, and in what order.
+
+Pure functions over values (no store, no I/O), so every rule in DESIGN.md's "Selection
+rules" is a unit test away.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from digest.articles import Article
+from digest.config import Settings
+
+
+@dataclass(frozen=True)
+class Edition:
+    """The day's curated stories (frozen once a real send starts)."""
+    date: date
+    articles: tuple[Article, ...]
+    frozen: bool = False
+
+
+@dataclass(frozen=True)
+class SectionBlock:
+    name: str
+    stories: tuple[Article, ...]
+
+
+@dataclass(frozen=True)
+class Digest:
+    """What one subscriber gets: the lead story, then their sections' stories."""
+    date: date
+    featured: Article | None
+    sections: tuple[SectionBlock, ...]
+    followed: tuple[str, ...]  # the sections this digest was selected for
+
+    @property
+    def stories(self) -> list[Article]:
+        lead = [self.featured] if self.featured else []
+        return lead + [a for block in self.sections for a in block.stories]
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.stories
+
+    @property
+    def key(self) -> tuple:
+        """Equal keys mean identical content: the unit of render caching and batching."""
+        return (self.date.isoformat(), self.featured.id if self.featured else None,
+                tuple((b.name, tuple(a.id for a in b.stories)) for b in self.sections), self.followed)
+
+
+def story_order(a: Article) -> tuple:
+    return (a.priority, a.published, a.id)
+
+
+def lead_story(articles) -> Article | None:
+    """The featured story with the lowest priority (then earliest), if any is featured."""
+    featured = sorted((a for a in articles if a.featured), key=story_order)
+    return featured[0] if featured else None
+
+
+def subscriber_sections(chosen, settings: Settings) -> tuple[str, ...]:
+    """A subscriber's sections in canonical order; none chosen means the defaults."""
+    chosen = set(chosen or ())
+    picked = tuple(s for s in settings.sections if s in chosen)
+    return picked or settings.default_sections
+
+
+def select_digest(edition: Edition, sections, settings: Settings) -> Digest:
+    sections = subscriber_sections(sections, settings)
+    lead = lead_story(edition.articles)
+    by_section: dict[str, list[Article]] = {s: [] for s in sections}
+    for article in edition.articles:
+        if lead and article.id == lead.id:
+            continue
+        # A story in several sections goes under the first of *this subscriber's* sections.
+        home = next((s for s in sections if s in article.sections), None)
+        if home:
+            by_section[home].append(article)
+    blocks = tuple(
+        SectionBlock(name, tuple(sorted(stories, key=story_order)[: settings.per_section]))
+        for name, stories in by_section.items() if stories
+    )
+    return Digest(date=edition.date, featured=lead, sections=blocks, followed=sections)

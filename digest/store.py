@@ -1,0 +1,159 @@
+"""The store: SQLAlchemy Core tables and the engine.
+
+SQLite is the default (one file beside the config); the web server and the sender share
+it, so connections use WAL and a busy timeout.  The schema is versioned: `MIGRATIONS[n]`
+brings a database from version n to n+1, and `open_store` runs whatever is missing.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON, Boolean, Column, DateTime, ForeignKey, Integer, MetaData, String, Table, Text,
+    UniqueConstraint, create_engine, event, inspect, select, text,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+
+metadata = MetaData()
+
+schema_version = Table(
+    "schema_version", metadata,
+    Column("version", Integer, nullable=False),
+)
+
+articles = Table(
+    "articles", metadata,
+    Column("id", String(200), primary_key=True),
+    Column("title", Text, nullable=False),
+    Column("question", Text),
+    Column("url", Text, nullable=False),
+    Column("published", DateTime, nullable=False, index=True),  # UTC, naive
+    Column("sections", JSON, nullable=False),  # list of section names
+    Column("priority", Integer, nullable=False, default=100),
+    Column("featured", Boolean, nullable=False, default=False),
+    Column("summary", Text, nullable=False, default=""),
+    Column("body", Text, nullable=False, default=""),
+    Column("image", Text),
+    Column("image_alt", Text),
+    Column("source", Text),  # file or URL it was imported from
+    Column("updated_at", DateTime, nullable=False),
+)
+
+subscribers = Table(
+    "subscribers", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False),
+    # Addresses compare case-insensitively: the unique key is the lower-cased address.
+    Column("email_key", String(320), nullable=False, unique=True),
+    Column("name", Text, nullable=False, default=""),
+    Column("sections", JSON, nullable=False),  # [] means the newsletter's defaults
+    Column("status", String(20), nullable=False, default="active"),
+    Column("status_reason", Text),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+# An edition is frozen when its real send starts: the stories are copied here so a
+# rerun sends the same content even if articles are edited or re-imported meanwhile.
+editions = Table(
+    "editions", metadata,
+    Column("date", String(10), primary_key=True),
+    Column("frozen_at", DateTime, nullable=False),
+    Column("articles", JSON, nullable=False),
+)
+
+# One row per (edition, subscriber): pending -> sent | failed | unknown.
+ledger = Table(
+    "ledger", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("edition", String(10), ForeignKey("editions.date"), nullable=False),
+    Column("subscriber_id", Integer, nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("name", Text, nullable=False, default=""),
+    Column("sections", JSON, nullable=False),  # the sections resolved at freeze time
+    Column("status", String(10), nullable=False, default="pending"),
+    Column("message_id", Text),
+    Column("reason", Text),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("claim", String(40)),  # the run that took this row for sending (a per-row lock)
+    Column("updated_at", DateTime, nullable=False),
+    UniqueConstraint("edition", "subscriber_id", name="uq_ledger_edition_subscriber"),
+)
+
+# SendGrid event webhook deliveries already applied, so a redelivered event is a no-op.
+webhook_events = Table(
+    "webhook_events", metadata,
+    Column("sg_event_id", String(200), primary_key=True),
+    Column("event", String(40), nullable=False),
+    Column("email", String(320)),
+    Column("received_at", DateTime, nullable=False),
+)
+
+
+def _v0_to_v1(conn) -> None:
+    metadata.create_all(conn)
+
+
+MIGRATIONS = [_v0_to_v1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StoreError(Exception):
+    """The database cannot be opened or is not ours."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def open_store(url: str) -> Engine:
+    """Open (creating or migrating as needed) the database at `url`."""
+    try:
+        engine = create_engine(url, json_serializer=lambda v: json.dumps(v, ensure_ascii=False))
+    except (ArgumentError, ImportError) as e:
+        raise StoreError(f"DIGEST_DATABASE_URL {url!r} is not usable: {e}") from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    try:
+        migrate(engine)
+    except OperationalError as e:
+        raise StoreError(f"cannot open database {engine.url.render_as_string(hide_password=True)}: {e.orig}") from None
+    except SQLAlchemyError as e:
+        raise StoreError(f"database error: {e}") from None
+    return engine
+
+
+def migrate(engine: Engine) -> int:
+    """Bring the schema up to SCHEMA_VERSION; return the version found before."""
+    with engine.begin() as conn:
+        if not inspect(conn).has_table("schema_version"):
+            if inspect(conn).get_table_names():
+                raise StoreError("the database has tables but no schema_version: not a news-digest store")
+            schema_version.create(conn)
+            conn.execute(schema_version.insert().values(version=0))
+        current = conn.execute(select(schema_version.c.version)).scalar_one()
+        if current > SCHEMA_VERSION:
+            raise StoreError(
+                f"the database is at schema version {current}, newer than this program ({SCHEMA_VERSION}); upgrade news-digest"
+            )
+        for step in MIGRATIONS[current:]:
+            step(conn)
+        if current != SCHEMA_VERSION:
+            conn.execute(schema_version.update().values(version=SCHEMA_VERSION))
+        return current
+
+
+def journal_mode(engine: Engine) -> str:
+    with engine.connect() as conn:
+        return conn.execute(text("PRAGMA journal_mode")).scalar_one()

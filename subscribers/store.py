@@ -1,0 +1,144 @@
+"""Subscribers in the store.
+
+An address is unique case-insensitively (`email_key`); the address keeps the case it was
+given.  `sections == ()` means "the newsletter's default sections".  Statuses:
+active, pending (double opt-in not yet confirmed), paused, unsubscribed, bounced, complained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import delete, func, select
+from sqlalchemy.engine import Connection, Engine
+
+from digest.store import ledger, subscribers, utcnow
+
+STATUSES = ("active", "pending", "paused", "unsubscribed", "bounced", "complained")
+# Statuses set by mailbox providers' reports; only the subscriber's own action clears them.
+SUPPRESSED = ("bounced", "complained")
+
+
+class SubscriberError(ValueError):
+    """A subscriber operation cannot be done; the message says why."""
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    id: int
+    email: str
+    name: str
+    sections: tuple[str, ...]
+    status: str
+    status_reason: str = ""
+
+    def to_dict(self) -> dict:
+        d = {"email": self.email, "name": self.name, "sections": list(self.sections), "status": self.status}
+        if self.status_reason:
+            d["reason"] = self.status_reason
+        return d
+
+
+def normalize_email(raw: str) -> str:
+    """A syntactically valid address (domain lower-cased), or SubscriberError saying why not."""
+    raw = (raw or "").strip()
+    if not raw:
+        raise SubscriberError("email is empty")
+    try:
+        return validate_email(raw, check_deliverability=False).normalized
+    except EmailNotValidError as e:
+        raise SubscriberError(f"{raw!r} is not a valid email address: {e}") from None
+
+
+def clean_name(name: str | None) -> str:
+    name = " ".join((name or "").split())
+    if len(name) > 200:
+        raise SubscriberError("name is longer than 200 characters")
+    return name
+
+
+def _subscriber(row) -> Subscriber:
+    return Subscriber(id=row.id, email=row.email, name=row.name or "", sections=tuple(row.sections or ()),
+                      status=row.status, status_reason=row.status_reason or "")
+
+
+def get(conn_or_engine, email: str | None = None, id: int | None = None) -> Subscriber | None:
+    q = select(subscribers)
+    q = q.where(subscribers.c.id == id) if id is not None else q.where(subscribers.c.email_key == email.strip().lower())
+    if isinstance(conn_or_engine, Engine):
+        with conn_or_engine.connect() as conn:
+            row = conn.execute(q).first()
+    else:
+        row = conn_or_engine.execute(q).first()
+    return _subscriber(row) if row else None
+
+
+def list_all(engine: Engine, status: str | None = None) -> list[Subscriber]:
+    q = select(subscribers).order_by(subscribers.c.id)
+    if status:
+        q = q.where(subscribers.c.status == status)
+    with engine.connect() as conn:
+        return [_subscriber(r) for r in conn.execute(q)]
+
+
+def count_by_status(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(subscribers.c.status, func.count()).group_by(subscribers.c.status))
+        return {status: n for status, n in rows}
+
+
+def insert(conn: Connection, email: str, name: str, sections, status: str = "active") -> int:
+    now = utcnow()
+    return conn.execute(subscribers.insert().values(
+        email=email, email_key=email.lower(), name=name, sections=list(sections), status=status,
+        created_at=now, updated_at=now,
+    )).inserted_primary_key[0]
+
+
+def add(engine: Engine, email: str, name: str = "", sections=(), status: str = "active") -> Subscriber:
+    email = normalize_email(email)
+    with engine.begin() as conn:
+        if get(conn, email=email):
+            raise SubscriberError(f"{email} is already a subscriber (use 'subscribers update')")
+        new_id = insert(conn, email, clean_name(name), sections, status)
+        return get(conn, id=new_id)
+
+
+def update(engine: Engine, email: str, *, name: str | None = None, sections=None,
+           status: str | None = None, reason: str | None = None) -> Subscriber:
+    """Change the given fields of an existing subscriber."""
+    values = {"updated_at": utcnow()}
+    if name is not None:
+        values["name"] = clean_name(name)
+    if sections is not None:
+        values["sections"] = list(sections)
+    if status is not None:
+        if status not in STATUSES:
+            raise SubscriberError(f"unknown status {status!r}")
+        values["status"] = status
+        values["status_reason"] = reason
+    with engine.begin() as conn:
+        found = get(conn, email=email)
+        if not found:
+            raise SubscriberError(f"{email.strip()} is not a subscriber")
+        conn.execute(subscribers.update().where(subscribers.c.id == found.id).values(**values))
+        return get(conn, id=found.id)
+
+
+def set_status(engine: Engine, subscriber_id: int, status: str, reason: str | None = None) -> Subscriber | None:
+    with engine.begin() as conn:
+        conn.execute(subscribers.update().where(subscribers.c.id == subscriber_id)
+                     .values(status=status, status_reason=reason, updated_at=utcnow()))
+        return get(conn, id=subscriber_id)
+
+
+def remove(engine: Engine, email: str) -> Subscriber:
+    """Erase a subscriber, and their rows in every edition's ledger (they hold the address)."""
+    with engine.begin() as conn:
+        found = get(conn, email=email)
+        if not found:
+            raise SubscriberError(f"{email.strip()} is not a subscriber")
+        conn.execute(delete(ledger).where(ledger.c.subscriber_id == found.id))
+        conn.execute(delete(subscribers).where(subscribers.c.id == found.id))
+        return found
