@@ -336,7 +336,7 @@ def send(
     if dry_run and (retry or sandbox):
         fail("--dry-run cannot be combined with --retry or --sandbox", 2)
     if dry_run:
-        folder = outbox or Path("outbox") / the_day.isoformat()
+        folder = outbox or Path(settings.outbox) / the_day.isoformat()
         transport = OutboxTransport(folder, settings)
         summary = sending.rehearse(state.engine(), settings, the_day, transport, _signer(real=False))
         summary.outbox = str(folder)
@@ -440,6 +440,22 @@ def status(
             typer.echo(f"  {p['status']:<8} {p['email']}: {p['reason']}")
     done = sum(report["counts"].values()) == report["counts"]["sent"]
     raise typer.Exit(0 if done else 1)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+):
+    """Run the preference centre, one-click unsubscribe, sign-up and SendGrid webhook.
+
+    Example: DIGEST_BASE_URL=https://news.example.com/digest digest serve --port 8000
+    """
+    from subscribers.web import run_server
+    try:
+        run_server(state.settings, host, port)
+    except ConfigError as e:
+        fail(str(e), 2)
 
 
 def main() -> None:

@@ -46,6 +46,10 @@ class Settings:
     sendgrid_categories: tuple[str, ...] = ("daily-digest",)
     sendgrid_asm_group_id: int | None = None
     sendgrid_webhook_public_key: str = field(default="", repr=False)
+    sendgrid_max_attempts: int = 5
+    sendgrid_retry_base_delay: float = 1.0  # seconds; doubles per attempt, capped, jittered
+    outbox: str = "outbox"                  # dry runs write <outbox>/<date>/*.eml
+    signup_delivery: str = "outbox"         # how sign-up confirmations go: outbox | sendgrid
     source: str = "defaults"  # where the settings came from, for messages
 
     @property
@@ -75,8 +79,9 @@ class Settings:
 _FILE_KEYS = {
     "name", "from_email", "from_name", "reply_to", "lang", "site_url", "sections",
     "default_sections", "per_section", "timezone", "database_url", "base_url",
+    "outbox", "signup_delivery",
 }
-_SENDGRID_KEYS = {"host", "timeout", "categories", "asm_group_id"}
+_SENDGRID_KEYS = {"host", "timeout", "categories", "asm_group_id", "max_attempts", "retry_base_delay"}
 
 _ENV = {
     "DIGEST_DATABASE_URL": "database_url",
@@ -205,5 +210,19 @@ def _validate(v: dict, source: str) -> Settings:
         g = v["sendgrid_asm_group_id"]
         if isinstance(g, bool) or not isinstance(g, int) or g <= 0:
             fail("[sendgrid] asm_group_id", "must be a positive whole number")
+
+    if "sendgrid_max_attempts" in v:
+        n = v["sendgrid_max_attempts"]
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 20:
+            fail("[sendgrid] max_attempts", "must be a whole number from 1 to 20")
+    if "sendgrid_retry_base_delay" in v:
+        d = v["sendgrid_retry_base_delay"]
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d <= 60:
+            fail("[sendgrid] retry_base_delay", "must be a number of seconds from 0 to 60")
+        v["sendgrid_retry_base_delay"] = float(d)
+    if "outbox" in v and not isinstance(v["outbox"], str):
+        fail("outbox", "must be a folder path")
+    if "signup_delivery" in v and v["signup_delivery"] not in ("outbox", "sendgrid"):
+        fail("signup_delivery", "must be 'outbox' or 'sendgrid'")
 
     return Settings(**v, source=source)

@@ -31,7 +31,6 @@ from digest.config import ConfigError, Settings
 from digest.deliver.transport import Batch, FatalTransportError, Outcome, Recipient
 from digest.render import Rendered
 
-MAX_ATTEMPTS = 5
 MAX_WAIT = 60.0          # never sleep longer than this for one retry
 LIMIT_BYTES = 10_000     # substitutions, and custom_args, per personalization
 RETRYABLE = {500, 502, 503, 504}
@@ -69,14 +68,13 @@ class SendGridTransport:
     name = "sendgrid"
 
     def __init__(self, settings: Settings, sandbox: bool = False, log: Callable[[str], None] | None = None,
-                 sleep: Callable[[float], None] = time.sleep, max_attempts: int = MAX_ATTEMPTS,
-                 base_delay: float = 1.0):
+                 sleep: Callable[[float], None] = time.sleep):
         self.settings = settings
         self.sandbox = sandbox
         self.log = log or (lambda _m: None)
         self.sleep = sleep
-        self.max_attempts = max_attempts
-        self.base_delay = base_delay
+        self.max_attempts = settings.sendgrid_max_attempts
+        self.base_delay = settings.sendgrid_retry_base_delay
         self.client = SendGridAPIClient(api_key=settings.sendgrid_api_key, host=settings.sendgrid_host)
         # python-http-client has no timeout by default: a stalled connection would hang cron forever.
         self.client.client.timeout = settings.sendgrid_timeout
