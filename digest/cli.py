@@ -106,6 +106,7 @@ def main_options(
     Example: digest articles import stories/ && digest send --dry-run
     """
     state.config = config
+    state._settings = None  # one process may run several commands (tests, runners)
 
 
 # -- articles ---------------------------------------------------------------------------

@@ -1,0 +1,35 @@
+# news-digest: `make demo` and `make test` work on a fresh clone (they install what they need).
+VENV    ?= .venv
+PYTHON  ?= python3
+PY      := $(VENV)/bin/python
+DIGEST  := $(abspath $(VENV))/bin/digest
+STAMP   := $(VENV)/.installed
+DEMO_DATE ?= 2026-11-25
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test chromium clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# Browser tests drive Debian's Chromium (Playwright's own browser download is not used).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+test: $(STAMP) chromium
+	$(PY) -m pytest -q
+
+# The daily send as a dry run on the bundled sample data, in demo/ (its own SQLite file).
+demo: $(STAMP)
+	rm -rf demo && mkdir demo
+	cd demo && $(DIGEST) articles import ../sample/articles
+	cd demo && $(DIGEST) subscribers import ../sample/subscribers.csv
+	cd demo && $(DIGEST) send --dry-run --date $(DEMO_DATE)
+	cd demo && $(DIGEST) preview --date $(DEMO_DATE) --subscriber dev.lab@example.com --format text | head -n 30
+	@echo "demo: the emails are in demo/outbox/$(DEMO_DATE)/ (open one with any mail client)"
+
+clean:
+	rm -rf demo $(VENV) *.egg-info .pytest_cache

@@ -1,0 +1,127 @@
+import json
+from dataclasses import replace
+from datetime import date, datetime, timezone
+
+import pytest
+
+from tests.conftest import SAMPLE, write_article
+from digest.articles import ArticleError
+from digest.articles.importer import import_articles
+from digest.articles.markdown import parse_text
+from digest.articles.repository import articles_published_on
+
+
+def parse(settings, front: str, body: str = "Body.", name: str = "story"):
+    return parse_text(f"---\n{front}\n---\n{body}\n", default_id=name, settings=settings)
+
+
+GOOD = "title: T\nurl: https://news.example.com/t\npublished: 2026-11-25T06:10:00Z\nsection: world"
+
+
+def test_parse_full_front_matter(settings):
+    a = parse(settings, "id: custom-id\nsections: [Science, tech]\ntitle: Chips & dips\n"
+                        "question: Why?\nurl: https://x.example/a\npublished: 2026-11-25T08:00:00+02:00\n"
+                        "priority: 2\nfeatured: true\nimage: https://x.example/i.jpg\nimage_alt: An image",
+              body="First para with a [link](https://x.example).\n\nSecond.\n\n## Why it matters\n\nIt does.")
+    assert a.id == "custom-id" and a.sections == ("tech", "science")  # canonical order
+    assert a.published == datetime(2026, 11, 25, 6, 0, tzinfo=timezone.utc)
+    assert a.priority == 2 and a.featured and a.question == "Why?"
+    assert a.teaser == "First para with a link." and a.why_it_matters == "It does."
+
+
+def test_defaults(settings):
+    a = parse(settings, GOOD, name="file-stem")
+    assert a.id == "file-stem" and a.priority == 100 and not a.featured and a.question == ""
+
+
+def test_summary_overrides_first_paragraph_and_teaser_is_short(settings):
+    assert parse(settings, GOOD + "\nsummary: Given.").teaser == "Given."
+    long = parse(settings, GOOD, body="word " * 200)
+    assert len(long.teaser) <= 280 and long.teaser.endswith("…")
+
+
+def test_published_without_zone_is_newsletter_time(settings):
+    london = replace(settings, timezone="Europe/London")
+    a = parse(london, GOOD.replace("2026-11-25T06:10:00Z", "2026-07-01T09:00:00"))
+    assert a.published == datetime(2026, 7, 1, 8, 0, tzinfo=timezone.utc)  # BST is UTC+1
+
+
+@pytest.mark.parametrize("front, reason", [
+    ("url: https://x.example\npublished: 2026-11-25T06:00:00Z\nsection: world", "missing 'title'"),
+    ("title: T\npublished: 2026-11-25T06:00:00Z\nsection: world", "missing 'url'"),
+    ("title: T\nurl: https://x.example\nsection: world", "missing 'published'"),
+    ("title: T\nurl: https://x.example\npublished: yesterday\nsection: world", "not an ISO 8601"),
+    ("title: T\nurl: https://x.example\npublished: 2026-11-25T06:00:00Z\nsection: weather", "unknown section 'weather'"),
+    ("title: T\nurl: https://x.example\npublished: 2026-11-25T06:00:00Z", "missing 'section'"),
+    ("title: T\nurl: javascript:alert(1)\npublished: 2026-11-25T06:00:00Z\nsection: world", "absolute http(s) URL"),
+    ("title: T\nurl: /relative\npublished: 2026-11-25T06:00:00Z\nsection: world", "absolute http(s) URL"),
+    ("title: T\nurl: https://x.example\npublished: 2026-11-25T06:00:00Z\nsection: world\npriority: high", "priority"),
+    ("title: [unclosed\nurl: x", "broken front matter"),
+    ("- just\n- a list", "not a list of 'key: value'"),
+])
+def test_bad_front_matter(settings, front, reason):
+    with pytest.raises(ArticleError, match=reason.replace("(", r"\(").replace(")", r"\)")):
+        parse(settings, front)
+
+
+def test_no_front_matter(settings):
+    with pytest.raises(ArticleError, match="no front matter"):
+        parse_text("# Just markdown\n", default_id="x", settings=settings)
+
+
+def test_import_keeps_good_files_and_lists_bad_ones(tmp_path, engine, settings):
+    folder = tmp_path / "in"
+    write_article(folder, "good-one")
+    write_article(folder / "nested", "good-two", sections=["tech", "science"])
+    (folder / "no-front.md").write_text("Just text\n")
+    (folder / "latin1.md").write_bytes("---\ntitle: caf\xe9\n---\n".encode("latin-1"))
+    write_article(folder, "bad-date", published="25/11/2026")
+    (folder / "notes.txt").write_text("ignored: not markdown")
+    report = import_articles(engine, [folder], settings)
+    assert (report.imported, report.updated) == (2, 0)
+    reasons = dict(report.rejected)
+    assert "no front matter" in reasons[str(folder / "no-front.md")]
+    assert "not UTF-8" in reasons[str(folder / "latin1.md")]
+    assert "ISO 8601" in reasons[str(folder / "bad-date.md")]
+    assert report.line() == "imported 2, updated 0, rejected 3"
+
+    write_article(folder, "good-one", title="Changed title")
+    again = import_articles(engine, [folder / "good-one.md"], settings)
+    assert (again.imported, again.updated) == (0, 1)
+    titles = {a.id: a.title for a in articles_published_on(engine, date(2026, 11, 25), settings.tz)}
+    assert titles["good-one"] == "Changed title"
+
+
+def test_duplicate_id_in_one_import_is_rejected(tmp_path, engine, settings):
+    write_article(tmp_path / "a", "x")
+    write_article(tmp_path / "b", "x")
+    report = import_articles(engine, [tmp_path / "a", tmp_path / "b"], settings)
+    assert report.imported == 1 and "also used by" in report.rejected[0][1]
+
+
+def test_edition_day_follows_the_newsletter_time_zone(tmp_path, engine, settings):
+    write_article(tmp_path, "late", published="2026-11-25T23:30:00Z")
+    import_articles(engine, [tmp_path], settings)
+    assert [a.id for a in articles_published_on(engine, date(2026, 11, 25), settings.tz)] == ["late"]
+    tokyo = replace(settings, timezone="Asia/Tokyo")  # 23:30Z is 08:30 next day there
+    assert articles_published_on(engine, date(2026, 11, 25), tokyo.tz) == []
+    assert [a.id for a in articles_published_on(engine, date(2026, 11, 26), tokyo.tz)] == ["late"]
+
+
+def test_cli_import_and_list(cli, workdir):
+    write_article(workdir / "in", "ok")
+    (workdir / "in" / "broken.md").write_text("---\ntitle: x\n")
+    result = cli("articles", "import", workdir / "in", workdir / "missing")
+    assert result.exit_code == 1
+    assert "imported 1, updated 0, rejected 2" in result.stdout
+    assert "broken.md" in result.stderr and "missing: no such file" in result.stderr
+    listed = cli.json("articles", "list", "--date", "2026-11-25", "--json")
+    assert listed[0]["id"] == "ok" and listed[0]["sections"] == ["world"]
+    assert {"id", "title", "sections", "url", "published"} <= set(listed[0])
+    assert cli.json("articles", "list", "--date", "2026-11-24", "--json") == []
+    assert cli("articles", "list", "--date", "tomorrow").exit_code == 2
+
+
+def test_sample_articles_all_import(engine, settings):
+    report = import_articles(engine, [SAMPLE / "articles"], settings)
+    assert report.rejected == [] and report.imported >= 20
