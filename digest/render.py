@@ -123,6 +123,7 @@ class Renderer:
             "subject": subject, "preheader": preheader, "date_long": date_long,
             "story_count": len(digest.stories),
             "section_titles": [section_title(b.name) for b in digest.sections],
+            "intro": intro_line(digest),
             "followed_titles": followed_phrase(digest.followed, s),
             "t": TOKENS,
         }
@@ -173,6 +174,20 @@ def shorten_title(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return text[: limit - 1].rsplit(" ", 1)[0].rstrip(",;:") + "…"
+
+
+def intro_line(digest: Digest) -> str:
+    """'Today's lead story, then 5 more from Tech and Science.' and the like."""
+    titles = [section_title(b.name) for b in digest.sections]
+    n = sum(len(b.stories) for b in digest.sections)
+    where = ""
+    if titles:
+        where = f" across {len(titles)} sections" if len(titles) > 4 else \
+            " from " + (titles[0] if len(titles) == 1 else ", ".join(titles[:-1]) + " and " + titles[-1])
+    stories = f"{n} stor{'y' if n == 1 else 'ies'}"
+    if digest.featured:
+        return f"Today\u2019s lead story, then {n} more{where}." if n else "Today\u2019s lead story."
+    return f"Here are today\u2019s {stories}{where}."
 
 
 def followed_phrase(sections, settings: Settings) -> str:
