@@ -109,6 +109,14 @@ def main_options(
     state._settings = None  # one process may run several commands (tests, runners)
 
 
+def _finish_import(report, prefix: str = ""):
+    """List each rejected item on stderr, the totals on stdout; exit 1 if anything was rejected."""
+    for where, why in report.rejected:
+        note(f"rejected {prefix}{where}: {why}")
+    typer.echo(report.line())
+    raise typer.Exit(1 if report.rejected else 0)
+
+
 # -- articles ---------------------------------------------------------------------------
 
 @articles_app.command("import")
@@ -118,11 +126,7 @@ def articles_import(paths: List[str] = typer.Argument(..., metavar="PATH...", he
     Example: digest articles import content/2026-11-25/
     """
     from digest.articles.importer import import_articles
-    report = import_articles(state.engine(), paths, state.settings)
-    for where, why in report.rejected:
-        note(f"rejected {where}: {why}")
-    typer.echo(report.line())
-    raise typer.Exit(1 if report.rejected else 0)
+    _finish_import(import_articles(state.engine(), paths, state.settings))
 
 
 @articles_app.command("list")
@@ -190,10 +194,7 @@ def subscribers_import(file: Path = typer.Argument(..., metavar="FILE.csv")):
         report = import_csv(state.engine(), file, state.settings)
     except CSVFileError as e:
         fail(str(e), 1)
-    for where, why in report.rejected:
-        note(f"rejected {file}, {where}: {why}")
-    typer.echo(report.line())
-    raise typer.Exit(1 if report.rejected else 0)
+    _finish_import(report, prefix=f"{file}, ")
 
 
 @subscribers_app.command("list")
