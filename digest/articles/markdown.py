@@ -101,6 +101,8 @@ def parse_text(text: str, default_id: str, settings: Settings, source: str = "")
         raise ArticleError(str(e)) from None
 
     priority = meta.get("priority", 100)
+    if isinstance(priority, str) and priority.strip().lstrip("-").isdigit():
+        priority = int(priority)  # "2" in quotes is still clearly a number
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise ArticleError(f"'priority' must be a whole number, not {priority!r}")
     featured = meta.get("featured", False)
