@@ -1,0 +1,215 @@
+"""The real `digest serve` in a real browser: Playwright driving Debian's chromium.
+
+The emails come from a real dry run, the server is the installed `digest` command, and
+every check on the store goes through `digest subscribers list --json`.  Screenshots of
+each page at 375 px and 1280 px land in /tmp/shots/ to be looked at.  Missing chromium is
+a failure, not a skip: `make test` installs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from tests.web_helpers import digest_command, html_part, link_in
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+SAMPLE = Path(__file__).resolve().parent.parent / "sample" / "articles"
+SHOTS = Path("/tmp/shots")
+DAY = "2026-11-25"
+WIDTHS = (375, 1280)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A `digest serve` process with its own folder, database and environment."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}/digest"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("DIGEST_", "SENDGRID_"))}
+        self.env.update(DIGEST_DATABASE_URL=f"sqlite:///{folder / 'digest.db'}",
+                        DIGEST_SECRET_KEY="browser-test-secret", DIGEST_BASE_URL=self.base)
+        self.log = folder / "serve.log"
+        self.proc = None
+
+    def cli(self, *args: str) -> str:
+        done = subprocess.run([digest_command(), *args], cwd=self.folder, env=self.env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"digest {' '.join(args)} -> {done.returncode}\n{done.stderr}"
+        return done.stdout
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([digest_command(), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                                     cwd=self.folder, env=self.env, stdout=self.log.open("wb"),
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"digest serve exited:\n{self.log.read_text()}"
+            try:
+                urllib.request.urlopen(f"{self.base}/subscribe", timeout=1)
+                return
+            except OSError:
+                time.sleep(0.1)
+        pytest.fail(f"digest serve did not answer within 20 s:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+    def subscriber(self, email: str) -> dict:
+        people = json.loads(self.cli("subscribers", "list", "--json"))
+        return next(p for p in people if p["email"] == email)
+
+    def dry_run_email(self, email: str) -> Path:
+        """Send the day's digest as a dry run; the .eml written for `email`."""
+        outbox = self.folder / "outbox" / email
+        self.cli("send", "--dry-run", "--date", DAY, "--outbox", str(outbox))
+        return outbox / f"{email}.eml"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    s = Server(tmp_path_factory.mktemp("serve"))
+    s.cli("articles", "import", str(SAMPLE))
+    s.start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: install Debian's chromium (make test does)"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    yield context.new_page()
+    context.close()
+
+
+def screenshots(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        page.screenshot(path=str(SHOTS / f"{name}-{width}.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+
+def test_preference_link_from_a_dry_run_email(server, page):
+    server.cli("subscribers", "add", "pat@example.com", "--name", "Pat", "--sections", "world,tech")
+    link = link_in(html_part(server.dry_run_email("pat@example.com")), "preferences")
+    assert link.startswith(f"{server.base}/preferences/")
+
+    page.goto(link)
+    boxes = page.locator('input[type="checkbox"][name="sections"]')
+    expect(boxes).to_have_count(13)
+    expect(page.get_by_label("World")).to_be_checked()
+    expect(page.get_by_label("Science")).not_to_be_checked()
+    screenshots(page, "preferences")
+
+    page.get_by_label("World").uncheck()  # by label: every box is labelled
+    page.get_by_label("Science").check()
+    page.get_by_label("Food").check()
+    page.get_by_label("Your name").fill("Pat <Q>")
+    page.get_by_label("Pause for now").check()
+    page.get_by_role("button", name="Save my settings").click()
+    expect(page.get_by_role("heading", name="Saved")).to_be_visible()
+    expect(page.get_by_role("status")).to_contain_text("Tech, Science, Food")
+    screenshots(page, "preferences-saved")
+
+    pat = server.subscriber("pat@example.com")
+    assert (pat["sections"], pat["name"], pat["status"]) == (["tech", "science", "food"], "Pat <Q>", "paused")
+
+    # Focus is visible when tabbing (an outline, not just the browser's default).
+    page.keyboard.press("Tab")
+    assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") != "none"
+
+    response = page.goto(link[:-4])  # truncated in the mail client
+    assert response.status == 404
+    expect(page.get_by_role("heading", name="This link does not work")).to_be_visible()
+    assert server.subscriber("pat@example.com")["status"] == "paused"
+
+
+def test_unsubscribe_page_and_one_click(server, page):
+    server.cli("subscribers", "add", "una@example.com", "--sections", "sports")
+    eml = server.dry_run_email("una@example.com")
+    raw_headers = eml.read_bytes().split(b"\r\n\r\n", 1)[0].decode()
+    assert "List-Unsubscribe-Post: List-Unsubscribe=One-Click" in raw_headers
+    header = message_from_bytes(eml.read_bytes(), policy=policy.default)["List-Unsubscribe"]
+    url = header.strip("<>")
+    assert url == link_in(html_part(eml), "unsubscribe")  # the visible link leads there too
+
+    page.goto(url)
+    expect(page.get_by_role("button", name="Unsubscribe")).to_be_visible()
+    expect(page.get_by_role("link", name="change your settings")).to_be_visible()
+    screenshots(page, "unsubscribe")
+    page.get_by_role("button", name="Unsubscribe").click()
+    expect(page.get_by_role("heading", name="You are unsubscribed")).to_be_visible()
+    screenshots(page, "unsubscribed")
+    assert server.subscriber("una@example.com")["status"] == "unsubscribed"
+
+    page.get_by_role("button", name="Resubscribe").click()
+    expect(page.get_by_role("heading", name="Saved")).to_be_visible()
+    una = server.subscriber("una@example.com")
+    assert (una["status"], una["sections"]) == ("active", ["sports"])
+
+    # What Gmail's servers do (RFC 8058): a bare POST, no cookies, no form token. Twice is fine.
+    for _ in range(2):
+        request = urllib.request.Request(url, data=b"List-Unsubscribe=One-Click", method="POST",
+                                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            assert answer.status == 200
+    una = server.subscriber("una@example.com")
+    assert (una["status"], una["reason"]) == ("unsubscribed", "one-click unsubscribe")
+
+
+def test_signup_with_double_opt_in(server, page):
+    page.goto(f"{server.base}/subscribe")
+    screenshots(page, "subscribe")
+    page.get_by_label("Email address").fill("not an address")
+    page.get_by_role("button", name="Sign up").click()
+    expect(page.locator("#email-error")).to_contain_text("like name@example.com")
+    expect(page.get_by_label("Email address")).to_have_attribute("aria-invalid", "true")
+    screenshots(page, "subscribe-error")
+
+    page.get_by_label("Email address").fill("Sia@Example.com")
+    page.get_by_label("Your name").fill("Sia")
+    page.get_by_label("Travel").check()
+    page.get_by_label("Gaming").check()
+    page.get_by_role("button", name="Sign up").click()
+    expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
+    screenshots(page, "check-inbox")
+    assert server.subscriber("Sia@example.com")["status"] == "pending"
+
+    [eml] = sorted((server.folder / "outbox" / "signups").glob("*sia@example.com.eml"))
+    page.goto(link_in(html_part(eml), "confirm"))
+    expect(page.get_by_role("heading", name="You are subscribed")).to_be_visible()
+    sia = server.subscriber("Sia@example.com")
+    assert (sia["status"], sia["sections"], sia["name"]) == ("active", ["travel", "gaming"], "Sia")
+
+    page.get_by_role("link", name="Choose your sections").click()
+    expect(page.get_by_label("Travel")).to_be_checked()

@@ -1,0 +1,332 @@
+"""The preference centre, unsubscribe and sign-up pages, through Starlette's TestClient."""
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from itsdangerous import URLSafeSerializer
+
+from digest.config import SECTIONS, ConfigError, Settings
+from subscribers import store
+from subscribers.web import create_app, redact, run_server
+from tests.fake_sendgrid import FakeSendGrid
+from tests.web_helpers import (  # noqa: F401  (site is a fixture)
+    checked_sections, digest_command, hidden, html_part, link_in, make_site, site,
+)
+
+EVIL = {"Origin": "https://evil.example"}
+
+
+def save(site, sub, **fields):
+    data = {"csrf": site.csrf(sub), "form": "preferences", "name": sub.name, "status": sub.status, **fields}
+    return site.client.post(site.prefs(sub), data=data)
+
+
+# -- routing and startup ---------------------------------------------------------------------
+
+def test_routes_live_under_the_base_url_path(site):
+    sub = site.add("jo@example.com")
+    assert site.client.get(site.prefs(sub)).status_code == 200
+    assert site.client.get(site.prefs(sub).removeprefix("/digest")).status_code == 404
+    home = site.client.get("/digest")
+    assert home.status_code == 303 and home.headers["location"] == "/digest/subscribe"
+    assert site.client.get("/digest/static/style.css").headers["content-type"].startswith("text/css")
+
+
+def test_routes_at_the_root_when_the_base_url_has_no_path(tmp_path):
+    site = make_site(tmp_path, base_url="http://testserver")
+    sub = site.add("jo@example.com")
+    assert site.client.get(f"/preferences/{site.token(sub)}").status_code == 200
+    assert site.client.get("/").headers["location"] == "/subscribe"
+
+
+def test_no_secret_key_refuses_to_start(tmp_path):
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'd.db'}")
+    with pytest.raises(ConfigError, match="DIGEST_SECRET_KEY"):
+        create_app(settings)
+    with pytest.raises(ConfigError):
+        run_server(settings, "127.0.0.1", 0)  # raises before listening
+
+
+def test_serve_without_secret_key_exits_2(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DIGEST_", "SENDGRID_"))}
+    env["DIGEST_DATABASE_URL"] = f"sqlite:///{tmp_path / 'd.db'}"
+    done = subprocess.run([digest_command(), "serve", "--port", "0"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "DIGEST_SECRET_KEY" in done.stderr
+
+
+def test_malformed_webhook_key_is_a_startup_error(tmp_path):
+    with pytest.raises(ConfigError, match="SENDGRID_WEBHOOK_PUBLIC_KEY"):
+        make_site(tmp_path, sendgrid_webhook_public_key="not-a-key")
+
+
+def test_sendgrid_signups_need_an_api_key(tmp_path):
+    with pytest.raises(ConfigError, match="SENDGRID_API_KEY"):
+        make_site(tmp_path, signup_delivery="sendgrid")
+
+
+def test_pages_send_protective_headers(site):
+    sub = site.add("jo@example.com")
+    headers = site.client.get(site.prefs(sub)).headers
+    assert "form-action 'self'" in headers["content-security-policy"]
+    assert headers["referrer-policy"] == "same-origin"
+    assert headers["cache-control"] == "no-store"
+    assert "set-cookie" not in headers
+
+
+# -- the preference centre ---------------------------------------------------------------------
+
+def test_preferences_page_has_13_section_checkboxes_with_current_ones_checked(site):
+    sub = site.add("jo@example.com", "Jo", ("tech", "world"))
+    page = site.client.get(site.prefs(sub)).text
+    assert re.findall(r'type="checkbox" id="section-\w+" name="sections" value="(\w+)"', page) == list(SECTIONS)
+    assert checked_sections(page) == ["world", "tech"]
+    assert 'for="section-world">World</label>' in page
+    assert 'name="name" value="Jo"' in page
+    assert "<legend>Sections</legend>" in page and "<legend>Delivery</legend>" in page
+    assert "jo@example.com" not in page  # the address is only hinted at: j•••@example.com
+
+
+def test_no_selection_says_plainly_that_the_defaults_apply(tmp_path):
+    site = make_site(tmp_path, default_sections=("world", "tech"))
+    page = site.client.get(site.prefs(site.add("jo@example.com"))).text
+    assert checked_sections(page) == []
+    assert "No selection = the default sections: World, Tech." in page
+    assert "you get the default sections: World, Tech" in page
+
+
+def test_saving_changes_sections_name_and_shows_what_was_saved(site):
+    sub = site.add("jo@example.com", "Jo", ("tech",))
+    r = save(site, sub, sections=["science", "world"], name="Jo Smith")
+    assert r.status_code == 200
+    assert "Saved" in r.text and "World, Science" in r.text and "Jo Smith" in r.text
+    after = site.get("jo@example.com")
+    assert after.sections == ("world", "science") and after.name == "Jo Smith" and after.status == "active"
+    assert checked_sections(r.text) == ["world", "science"]
+
+
+def test_saving_no_sections_means_the_defaults(site):
+    sub = site.add("jo@example.com", "Jo", ("tech",))
+    r = save(site, sub)
+    assert site.get("jo@example.com").sections == ()
+    assert "the default sections (every section)" in r.text
+
+
+def test_pause_and_resume(site):
+    sub = site.add("jo@example.com")
+    save(site, sub, status="paused")
+    assert site.get("jo@example.com").status == "paused"
+    assert "Paused: no digest until you resume" in site.client.get(site.prefs(sub)).text
+    save(site, sub, status="active")
+    assert site.get("jo@example.com").status == "active"
+
+
+def test_bad_input_changes_nothing(site):
+    sub = site.add("jo@example.com", "Jo", ("tech",))
+    r = save(site, sub, sections=["tech", "astrology"])
+    assert r.status_code == 400 and "Choose from the sections listed" in r.text and "Nothing was saved" in r.text
+    r = save(site, sub, name="x" * 201)
+    assert r.status_code == 400 and 'aria-invalid="true" aria-describedby="name-error"' in r.text
+    r = save(site, sub, status="bounced")
+    assert r.status_code == 400
+    assert site.get("jo@example.com") == sub
+
+
+def test_names_are_escaped(site):
+    sub = site.add("riley@example.org", "Riley <script>alert(1)</script>")
+    page = site.client.get(site.prefs(sub)).text
+    assert "<script>" not in page and "Riley &lt;script&gt;alert(1)&lt;/script&gt;" in page
+    r = save(site, sub, name='"><img src=x onerror=alert(1)>')
+    assert "<img" not in r.text
+
+
+# -- cross-site posts -----------------------------------------------------------------------------
+
+def test_posts_without_the_form_token_are_refused(site):
+    sub = site.add("jo@example.com", "Jo", ("tech",))
+    for data in ({"form": "preferences", "sections": ["world"]},
+                 {"form": "preferences", "sections": ["world"], "csrf": "0" * 64},
+                 {"status": "paused", "csrf": site.csrf(site.add("other@example.com"))}):
+        r = site.client.post(site.prefs(sub), data=data)
+        assert r.status_code == 403 and "nothing was changed" in r.text
+    assert site.client.post(site.unsub(sub), data={}).status_code == 403
+    assert site.get("jo@example.com") == sub
+
+
+def test_posts_from_another_origin_are_refused_even_with_the_token(site):
+    sub = site.add("jo@example.com", "Jo", ("tech",))
+    data = {"csrf": site.csrf(sub), "form": "preferences", "sections": ["world"], "status": "active"}
+    assert site.client.post(site.prefs(sub), data=data, headers=EVIL).status_code == 403
+    assert site.client.post(site.prefs(sub), data=data, headers={"Origin": "null"}).status_code == 403
+    assert site.get("jo@example.com") == sub
+    assert site.client.post(site.prefs(sub), data=data, headers={"Origin": "http://testserver"}).status_code == 200
+
+
+# -- bad links ----------------------------------------------------------------------------------------
+
+def test_bad_tokens_get_one_friendly_page_that_reveals_nothing(site):
+    sub = site.add("jo@example.com")
+    token = site.token(sub)
+    foreign = URLSafeSerializer("another-key", salt="news-digest.manage").dumps(sub.id)
+    gone = site.add("gone@example.com")
+    gone_url = site.prefs(gone)
+    store.remove(site.engine, "gone@example.com")
+    bodies = set()
+    for url in (f"/digest/preferences/{token[:-3]}", f"/digest/preferences/{token}x",
+                f"/digest/preferences/{foreign}", "/digest/preferences/%3Cscript%3E",
+                f"/digest/unsubscribe/{token[:8]}", gone_url, "/digest/no-such-page"):
+        r = site.client.get(url)
+        assert r.status_code == 404, url
+        assert "This link does not work" in r.text and "Traceback" not in r.text
+        assert "jo@example.com" not in r.text and "gone@" not in r.text
+        bodies.add(r.text)
+    assert len(bodies) == 1
+    assert site.client.post(gone_url.replace("preferences", "unsubscribe"),
+                            data={"List-Unsubscribe": "One-Click"}).status_code == 404
+
+
+def test_a_crash_is_a_friendly_500_page(tmp_path, monkeypatch):
+    site = make_site(tmp_path, raise_server_exceptions=False)
+    sub = site.add("jo@example.com")
+    monkeypatch.setattr(store, "get", lambda *a, **k: 1 / 0)
+    r = site.client.get(site.prefs(sub))
+    assert r.status_code == 500
+    assert "Something went wrong on our side" in r.text and "ZeroDivision" not in r.text
+
+
+def test_tokens_are_kept_out_of_the_access_log():
+    assert redact("GET /digest/preferences/MQ.abc_DEF HTTP/1.1") == "GET /digest/preferences/… HTTP/1.1"
+    assert redact("/unsubscribe/MQ.x?y=1") == "/unsubscribe/…?y=1"
+
+
+# -- unsubscribe --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("as_multipart", [False, True])
+def test_one_click_unsubscribe_is_immediate_and_idempotent(site, as_multipart):
+    sub = site.add("jo@example.com")
+    for _ in range(2):
+        if as_multipart:  # RFC 8058 allows either encoding
+            r = site.client.post(site.unsub(sub), files={"List-Unsubscribe": (None, "One-Click")})
+        else:
+            r = site.client.post(site.unsub(sub), content=b"List-Unsubscribe=One-Click",
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert r.status_code == 200
+        assert "set-cookie" not in r.headers
+    after = site.get("jo@example.com")
+    assert (after.status, after.status_reason) == ("unsubscribed", "one-click unsubscribe")
+
+
+def test_unsubscribe_page_confirms_with_a_button_then_offers_a_way_back(site):
+    sub = site.add("jo@example.com", sections=("tech",))
+    page = site.client.get(site.unsub(sub)).text
+    assert site.get("jo@example.com").status == "active"  # looking changes nothing
+    assert f'action="{site.unsub(sub)}"' in page and ">Unsubscribe</button>" in page
+    assert f'href="{site.prefs(sub)}"' in page  # change sections or pause instead
+    r = site.client.post(site.unsub(sub), data={"csrf": hidden(page, "csrf")})
+    assert r.status_code == 200 and "You are unsubscribed" in r.text
+    assert site.get("jo@example.com").status_reason == "unsubscribe page"
+    # The way back: one button that resubscribes with the sections kept.
+    r = site.client.post(site.prefs(sub), data={"csrf": hidden(r.text, "csrf"), "status": "active"})
+    after = site.get("jo@example.com")
+    assert r.status_code == 200 and (after.status, after.sections) == ("active", ("tech",))
+
+
+def test_unsubscribing_keeps_a_bounce_on_record(site):
+    sub = site.add("jo@example.com", status="bounced")
+    site.client.post(site.unsub(sub), data={"List-Unsubscribe": "One-Click"})
+    assert site.get("jo@example.com").status == "bounced"
+
+
+@pytest.mark.parametrize("status", ["unsubscribed", "bounced", "complained"])
+def test_leaving_a_suppression_takes_an_explicit_choice(site, status):
+    sub = site.add("jo@example.com", status=status)
+    store.set_status(site.engine, sub.id, status, "bounce: 550 5.1.1 user unknown" if status == "bounced" else None)
+    page = site.client.get(site.prefs(sub)).text
+    assert 'value="keep" checked' in page and "Resubscribe" in page
+    if status == "bounced":
+        assert "Emails to this address bounced (bounce: 550 5.1.1 user unknown)" in page
+    save(site, sub, status="keep", sections=["food"])
+    after = site.get("jo@example.com")
+    assert (after.status, after.sections) == (status, ("food",))
+    save(site, sub, status="active", sections=["food"])
+    assert site.get("jo@example.com").status == "active"
+
+
+# -- sign-up (double opt-in) ------------------------------------------------------------------------------
+
+def signup(site, **fields):
+    form = site.client.get("/digest/subscribe").text
+    return site.client.post("/digest/subscribe", data={"csrf": hidden(form, "csrf"), **fields})
+
+
+def signup_emails(site):
+    return sorted((Path(site.settings.outbox) / "signups").glob("*.eml"))
+
+
+def test_subscribe_form(site):
+    page = site.client.get("/digest/subscribe").text
+    assert '<label for="email">Email address</label>' in page
+    assert len(re.findall(r'name="sections"', page)) == 13 and checked_sections(page) == []
+
+
+def test_signup_is_pending_until_the_emailed_link_is_opened(site):
+    r = signup(site, email="New@Example.com", name="Nia", sections=["tech", "food"])
+    assert r.status_code == 200 and "Check your inbox" in r.text
+    sub = site.get("new@example.com")
+    assert (sub.status, sub.name, sub.sections) == ("pending", "Nia", ("tech", "food"))
+    [eml] = signup_emails(site)
+    link = link_in(html_part(eml), "confirm")
+    assert link.startswith(f"{site.settings.base_url}/confirm/")
+    r = site.client.get(link.removeprefix("http://testserver"))
+    assert r.status_code == 200 and "You are subscribed" in r.text
+    assert site.get("new@example.com").status == "active"
+    assert 'href="/digest/preferences/' in r.text
+
+
+def test_the_answer_is_the_same_whatever_the_address_state(site):
+    answers = []
+    for _ in range(2):  # new, then pending
+        answers.append(signup(site, email="ann@example.com").text)
+    store.set_status(site.engine, site.get("ann@example.com").id, "active")
+    answers.append(signup(site, email="ann@example.com", name="Changed", sections=["food"]).text)
+    assert len(set(answers)) == 1
+    after = site.get("ann@example.com")
+    assert (after.name, after.sections) == ("", ())  # the unauthenticated form changed nothing
+    emails = [html_part(p) for p in signup_emails(site)]
+    assert "/confirm/" in emails[0] and "/confirm/" in emails[1]
+    assert "You already get it" in emails[2] and "/preferences/" in emails[2]
+
+
+def test_signup_with_a_bad_address_shows_the_form_again(site):
+    r = signup(site, email="not-an-address", name="Nia", sections=["tech"])
+    assert r.status_code == 400
+    assert 'aria-invalid="true" aria-describedby="email-error"' in r.text
+    assert "like name@example.com" in r.text and 'value="Nia"' in r.text and checked_sections(r.text) == ["tech"]
+    assert store.list_all(site.engine) == [] and signup_emails(site) == []
+
+
+def test_signup_needs_the_form_token_and_our_origin(site):
+    assert site.client.post("/digest/subscribe", data={"email": "a@example.com"}).status_code == 403
+    form = site.client.get("/digest/subscribe").text
+    r = site.client.post("/digest/subscribe", data={"csrf": hidden(form, "csrf"), "email": "a@example.com"},
+                         headers=EVIL)
+    assert r.status_code == 403 and store.list_all(site.engine) == []
+
+
+def test_bad_confirmation_links_are_friendly(site):
+    r = site.client.get("/digest/confirm/nonsense")
+    assert r.status_code == 404 and "This confirmation link does not work" in r.text
+    manage = site.token(site.add("jo@example.com", status="pending"))
+    assert site.client.get(f"/digest/confirm/{manage}").status_code == 404  # a manage token is not a confirm token
+
+
+def test_signup_through_sendgrid(tmp_path):
+    with FakeSendGrid() as sg:
+        site = make_site(tmp_path, signup_delivery="sendgrid", sendgrid_api_key=sg.api_key, sendgrid_host=sg.url)
+        signup(site, email="nia@example.com")
+        [delivery] = sg.deliveries_to("nia@example.com")
+    assert "/digest/confirm/" in delivery["text"]
+    assert delivery["custom_args"]["subscriber_id"] == str(site.get("nia@example.com").id)

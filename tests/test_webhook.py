@@ -1,0 +1,200 @@
+"""POST /webhooks/sendgrid: real ECDSA P-256 signatures, suppressions, dedupe, reconciliation."""
+
+import time
+from datetime import date
+
+import pytest
+from sqlalchemy import func, select
+
+from digest.deliver import ledger
+from digest.edition import freeze
+from digest.select import Edition
+from digest.sending import active_people
+from digest.store import webhook_events
+from subscribers import store
+from subscribers.webhook import Verifier, load_public_key, suppression
+from tests.web_helpers import WebhookKey, event_body, make_site
+
+URL = "/digest/webhooks/sendgrid"
+BOUNCE = {"event": "bounce", "type": "bounce", "status": "5.1.1", "reason": "550 5.1.1 user unknown"}
+
+
+@pytest.fixture(scope="module")
+def key():
+    return WebhookKey()
+
+
+@pytest.fixture
+def site(tmp_path, key):
+    return make_site(tmp_path, sendgrid_webhook_public_key=key.public_b64)
+
+
+_ids = iter(range(10**6))
+
+
+def event(sub, **fields) -> dict:
+    return {"email": sub.email, "timestamp": int(time.time()), "sg_event_id": f"ev-{next(_ids)}",
+            "sg_message_id": "abc123.filter0001.1.2", "subscriber_id": str(sub.id), **fields}
+
+
+def post(site, key, *events, timestamp=None):
+    body = event_body(*events)
+    return site.client.post(URL, content=body, headers=key.headers(body, timestamp))
+
+
+def seen(site) -> int:
+    with site.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(webhook_events)).scalar_one()
+
+
+# -- the signature --------------------------------------------------------------------------
+
+def test_a_signed_hard_bounce_suppresses_the_address(site, key):
+    sub = site.add("jo@example.com")
+    r = post(site, key, event(sub, **BOUNCE))
+    assert r.status_code == 200
+    assert r.json() == {"received": 1, "suppressed": 1, "reconciled": 0, "duplicates": 0, "ignored": 0}
+    after = site.get("jo@example.com")
+    assert (after.status, after.status_reason) == ("bounced", "bounce: 550 5.1.1 user unknown")
+    assert after.to_dict()["reason"] == "bounce: 550 5.1.1 user unknown"  # what `subscribers list` shows
+    assert sub.id not in [p.subscriber_id for p in active_people(site.engine, site.settings)]  # next digest skips
+
+
+def refused(site, sub, body, headers, status=403):
+    r = site.client.post(URL, content=body, headers=headers)
+    assert r.status_code == status
+    assert site.get(sub.email).status == "active" and seen(site) == 0
+
+
+def test_forged_missing_garbled_or_stale_signatures_are_refused(site, key):
+    sub = site.add("jo@example.com")
+    body = event_body(event(sub, **BOUNCE))
+    good = key.headers(body)
+    sig, ts = "X-Twilio-Email-Event-Webhook-Signature", "X-Twilio-Email-Event-Webhook-Timestamp"
+    refused(site, sub, body, {})                                                   # unsigned
+    refused(site, sub, body, {sig: good[sig]})                                     # no timestamp
+    refused(site, sub, body, {ts: good[ts]})                                       # no signature
+    refused(site, sub, body, WebhookKey().headers(body))                           # another key
+    refused(site, sub, body.replace(b"bounce", b"spamreport", 1), good)            # body changed
+    refused(site, sub, body, {**good, ts: str(int(good[ts]) + 1)})                 # timestamp changed
+    refused(site, sub, body, {**good, sig: "!!!not base64!!!"})                    # the helper would raise
+    refused(site, sub, body, {**good, sig: "QUJD"})                                # base64, not a signature
+    refused(site, sub, body, {**good, ts: "yesterday"})
+    refused(site, sub, body, key.headers(body, timestamp=int(time.time()) - 11 * 60))  # stale
+    refused(site, sub, body, key.headers(body, timestamp=int(time.time()) + 11 * 60))  # from the future
+    refused(site, sub, b"\xff\xfe" + body, key.headers(b"\xff\xfe" + body))        # not UTF-8
+
+
+def test_without_a_configured_key_every_request_is_refused(tmp_path, key):
+    site = make_site(tmp_path)
+    sub = site.add("jo@example.com")
+    body = event_body(event(sub, **BOUNCE))
+    refused(site, sub, body, key.headers(body), status=503)
+    assert any("refuses every request" in line for line in site.client.app.state.site.startup_notes())
+
+
+def test_a_signed_but_malformed_body_is_a_400(site, key):
+    sub = site.add("jo@example.com")
+    for body in (b"{not json", b'{"event": "bounce"}', b'["bounce"]'):
+        refused(site, sub, body, key.headers(body), status=400)
+
+
+def test_the_key_may_be_pasted_with_pem_lines(key):
+    pem = "-----BEGIN PUBLIC KEY-----\n" + key.public_b64 + "\n-----END PUBLIC KEY-----\n"
+    assert load_public_key(pem).curve.name == "secp256r1"
+
+
+def test_the_verifier_alone():
+    k = WebhookKey()
+    body = b'[{"event":"open"}]'
+    v = Verifier(k.public_b64, clock=lambda: 1_000_000)
+    assert v.verify(body, k.headers(body, 1_000_000)["X-Twilio-Email-Event-Webhook-Signature"], "1000000")
+    assert not v.verify(body, k.headers(body, 1_000_601)["X-Twilio-Email-Event-Webhook-Signature"], "1000601")
+    assert not Verifier("").verify(body, "sig", "1000000")
+
+
+# -- what each event does ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fields, status, reason", [
+    (BOUNCE, "bounced", "bounce: 550 5.1.1 user unknown"),
+    ({"event": "bounce", "reason": "550 no such user"}, "bounced", "bounce: 550 no such user"),
+    ({"event": "bounce", "type": "blocked", "reason": "421 try later"}, "active", None),
+    ({**BOUNCE, "bounce_classification": "Reputation"}, "active", None),
+    ({**BOUNCE, "bounce_classification": "Invalid Address"}, "bounced", "bounce: 550 5.1.1 user unknown"),
+    ({"event": "spamreport"}, "complained", "spam report"),
+    ({"event": "unsubscribe"}, "unsubscribed", "unsubscribed through SendGrid"),
+    ({"event": "group_unsubscribe", "asm_group_id": 42}, "unsubscribed", "group unsubscribe (ASM group 42)"),
+    ({"event": "dropped", "reason": "Bounced Address"}, "bounced", "dropped: Bounced Address"),
+    ({"event": "dropped", "reason": "Spam Reporting Address"}, "complained", "dropped: Spam Reporting Address"),
+    ({"event": "dropped", "reason": "Unsubscribed Address"}, "unsubscribed", "dropped: Unsubscribed Address"),
+    ({"event": "dropped", "reason": "Invalid SMTPAPI header"}, "active", None),
+    ({"event": "deferred", "response": "451 busy"}, "active", None),
+    ({"event": "open"}, "active", None),
+    ({"event": "some_future_event"}, "active", None),
+])
+def test_each_event_type(site, key, fields, status, reason):
+    sub = site.add("jo@example.com")
+    assert post(site, key, event(sub, **fields)).status_code == 200
+    after = site.get("jo@example.com")
+    assert (after.status, after.status_reason or None) == (status, reason)
+    assert seen(site) == 1  # ignored events are remembered too
+
+
+def test_events_are_applied_once(site, key):
+    sub = site.add("jo@example.com")
+    bounce = event(sub, **BOUNCE)
+    assert post(site, key, bounce, bounce).json()["duplicates"] == 1
+    store.update(site.engine, "jo@example.com", status="active")  # they fixed their mailbox and came back
+    r = post(site, key, bounce)  # SendGrid redelivers the old event
+    assert r.json()["duplicates"] == 1 and site.get("jo@example.com").status == "active"
+
+
+def test_a_weaker_event_never_overwrites_a_stronger_one(site, key):
+    sub = site.add("jo@example.com")
+    post(site, key, event(sub, event="spamreport"), event(sub, event="unsubscribe"), event(sub, **BOUNCE))
+    assert site.get("jo@example.com").status == "complained"
+
+
+def test_the_subscriber_is_found_by_id_else_by_address(site, key):
+    jo, ann = site.add("jo@example.com"), site.add("Ann@Example.com")
+    post(site, key, event(jo, event="spamreport", email="JO@example.com"))  # id, address in another case
+    no_id = event(ann, event="unsubscribe")
+    del no_id["subscriber_id"]
+    post(site, key, no_id)
+    stale_id = event(ann, event="spamreport", subscriber_id="999")  # an id that names nobody
+    post(site, key, stale_id)
+    assert site.get("jo@example.com").status == "complained"
+    assert site.get("ann@example.com").status == "complained"
+    r = post(site, key, {"event": "bounce", "email": "stranger@example.com", "sg_event_id": "x1"})
+    assert r.json()["ignored"] == 1
+
+
+def test_nested_custom_args_are_understood(site, key):
+    sub = site.add("jo@example.com")
+    e = event(sub, event="spamreport", email="")
+    e["custom_args"] = {"subscriber_id": e.pop("subscriber_id")}
+    post(site, key, e)
+    assert site.get("jo@example.com").status == "complained"
+
+
+# -- reconciling ambiguous sends --------------------------------------------------------------------------
+
+def test_processed_turns_an_unknown_ledger_row_into_sent(site, key):
+    jo, ann = site.add("jo@example.com"), site.add("ann@example.com")
+    day = "2026-11-25"
+    freeze(site.engine, Edition(date(2026, 11, 25), ()), [(jo.id, jo.email, "", ()), (ann.id, ann.email, "", ())])
+    rows = {r.subscriber_id: r.id for r in ledger.rows(site.engine, day)}
+    ledger.claim(site.engine, list(rows.values()), ledger.new_claim())  # the run died mid-request
+    r = post(site, key, event(jo, event="processed", edition=day),
+             event(ann, event="delivered", edition="2026-11-24"),  # another edition: not this row
+             event(ann, event="processed"))                         # no edition: nothing to reconcile
+    assert r.json()["reconciled"] == 1
+    by_id = {row.subscriber_id: row for row in ledger.rows(site.engine, day)}
+    assert (by_id[jo.id].status, by_id[jo.id].message_id) == ("sent", "abc123")
+    assert by_id[ann.id].status == "unknown"
+    assert ledger.counts(site.engine, day) == {"pending": 0, "sent": 1, "failed": 0, "unknown": 1}
+
+
+def test_suppression_is_a_pure_function():
+    assert suppression({"event": "bounce"}) == ("bounced", "bounce")
+    assert suppression({"event": "delivered"}) is None

@@ -1,0 +1,135 @@
+"""Shared pieces for the web, webhook and browser tests (imported explicitly, not a conftest)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass, replace
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from starlette.testclient import TestClient
+
+from digest.config import Settings
+from digest.store import open_store
+from subscribers import store
+from subscribers.tokens import Signer
+from subscribers.web import create_app
+
+SECRET = "test-secret-key-not-for-production"
+BASE = "http://testserver/digest"  # TestClient's host, with a path: routes live under /digest
+
+
+@dataclass
+class Site:
+    """The app over a real SQLite file, with shortcuts to the store and to signed links."""
+    settings: Settings
+    engine: object
+    client: TestClient
+
+    @property
+    def signer(self) -> Signer:
+        return Signer(self.settings.secret_key)
+
+    def add(self, email: str, name: str = "", sections=(), status: str = "active") -> store.Subscriber:
+        return store.add(self.engine, email, name, sections, status=status)
+
+    def get(self, email: str) -> store.Subscriber | None:
+        return store.get(self.engine, email=email)
+
+    def token(self, subscriber) -> str:
+        return self.signer.manage_token(subscriber.id)
+
+    def prefs(self, subscriber) -> str:
+        return f"/digest/preferences/{self.token(subscriber)}"
+
+    def unsub(self, subscriber) -> str:
+        return f"/digest/unsubscribe/{self.token(subscriber)}"
+
+    def csrf(self, subscriber) -> str:
+        """The hidden form value, read from the page as a browser would."""
+        return hidden(self.client.get(self.prefs(subscriber)).text, "csrf")
+
+
+def make_site(tmp_path: Path, raise_server_exceptions: bool = True, **overrides) -> Site:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'digest.db'}", secret_key=SECRET, base_url=BASE,
+                        outbox=str(tmp_path / "outbox"))
+    settings = replace(settings, **overrides)
+    engine = open_store(settings.database_url)
+    client = TestClient(create_app(settings, engine), raise_server_exceptions=raise_server_exceptions,
+                        follow_redirects=False)
+    return Site(settings, engine, client)
+
+
+@pytest.fixture
+def site(tmp_path) -> Site:
+    return make_site(tmp_path)
+
+
+def hidden(html: str, name: str) -> str:
+    found = re.search(rf'name="{name}" value="([^"]*)"', html)
+    assert found, f"no hidden field {name!r} in the page"
+    return found.group(1)
+
+
+def checked_sections(html: str) -> list[str]:
+    return re.findall(r'name="sections" value="([a-z]+)" checked', html)
+
+
+def digest_command() -> str:
+    """The installed `digest` command of the venv running the tests."""
+    beside = Path(sys.executable).parent / "digest"
+    found = str(beside) if beside.exists() else shutil.which("digest")
+    assert found, "the `digest` command is not installed"
+    return found
+
+
+# -- email files --------------------------------------------------------------------------
+
+def read_eml(path: Path):
+    return message_from_bytes(Path(path).read_bytes(), policy=policy.default)
+
+
+def html_part(path: Path) -> str:
+    return read_eml(path).get_body(preferencelist=("html",)).get_content()
+
+
+def link_in(html: str, kind: str) -> str:
+    """The first absolute link to /<kind>/<token> in an email's HTML."""
+    found = re.search(rf'href="(https?://[^"]*/{kind}/[^"]+)"', html)
+    assert found, f"no /{kind}/ link in the email"
+    return found.group(1).replace("&amp;", "&")
+
+
+# -- SendGrid's signed event webhook ---------------------------------------------------------
+
+class WebhookKey:
+    """A P-256 key pair standing in for SendGrid's: it signs as SendGrid does."""
+
+    def __init__(self):
+        self.private = ec.generate_private_key(ec.SECP256R1())
+
+    @property
+    def public_b64(self) -> str:
+        """The public key as SendGrid shows it: base64 DER, no PEM lines."""
+        der = self.private.public_key().public_bytes(serialization.Encoding.DER,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo)
+        return base64.b64encode(der).decode()
+
+    def headers(self, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+        ts = str(int(time.time()) if timestamp is None else timestamp)
+        signature = self.private.sign(ts.encode() + body, ec.ECDSA(hashes.SHA256()))
+        return {"X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
+                "X-Twilio-Email-Event-Webhook-Timestamp": ts,
+                "Content-Type": "application/json"}
+
+
+def event_body(*events: dict) -> bytes:
+    return json.dumps(list(events)).encode()
