@@ -139,6 +139,7 @@ def rehearse(engine: Engine, settings: Settings, day: date, transport: Transport
             if progress:
                 progress(len(batch.recipients))
     except FatalTransportError as e:
+        _tally(summary, list(getattr(e, "done", [])))
         summary.fatal = str(e)
     summary.renders = planner.renderer.renders
     return summary
@@ -193,7 +194,14 @@ def send(engine: Engine, settings: Settings, day: date, transport: Transport, si
             try:
                 outcomes = transport.deliver(batch)
             except FatalTransportError as e:
-                ledger.release(engine, taken, claim_id)  # refused outright: nothing left
+                # Requests of this batch that finished before the refusal (a 413 half) are
+                # recorded; the rest certainly never left, so they go back to pending.
+                done = list(getattr(e, "done", []))
+                if done:
+                    ledger.record(engine, done)
+                    _tally(summary, done)
+                    summary.requests += 1
+                ledger.release(engine, taken, claim_id)
                 summary.fatal = str(e)
                 break
             ledger.record(engine, outcomes)

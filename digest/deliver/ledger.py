@@ -17,7 +17,9 @@ from sqlalchemy.engine import Engine
 from digest.store import ledger, utcnow
 
 STATUSES = ("pending", "sent", "failed", "unknown")
-IN_FLIGHT = "the run stopped while this recipient's request was in flight; it may have been sent"
+# Also what a concurrent run sees for rows another run is sending right now, hence the wording.
+IN_FLIGHT = ("a run took this recipient and recorded no outcome (still sending, or stopped mid-request); "
+             "it may have been sent")
 
 
 @dataclass(frozen=True)

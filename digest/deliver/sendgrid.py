@@ -8,7 +8,7 @@ Outcomes, by what SendGrid answered:
     202                       sent (with X-Message-Id)
     429                       wait for X-RateLimit-Reset, retry
     500/502/503/504, refused  retry with capped exponential backoff and jitter
-    413                       split the batch in halves and send each
+    413 (or over 30 MB)       split the batch in halves and send each (size checked before sending)
     400 and other 4xx         failed, with SendGrid's own message
     401/403                   FatalTransportError: the whole run stops
     timeout / dropped after the request left   unknown: maybe accepted, never resent here
@@ -33,6 +33,7 @@ from digest.render import Rendered
 
 MAX_WAIT = 60.0          # never sleep longer than this for one retry
 LIMIT_BYTES = 10_000     # substitutions, and custom_args, per personalization
+MAX_REQUEST_BYTES = 30 * 1024 * 1024  # SendGrid's limit for one mail/send body
 RETRYABLE = {500, 502, 503, 504}
 
 
@@ -116,12 +117,21 @@ class SendGridTransport:
             else:
                 sendable.append(r)
         if sendable:
-            outcomes += self._send(batch.rendered, sendable)
+            try:
+                outcomes += self._send(batch.rendered, sendable)
+            except FatalTransportError as e:
+                _carry(e, outcomes)
+                raise
         return outcomes
 
     def _send(self, rendered: Rendered, recipients: list[Recipient]) -> list[Outcome]:
         body = self.body(rendered, recipients)
         n = len(recipients)
+        # The client sends json.dumps(body) (ASCII): split before SendGrid has to say 413.
+        if len(json.dumps(body)) > MAX_REQUEST_BYTES:
+            if n > 1:
+                return self._split(rendered, recipients, "the request would exceed SendGrid's 30 MB limit")
+            return [Outcome(recipients[0], "failed", reason="the message exceeds SendGrid's 30 MB request limit")]
         last = ""
         for attempt in range(1, self.max_attempts + 1):
             try:
@@ -131,11 +141,9 @@ class SendGridTransport:
                 if code in (401, 403):
                     raise FatalTransportError(
                         f"SendGrid refused the API key (HTTP {code}: {message}); check SENDGRID_API_KEY "
-                        "and that the key may send mail. Nobody was marked sent.") from None
+                        "and that the key may send mail. The run stopped; recipients not yet sent stay pending.") from None
                 if code == 413 and n > 1:
-                    self.log(f"SendGrid says the request is too large; splitting {n} recipients in two")
-                    half = n // 2
-                    return self._send(rendered, recipients[:half]) + self._send(rendered, recipients[half:])
+                    return self._split(rendered, recipients, "SendGrid says the request is too large")
                 if code == 429:
                     last = f"HTTP 429 rate limited: {message}"
                     self._wait(attempt, last, reset=_header(e, "X-RateLimit-Reset"))
@@ -164,6 +172,16 @@ class SendGridTransport:
         return [Outcome(r, "failed", reason=f"gave up after {self.max_attempts} attempts; last: {last}")
                 for r in recipients]
 
+    def _split(self, rendered: Rendered, recipients: list[Recipient], why: str) -> list[Outcome]:
+        self.log(f"{why}; splitting {len(recipients)} recipients in two")
+        half = len(recipients) // 2
+        first = self._send(rendered, recipients[:half])
+        try:
+            return first + self._send(rendered, recipients[half:])
+        except FatalTransportError as e:
+            _carry(e, first)  # the first half may be sent: it must reach the ledger
+            raise
+
     def _unknown(self, recipients, reason: str) -> list[Outcome]:
         self.log(f"unknown outcome for {len(recipients)} recipient(s): {reason}")
         return [Outcome(r, "unknown", reason=reason) for r in recipients]
@@ -174,7 +192,9 @@ class SendGridTransport:
         delay = None
         if reset:
             try:
-                delay = max(0.0, float(reset) - time.time()) + random.uniform(0, 0.25)
+                at = float(reset)
+                # SendGrid sends a Unix time; a small number can only mean "seconds from now".
+                delay = max(0.0, at - time.time() if at > 1e9 else at) + random.uniform(0, 0.25)
             except ValueError:
                 delay = None
         if delay is None:
@@ -183,6 +203,15 @@ class SendGridTransport:
         delay = min(delay, MAX_WAIT)
         self.log(f"{why}; retrying in {delay:.1f} s (attempt {attempt + 1} of {self.max_attempts})")
         self.sleep(delay)
+
+
+def _carry(e: FatalTransportError, outcomes: list[Outcome]) -> None:
+    """Attach outcomes settled before a fatal error (`e.done`), so the send loop records them.
+
+    Without this, a 413 half that SendGrid accepted before a 401 on the other half would
+    be released back to pending and sent again by the next run.
+    """
+    e.done = list(outcomes) + list(getattr(e, "done", []))
 
 
 def _header(e: HTTPError, name: str) -> str | None:
