@@ -76,7 +76,7 @@ def emit_json(value) -> None:
 
 
 def parse_day(value: Optional[str]) -> date:
-    if not value:
+    if value is None:
         return state.settings.today()
     try:
         return date.fromisoformat(value)
@@ -120,7 +120,7 @@ def _finish_import(report, prefix: str = ""):
 # -- articles ---------------------------------------------------------------------------
 
 @articles_app.command("import")
-def articles_import(paths: List[str] = typer.Argument(..., metavar="PATH...", help="Markdown files or folders.")):
+def articles_import(paths: List[str] = typer.Argument(..., metavar="PATH", help="Markdown files or folders.")):
     """Import Markdown stories; re-importing the same id updates it.
 
     Example: digest articles import content/2026-11-25/
@@ -163,7 +163,7 @@ def _subscriber_call(fn, *args, **kwargs):
 
 @subscribers_app.command("add")
 def subscribers_add(
-    email: str,
+    email: str = typer.Argument(..., metavar="EMAIL"),
     name: str = typer.Option("", "--name", help="Display name used in the greeting."),
     sections: Optional[str] = typer.Option(None, "--sections", metavar="a,b", help="Default: the newsletter's defaults."),
 ):
@@ -189,7 +189,7 @@ def subscribers_import(file: Path = typer.Argument(..., metavar="FILE.csv")):
     """
     from subscribers.importer import CSVFileError, import_csv
     if not file.is_file():
-        fail(f"{file}: no such file", 2)
+        fail(f"{file}: {'is a folder, not a file' if file.is_dir() else 'no such file'}", 2)
     try:
         report = import_csv(state.engine(), file, state.settings)
     except CSVFileError as e:
@@ -221,7 +221,7 @@ def subscribers_list(
 
 @subscribers_app.command("update")
 def subscribers_update(
-    email: str,
+    email: str = typer.Argument(..., metavar="EMAIL"),
     name: Optional[str] = typer.Option(None, "--name"),
     sections: Optional[str] = typer.Option(None, "--sections", metavar="a,b", help="'' means the defaults."),
     status: Optional[str] = typer.Option(None, "--status", help="active or paused."),
@@ -234,12 +234,12 @@ def subscribers_update(
     if status is not None and status not in ("active", "paused"):
         fail("--status can set active or paused (use 'unsubscribe' to unsubscribe)", 2)
     s = _subscriber_call(store.update, state.engine(), email, name=name, sections=parse_sections(sections),
-                         status=status, reason=None)
+                         status=status, reason=None, by_operator=True)
     typer.echo(f"updated {s.email}: {s.status}, sections {';'.join(s.sections) or '(defaults)'}")
 
 
 @subscribers_app.command("unsubscribe")
-def subscribers_unsubscribe(email: str):
+def subscribers_unsubscribe(email: str = typer.Argument(..., metavar="EMAIL")):
     """Unsubscribe (the row is kept with status 'unsubscribed').
 
     Example: digest subscribers unsubscribe jo@example.com
@@ -250,7 +250,7 @@ def subscribers_unsubscribe(email: str):
 
 
 @subscribers_app.command("remove")
-def subscribers_remove(email: str):
+def subscribers_remove(email: str = typer.Argument(..., metavar="EMAIL")):
     """Erase a subscriber and their ledger rows (right to erasure).
 
     Example: digest subscribers remove jo@example.com
@@ -269,8 +269,11 @@ def subscribers_export(out: Optional[Path] = typer.Option(None, "--out", metavar
     from subscribers.importer import export_csv
     engine = state.engine()
     if out:
-        with out.open("w", encoding="utf-8", newline="") as f:
-            n = export_csv(engine, f)
+        try:
+            with out.open("w", encoding="utf-8", newline="") as f:
+                n = export_csv(engine, f)
+        except OSError as e:
+            fail(f"--out {out}: {e.strerror or e}", 2)
         note(f"exported {n} subscriber(s) to {out}")
     else:
         export_csv(engine, sys.stdout)
@@ -311,7 +314,10 @@ def preview(
     except previewing.PreviewError as e:
         fail(str(e), 1)
     if out:
-        out.write_bytes(result)
+        try:
+            out.write_bytes(result)
+        except OSError as e:
+            fail(f"--out {out}: {e.strerror or e}", 2)
         note(f"wrote {out} ({len(result):,} bytes)")
     else:
         sys.stdout.buffer.write(result)
@@ -337,10 +343,16 @@ def send(
     the_day = parse_day(day)
     if dry_run and (retry or sandbox):
         fail("--dry-run cannot be combined with --retry or --sandbox", 2)
+    if sandbox and retry:
+        fail("--sandbox cannot be combined with --retry", 2)
     if dry_run:
         folder = outbox or Path(settings.outbox) / the_day.isoformat()
         transport = OutboxTransport(folder, settings)
-        summary = sending.rehearse(state.engine(), settings, the_day, transport, _signer(real=False))
+        try:
+            transport.prepare()
+            summary = sending.rehearse(state.engine(), settings, the_day, transport, _signer(real=False))
+        except OSError as e:
+            fail(f"outbox {folder}: {e.strerror or e}", 2)
         summary.outbox = str(folder)
     else:
         from digest.deliver.sendgrid import SendGridTransport, check_ready
@@ -349,12 +361,13 @@ def send(
         except ConfigError as e:
             fail(str(e), 2)
         signer = _signer(real=True)
+        if not settings.base_url:
+            note(f"warning: DIGEST_BASE_URL is not set: the links and List-Unsubscribe headers in these emails "
+                 f"point at {settings.links_base}, which your subscribers cannot reach")
         engine = state.engine()
         transport = SendGridTransport(settings, sandbox=sandbox, log=note)
         with _progress() as progress:
             if sandbox:
-                if retry:
-                    fail("--sandbox cannot be combined with --retry", 2)
                 summary = sending.rehearse(engine, settings, the_day, transport, signer, mode="sandbox",
                                            progress=progress.advance)
             else:
@@ -440,6 +453,10 @@ def status(
         typer.echo(f"{the_day}: " + ", ".join(f"{c[k]} {k}" for k in ledger.STATUSES))
         for p in report["problems"]:
             typer.echo(f"  {p['status']:<8} {p['email']}: {p['reason']}")
+    from digest.edition import is_frozen
+    if not is_frozen(engine, parse_day(day)):
+        note(f"the edition of {the_day} has not been sent (no ledger yet)")
+        raise typer.Exit(1)
     done = sum(report["counts"].values()) == report["counts"]["sent"]
     raise typer.Exit(0 if done else 1)
 
@@ -447,15 +464,26 @@ def status(
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to listen on (0: any free one)."),
 ):
     """Run the preference centre, one-click unsubscribe, sign-up and SendGrid webhook.
 
     Example: DIGEST_BASE_URL=https://news.example.com/digest digest serve --port 8000
     """
+    import dataclasses
+    import socket
     from subscribers.web import run_server
+    settings = state.settings
+    if not settings.base_url:
+        settings = dataclasses.replace(settings, base_url=f"http://{host}:{port}")
+        note(f"note: DIGEST_BASE_URL is not set; links will point at {settings.base_url}")
+    try:  # fail now, clearly, rather than inside uvicorn with its own exit status
+        with socket.create_server((host, port)):
+            pass
+    except OSError as e:
+        fail(f"cannot listen on {host}:{port}: {e.strerror or e}", 2)
     try:
-        run_server(state.settings, host, port)
+        run_server(settings, host, port)
     except ConfigError as e:
         fail(str(e), 2)
 

@@ -38,7 +38,7 @@ class Settings:
     per_section: int = 3
     timezone: str = "UTC"
     database_url: str = "sqlite:///digest.db"
-    base_url: str = "http://127.0.0.1:8000"
+    base_url: str = ""  # DIGEST_BASE_URL; see links_base
     secret_key: str = field(default="", repr=False)
     sendgrid_api_key: str = field(default="", repr=False)
     sendgrid_host: str = DEFAULT_SENDGRID_HOST
@@ -60,19 +60,33 @@ class Settings:
     def sender_name(self) -> str:
         return self.from_name or self.name
 
+    @property
+    def links_base(self) -> str:
+        """Where links in emails point: DIGEST_BASE_URL, or a local server for trying things out."""
+        return self.base_url or "http://127.0.0.1:8000"
+
     def today(self) -> date:
         return datetime.now(self.tz).date()
 
     def check_sections(self, names, where: str) -> tuple[str, ...]:
         """Return `names` in canonical order, or raise naming the unknown ones."""
-        wanted = [n.strip().lower() for n in names if n and n.strip()]
-        unknown = [n for n in wanted if n not in self.sections]
+        given = [n.strip() for n in names if n and n.strip()]
+        wanted = [n.lower() for n in given]
+        unknown = [g for g, n in zip(given, wanted) if n not in self.sections]
         if unknown:
             raise ConfigError(
                 f"{where}: unknown section {', '.join(repr(u) for u in unknown)} "
                 f"(known: {', '.join(self.sections)})"
             )
         return tuple(s for s in self.sections if s in wanted)
+
+
+def _field(key: str) -> str:
+    """'SENDGRID_TIMEOUT / [sendgrid] timeout' -> 'sendgrid_timeout' (the Settings field)."""
+    key = key.split(" / ")[-1]
+    if key.startswith("[sendgrid] "):
+        return "sendgrid_" + key.removeprefix("[sendgrid] ")
+    return key
 
 
 # digest.toml keys -> Settings fields.  [sendgrid] keys are prefixed with "sendgrid_".
@@ -103,17 +117,21 @@ def load_settings(config: str | Path | None = None, env=None) -> Settings:
     """
     env = os.environ if env is None else env
     values: dict = {}
+    origin: dict = {}  # key -> where its value came from, for error messages
     source = "defaults"
     path = Path(config) if config else (Path(env["DIGEST_CONFIG"]) if env.get("DIGEST_CONFIG") else None)
     if path is None and Path("digest.toml").is_file():
         path = Path("digest.toml")
     if path is not None:
-        values.update(_read_file(path))
+        from_file = _read_file(path)
+        values.update(from_file)
+        origin.update({k: str(path) for k in from_file})
         source = str(path)
     for var, key in _ENV.items():
         if env.get(var, "").strip():
             values[key] = env[var].strip()
-    return _validate(values, source)
+            origin[key] = f"environment variable {var}"
+    return _validate(values, source, origin)
 
 
 def _read_file(path: Path) -> dict:
@@ -141,20 +159,34 @@ def _read_file(path: Path) -> dict:
     return values
 
 
-def _validate(v: dict, source: str) -> Settings:
+def _validate(v: dict, source: str, origin: dict | None = None) -> Settings:
+    origin = origin or {}
+
     def fail(key, why):
-        raise ConfigError(f"{source}: {key}: {why}")
+        field_name = key.split(" / ")[-1] if "environment" not in origin.get(_field(key), "") else ""
+        if field_name.startswith("sendgrid_"):
+            field_name = "[sendgrid] " + field_name.removeprefix("sendgrid_")
+        where = origin.get(_field(key), source)
+        raise ConfigError(f"{where}: {field_name + ': ' if field_name else ''}{why}")
 
     for key in ("name", "from_email", "from_name", "reply_to", "lang", "site_url", "timezone",
                 "database_url", "base_url", "sendgrid_host"):
         if key in v and not isinstance(v[key], str):
             fail(key, "must be a string")
 
+    for key in ("name", "from_email"):
+        if key in v and not v[key].strip():
+            fail(key, "must not be empty")
+
     if "sections" in v:
+        # A newsletter may offer fewer of the site's sections, or reorder them; not invent new ones.
         secs = v["sections"]
         if not isinstance(secs, list) or not secs or not all(isinstance(s, str) and s.strip() for s in secs):
             fail("sections", "must be a non-empty list of section names")
         v["sections"] = tuple(s.strip().lower() for s in secs)
+        unknown = [s for s in v["sections"] if s not in SECTIONS]
+        if unknown:
+            fail("sections", f"unknown section {', '.join(map(repr, unknown))} (known: {', '.join(SECTIONS)})")
         if len(set(v["sections"])) != len(v["sections"]):
             fail("sections", "names a section twice")
     sections = v.get("sections", SECTIONS)
@@ -181,8 +213,12 @@ def _validate(v: dict, source: str) -> Settings:
         except (ZoneInfoNotFoundError, ValueError):
             fail("timezone", f"unknown time zone {v['timezone']!r} (e.g. 'Europe/London')")
 
-    if "from_email" in v and "@" not in v["from_email"]:
-        fail("from_email", f"{v['from_email']!r} is not an email address")
+    if "from_email" in v:
+        from email_validator import EmailNotValidError, validate_email
+        try:
+            validate_email(v["from_email"], check_deliverability=False)
+        except EmailNotValidError as e:
+            fail("from_email", f"{v['from_email']!r} is not an email address ({e})")
 
     for key in ("base_url", "site_url", "sendgrid_host"):
         if key in v:

@@ -49,3 +49,9 @@ def freeze(engine: Engine, edition: Edition, audience) -> bool:
     except IntegrityError:
         return False
     return True
+
+
+def is_frozen(engine: Engine, day: date) -> bool:
+    """Has the real send of `day` started?"""
+    with engine.connect() as conn:
+        return conn.execute(select(editions.c.date).where(editions.c.date == day.isoformat())).first() is not None

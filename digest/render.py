@@ -135,7 +135,9 @@ class Renderer:
             return ""
         first = lead.question or lead.teaser or lead.title
         others = [section_title(b.name) for b in digest.sections]
-        more = f" Also today: {', '.join(others[:4])}{'…' if len(others) > 4 else ''}." if others else ""
+        more = ""
+        if others:
+            more = f" Also today: {', '.join(others[:4])}" + (f" and {len(others) - 4} more." if len(others) > 4 else ".")
         return shorten_title(first + more, 140)
 
     def _render(self, digest: Digest) -> Rendered:

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import (
     JSON, Boolean, Column, DateTime, ForeignKey, Integer, MetaData, String, Table, Text,
-    UniqueConstraint, create_engine, event, inspect, select, text,
+    UniqueConstraint, create_engine, event, inspect, make_url, select, text,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
@@ -54,6 +54,9 @@ subscribers = Table(
     Column("status_reason", Text),
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
+    # Ids are never reused: links in old emails name a subscriber by id, and must not
+    # reach a later subscriber after an erasure.
+    sqlite_autoincrement=True,
 )
 
 # An edition is frozen when its real send starts: the stories are copied here so a
@@ -120,9 +123,13 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 def open_store(url: str) -> Engine:
     """Open (creating or migrating as needed) the database at `url`."""
     try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        raise StoreError("the database URL (DIGEST_DATABASE_URL or database_url) is not a URL like sqlite:///digest.db") from None
+    try:
         engine = create_engine(url, json_serializer=lambda v: json.dumps(v, ensure_ascii=False))
     except (ArgumentError, ImportError) as e:
-        raise StoreError(f"DIGEST_DATABASE_URL {url!r} is not usable: {e}") from None
+        raise StoreError(f"the database URL {shown!r} is not usable: {str(e).replace(url, shown)}") from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     try:

@@ -1,9 +1,11 @@
-"""CSV import and export of subscribers: header `email,name,sections`, sections ';'-separated.
+"""CSV import and export of subscribers: header `email,name,sections[,status]`, sections
+';'-separated.
 
 Each row is checked on its own: good rows are saved, bad rows are listed with their line
 number; a later row for the same address (case-insensitively) updates the earlier one.
-Import never changes an existing subscriber's status, so re-importing an export cannot
-resubscribe someone who left.
+A column the file does not have leaves the stored value alone.  Import never changes an
+existing subscriber's status, and a new row keeps the status the file gives (an export
+carries it), so re-importing an export cannot resubscribe someone who left.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from digest.store import subscribers as subscribers_table, utcnow
 from subscribers import store
 from subscribers.store import SubscriberError
 
-HEADER = ("email", "name", "sections")
+HEADER = ("email", "name", "sections", "status")
+FORMULA_START = ("=", "+", "-", "@")  # spreadsheets run cells starting with these
 
 
 @dataclass
@@ -60,17 +63,33 @@ def read_rows(path: Path, settings: Settings) -> tuple[dict, list[tuple[str, str
     reader.fieldnames = fields
     rows, rejected = {}, []
     try:
+        start = 2
         for record in reader:
-            where = f"line {reader.line_num}"
+            where = f"line {start}" if reader.line_num == start else f"lines {start}-{reader.line_num}"
+            start = reader.line_num + 1
             if None in record:
                 rejected.append((where, f"more fields than the header has ({len(fields)})"))
                 continue
-            if not any((v or "").strip() for v in record.values()):
+            values = {k: v for k, v in record.items() if v is not None}
+            if not any(v.strip() for v in values.values()):
                 continue  # blank line
+            if any("\n" in v or "\r" in v for v in values.values()):
+                rejected.append((where, "a quoted field runs over several lines (an unclosed quote?); "
+                                        "these lines were not imported"))
+                continue
             try:
-                email = store.normalize_email(record.get("email") or "")
-                rows[email.lower()] = (email, store.clean_name(record.get("name")),
-                                       parse_sections(record.get("sections") or "", settings), where)
+                email = store.normalize_email(values.get("email") or "")
+                row = {"email": email}
+                if "name" in fields:
+                    row["name"] = store.clean_name(unescape_formula(values.get("name") or ""))
+                if "sections" in fields:
+                    row["sections"] = parse_sections(values.get("sections") or "", settings)
+                if "status" in fields:
+                    status = (values.get("status") or "active").strip().lower() or "active"
+                    if status not in store.STATUSES:
+                        raise SubscriberError(f"unknown status {status!r} (one of {', '.join(store.STATUSES)})")
+                    row["status"] = status
+                rows[email.lower()] = row
             except SubscriberError as e:
                 rejected.append((where, str(e)))
     except csv.Error as e:
@@ -82,16 +101,27 @@ def import_csv(engine: Engine, path: Path, settings: Settings) -> ImportReport:
     rows, rejected = read_rows(Path(path), settings)
     report = ImportReport(rejected=rejected)
     with engine.begin() as conn:
-        for email, name, sections, _where in rows.values():
-            found = store.get(conn, email=email)
+        for row in rows.values():
+            found = store.get(conn, email=row["email"])
             if found:
+                changes = {k: (list(v) if k == "sections" else v) for k, v in row.items() if k in ("name", "sections")}
                 conn.execute(subscribers_table.update().where(subscribers_table.c.id == found.id)
-                             .values(name=name, sections=list(sections), updated_at=utcnow()))
+                             .values(**changes, updated_at=utcnow()))
                 report.updated += 1
             else:
-                store.insert(conn, email, name, sections)
+                store.insert(conn, row["email"], row.get("name", ""), row.get("sections", ()),
+                             row.get("status", "active"))
                 report.imported += 1
     return report
+
+
+def escape_formula(value: str) -> str:
+    """Keep a spreadsheet from running a name like '=HYPERLINK(...)': prefix a quote."""
+    return "'" + value if value.startswith(FORMULA_START) else value
+
+
+def unescape_formula(value: str) -> str:
+    return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_START) else value
 
 
 def export_csv(engine: Engine, out) -> int:
@@ -100,5 +130,5 @@ def export_csv(engine: Engine, out) -> int:
     writer.writerow(HEADER)
     people = store.list_all(engine)
     for s in people:
-        writer.writerow([s.email, s.name, ";".join(s.sections)])
+        writer.writerow([s.email, escape_formula(s.name), ";".join(s.sections), s.status])
     return len(people)

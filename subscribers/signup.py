@@ -92,10 +92,10 @@ class Signup:
             except SubscriberError:  # the same address was added a moment ago
                 subscriber = store.get(self.engine, email=email)
         if subscriber.status in RECEIVING:
-            link, _ = manage_links(self.signer, self.settings.base_url, subscriber.id)
+            link, _ = manage_links(self.signer, self.settings.links_base, subscriber.id)
             self.mailer.send(subscriber, self._email(subscriber, already=True, link=link))
         else:
-            link = f"{self.settings.base_url}/confirm/{self.signer.confirm_token(subscriber.id)}"
+            link = f"{self.settings.links_base}/confirm/{self.signer.confirm_token(subscriber.id)}"
             self.mailer.send(subscriber, self._email(subscriber, already=False, link=link))
 
     def confirm(self, token: str) -> Subscriber:

@@ -7,6 +7,7 @@ active, pending (double opt-in not yet confirmed), paused, unsubscribed, bounced
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
@@ -46,13 +47,18 @@ def normalize_email(raw: str) -> str:
     if not raw:
         raise SubscriberError("email is empty")
     try:
-        return validate_email(raw, check_deliverability=False).normalized
+        # SMTPUTF8 (non-ASCII before the @) is not supported by SendGrid; an internationalised
+        # domain is kept in its ASCII (punycode) form, which every mail system accepts.
+        result = validate_email(raw, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as e:
         raise SubscriberError(f"{raw!r} is not a valid email address: {e}") from None
+    return result.ascii_email or result.normalized
 
 
 def clean_name(name: str | None) -> str:
-    name = " ".join((name or "").split())
+    """Whitespace folded; control characters (which could forge mail headers) dropped."""
+    name = "".join(ch for ch in (name or "") if unicodedata.category(ch) != "Cc" or ch in "\t\n\r")
+    name = " ".join(name.split())
     if len(name) > 200:
         raise SubscriberError("name is longer than 200 characters")
     return name
@@ -105,8 +111,13 @@ def add(engine: Engine, email: str, name: str = "", sections=(), status: str = "
         return get(conn, id=new_id)
 
 
+# Statuses an operator may not lift: only the subscriber's own action (the preference
+# page) may, because sending again needs their consent or a working address.
+OPERATOR_LOCKED = ("unsubscribed", "bounced", "complained")
+
+
 def update(engine: Engine, email: str, *, name: str | None = None, sections=None,
-           status: str | None = None, reason: str | None = None) -> Subscriber:
+           status: str | None = None, reason: str | None = None, by_operator: bool = False) -> Subscriber:
     """Change the given fields of an existing subscriber."""
     values = {"updated_at": utcnow()}
     if name is not None:
@@ -122,6 +133,9 @@ def update(engine: Engine, email: str, *, name: str | None = None, sections=None
         found = get(conn, email=email)
         if not found:
             raise SubscriberError(f"{email.strip()} is not a subscriber")
+        if by_operator and status in ("active", "paused") and found.status in OPERATOR_LOCKED:
+            raise SubscriberError(f"{found.email} is {found.status}; only they can resubscribe "
+                                  "(from the preference page linked in every email)")
         conn.execute(subscribers.update().where(subscribers.c.id == found.id).values(**values))
         return get(conn, id=found.id)
 

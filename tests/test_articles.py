@@ -125,3 +125,22 @@ def test_cli_import_and_list(cli, workdir):
 def test_sample_articles_all_import(engine, settings):
     report = import_articles(engine, [SAMPLE / "articles"], settings)
     assert report.rejected == [] and report.imported >= 20
+
+
+def test_out_of_range_values_are_rejected_not_crashing(tmp_path, engine, settings):
+    write_article(tmp_path, "ancient", published="0001-01-01T00:00:00+14:00")
+    write_article(tmp_path, "huge", priority=-99999999999999999999999)
+    write_article(tmp_path, "fine")
+    report = import_articles(engine, [tmp_path], settings)
+    assert report.imported == 1 and len(report.rejected) == 2
+    assert "out of range" in dict(report.rejected)[str(tmp_path / "ancient.md")]
+
+
+def test_sections_key_is_named_in_errors(settings):
+    with pytest.raises(ArticleError, match="'sections': unknown section 'Weather'"):
+        parse(settings, GOOD.replace("section: world", "sections: [world, Weather]"))
+
+
+def test_links_with_parentheses_become_plain_text(settings):
+    a = parse(settings, GOOD, body="See [the report](https://x.example/a_(b)) today.")
+    assert a.teaser == "See the report today."

@@ -69,3 +69,24 @@ def test_bad_config_exits_2_without_traceback(cli, workdir):
 def test_bad_environment_value_exits_2(cli):
     result = cli("send", "--dry-run", env={"SENDGRID_TIMEOUT": "soon"})
     assert result.exit_code == 2 and "SENDGRID_TIMEOUT" in result.stderr
+
+
+def test_errors_name_the_environment_variable():
+    with pytest.raises(ConfigError, match="environment variable SENDGRID_API_HOST"):
+        load_settings(env={"SENDGRID_API_HOST": "notaurl"})
+    with pytest.raises(ConfigError, match="environment variable DIGEST_FROM_EMAIL"):
+        load_settings(env={"DIGEST_FROM_EMAIL": "a@"})
+
+
+def test_sections_may_only_be_the_sites(tmp_path):
+    cfg = tmp_path / "digest.toml"
+    cfg.write_text('sections = ["world", "weather"]\n')
+    with pytest.raises(ConfigError, match="'weather'"):
+        load_settings(cfg, env={})
+    cfg.write_text('sections = ["tech", "world"]\n')
+    assert load_settings(cfg, env={}).sections == ("tech", "world")
+
+
+def test_database_password_is_not_echoed(cli):
+    result = cli("subscribers", "list", env={"DIGEST_DATABASE_URL": "nosuchdb://root:hunter2@localhost/db"})
+    assert result.exit_code == 2 and "hunter2" not in result.stderr

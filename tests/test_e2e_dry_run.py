@@ -85,7 +85,28 @@ def test_dry_run_skips_empty_digests_and_needs_no_keys(run_digest, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "1 emails written" in r.stdout and "1 skipped" in r.stdout
     assert "throwaway key" in r.stderr
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["w@example.com.eml"]
+    assert [p.name for p in (tmp_path / "out").glob("*.eml")] == ["w@example.com.eml"]
+
+
+def test_outbox_replaces_its_own_files_only(run_digest, tmp_path):
+    write_article(tmp_path / "a", "only-world", section="world")
+    run_digest("articles", "import", tmp_path / "a")
+    run_digest("subscribers", "add", "w@example.com", "--sections", "world")
+    run_digest("subscribers", "add", "v@example.com", "--sections", "world")
+    (tmp_path / "mail").mkdir()
+    (tmp_path / "mail" / "precious.eml").write_text("not ours")
+    assert run_digest("send", "--dry-run", "--date", "2026-11-25", "--outbox", "mail").returncode == 0
+    run_digest("subscribers", "unsubscribe", "v@example.com")
+    assert run_digest("send", "--dry-run", "--date", "2026-11-25", "--outbox", "mail").returncode == 0
+    assert sorted(p.name for p in (tmp_path / "mail").glob("*.eml")) == ["precious.eml", "w@example.com.eml"]
+    (tmp_path / "afile").write_text("x")
+    r = run_digest("send", "--dry-run", "--date", "2026-11-25", "--outbox", "afile")
+    assert r.returncode == 2 and "outbox afile" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_status_of_an_unsent_edition_is_not_success(run_digest):
+    r = run_digest("status", "--date", "2026-11-25", "--json")
+    assert r.returncode == 1 and json.loads(r.stdout)["counts"]["sent"] == 0 and "not been sent" in r.stderr
 
 
 def test_send_without_stories_fails_loudly(run_digest):

@@ -33,4 +33,4 @@ def test_foreign_database_is_refused(tmp_path):
 
 def test_unusable_url_exits_2(cli):
     result = cli("subscribers", "list", env={"DIGEST_DATABASE_URL": "nosuchdb://x"})
-    assert result.exit_code == 2 and "DIGEST_DATABASE_URL" in result.stderr
+    assert result.exit_code == 2 and "database URL" in result.stderr

@@ -75,15 +75,18 @@ def test_header_must_name_email(tmp_path, engine, settings):
 
 def test_export_round_trip(tmp_path, engine, settings):
     import_csv(engine, SAMPLE / "subscribers.csv", settings)
+    store.update(engine, "pixel.player@example.com", status="unsubscribed")
+    store.add(engine, "formula@example.com", '=HYPERLINK("http://evil.example")')
     out = io.StringIO()
     n = export_csv(engine, out)
-    assert out.getvalue().startswith("email,name,sections\n")
+    assert out.getvalue().startswith("email,name,sections,status\n")
+    assert "'=HYPERLINK" in out.getvalue()
     copy = write_csv(tmp_path / "copy.csv", out.getvalue())
     from digest.store import open_store
     other = open_store(f"sqlite:///{tmp_path / 'other.db'}")
     report = import_csv(other, copy, settings)
     assert report.imported == n and not report.rejected
-    key = lambda s: (s.email, s.name, s.sections)
+    key = lambda s: (s.email, s.name, s.sections, s.status)  # nobody who left is resubscribed
     assert sorted(map(key, store.list_all(other))) == sorted(map(key, store.list_all(engine)))
 
 
@@ -110,3 +113,49 @@ def test_cli_subscribers(cli, workdir):
     assert [r["email"] for r in rows] == ["jo@example.com", "ann@example.com"]
     assert cli("subscribers", "remove", "jo@example.com").exit_code == 0
     assert len(cli.json("subscribers", "list", "--json")) == 1
+
+
+def test_missing_columns_leave_stored_values_alone(tmp_path, engine, settings):
+    store.add(engine, "ann@example.com", "Ann", ("tech",))
+    import_csv(engine, write_csv(tmp_path / "a.csv", "email\nann@example.com\nnew@example.com\n"), settings)
+    ann = store.get(engine, email="ann@example.com")
+    assert ann.name == "Ann" and ann.sections == ("tech",)
+    import_csv(engine, write_csv(tmp_path / "b.csv", "email,name\nann@example.com,Annie\n"), settings)
+    ann = store.get(engine, email="ann@example.com")
+    assert ann.name == "Annie" and ann.sections == ("tech",)
+
+
+def test_unclosed_quote_is_reported_not_swallowed(tmp_path, engine, settings):
+    report = import_csv(engine, write_csv(tmp_path / "q.csv",
+                                          'email,name,sections\nq@example.com,"unterminated,world\nr@example.com,R,tech\n'
+                                          ), settings)
+    assert report.imported == 0 and "several lines" in report.rejected[0][1]
+    assert report.rejected[0][0] == "lines 2-3"
+
+
+def test_status_column_on_import(tmp_path, engine, settings):
+    report = import_csv(engine, write_csv(tmp_path / "s.csv", "email,name,sections,status\n"
+                                          "gone@example.com,G,,unsubscribed\nodd@example.com,O,,sleeping\n"), settings)
+    assert store.get(engine, email="gone@example.com").status == "unsubscribed"
+    assert "unknown status 'sleeping'" in report.rejected[0][1]
+
+
+def test_names_lose_control_characters_and_addresses_go_ascii(engine):
+    s = store.add(engine, "idn@bücher.example", "Evil\x00\x1bName")
+    assert s.name == "EvilName" and s.email == "idn@xn--bcher-kva.example"
+    with pytest.raises(SubscriberError, match="not a valid email"):
+        store.normalize_email("jösé@example.com")  # SMTPUTF8 local parts: SendGrid cannot send them
+
+
+def test_operator_cannot_lift_a_suppression(engine):
+    store.add(engine, "b@example.com")
+    store.update(engine, "b@example.com", status="bounced", reason="bounce: 550")
+    with pytest.raises(SubscriberError, match="only they can resubscribe"):
+        store.update(engine, "b@example.com", status="active", by_operator=True)
+    assert store.update(engine, "b@example.com", status="active").status == "active"  # the subscriber, via the web
+
+
+def test_ids_are_never_reused(engine):
+    first = store.add(engine, "one@example.com")
+    store.remove(engine, "one@example.com")
+    assert store.add(engine, "two@example.com").id != first.id

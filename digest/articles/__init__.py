@@ -64,8 +64,9 @@ class Article:
 
 def plain(markdown_text: str) -> str:
     """Markdown inline syntax reduced to plain text (links keep their words)."""
-    t = re.sub(r"!\[([^\]]*)\]\([^)]*\)", r"\1", markdown_text)
-    t = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", t)
+    target = r"\((?:[^()]|\([^()]*\))*\)"  # a link target, one level of parentheses inside
+    t = re.sub(r"!\[([^\]]*)\]" + target, r"\1", markdown_text)
+    t = re.sub(r"\[([^\]]*)\]" + target, r"\1", t)
     t = re.sub(r"<[^>]+>", "", t)
     t = re.sub(r"(\*\*|__|\*|`)", "", t)
     return " ".join(t.split())

@@ -20,6 +20,9 @@ def import_articles(engine: Engine, paths, settings: Settings) -> ImportReport:
         except ArticleError as e:
             report.rejected.append((str(path), str(e)))
             continue
+        except (ValueError, OverflowError, RecursionError) as e:  # a YAML oddity we did not foresee
+            report.rejected.append((str(path), f"cannot read this article: {e}"))
+            continue
         if article.id in seen:
             report.rejected.append((str(path), f"id {article.id!r} is also used by {seen[article.id]}"))
             continue

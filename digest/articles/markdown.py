@@ -82,11 +82,12 @@ def parse_text(text: str, default_id: str, settings: Settings, source: str = "")
     url = check_url(text_field("url", required=True), "url")
     published = parse_published(meta.get("published"), settings.tz)
 
-    raw_sections = []
+    raw_sections, section_key = [], "section"
     for key in ("section", "sections"):
         value = meta.get(key)
         if value is None:
             continue
+        section_key = key
         if isinstance(value, str):
             raw_sections += [s for s in re.split(r"[,;\s]+", value) if s]
         elif isinstance(value, list) and all(isinstance(s, str) for s in value):
@@ -96,15 +97,15 @@ def parse_text(text: str, default_id: str, settings: Settings, source: str = "")
     if not raw_sections:
         raise ArticleError("missing 'section' (or 'sections')")
     try:
-        sections = settings.check_sections(raw_sections, "section")
+        sections = settings.check_sections(raw_sections, f"'{section_key}'")
     except ConfigError as e:
         raise ArticleError(str(e)) from None
 
     priority = meta.get("priority", 100)
     if isinstance(priority, str) and priority.strip().lstrip("-").isdigit():
         priority = int(priority)  # "2" in quotes is still clearly a number
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        raise ArticleError(f"'priority' must be a whole number, not {priority!r}")
+    if isinstance(priority, bool) or not isinstance(priority, int) or not -10**9 <= priority <= 10**9:
+        raise ArticleError(f"'priority' must be a whole number (within ±1,000,000,000), not {priority!r}")
     featured = meta.get("featured", False)
     if not isinstance(featured, bool):
         raise ArticleError(f"'featured' must be true or false, not {featured!r}")
@@ -141,4 +142,7 @@ def parse_published(value, tz: ZoneInfo) -> datetime:
         when = datetime.combine(when, time())
     if when.tzinfo is None:
         when = when.replace(tzinfo=tz)
-    return when.astimezone(timezone.utc)
+    try:
+        return when.astimezone(timezone.utc)
+    except OverflowError:
+        raise ArticleError(f"'published' is out of range: {value!r}") from None

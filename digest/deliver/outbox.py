@@ -11,6 +11,9 @@ from digest.message import build_message
 from digest.render import personalize
 
 
+MARKER = ".news-digest-outbox"  # lists the files this outbox wrote
+
+
 class OutboxTransport:
     name = "outbox"
 
@@ -18,19 +21,25 @@ class OutboxTransport:
         self.folder = Path(folder)
         self.settings = settings
         self.written: list[Path] = []
-        self._cleared = False
+        self._prepared = False
 
-    def clear(self) -> None:
-        """Remove the .eml files of an earlier run, so the folder holds exactly this run's."""
-        if self.folder.is_dir():
-            for old in self.folder.glob("*.eml"):
-                old.unlink()
-        self._cleared = True
+    def prepare(self) -> None:
+        """Create the folder; remove the .eml files of *our* earlier run there (and no others).
+
+        A marker file says the folder is an outbox we made, so pointing --outbox at a
+        mail folder never deletes anybody's messages.
+        """
+        marker = self.folder / MARKER
+        if marker.is_file():
+            for name in marker.read_text(encoding="utf-8").split():
+                (self.folder / name).unlink(missing_ok=True)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        marker.write_text("", encoding="utf-8")
+        self._prepared = True
 
     def deliver(self, batch: Batch) -> list[Outcome]:
-        if not self._cleared:
-            self.clear()
-        self.folder.mkdir(parents=True, exist_ok=True)
+        if not self._prepared:
+            self.prepare()
         outcomes = []
         for r in batch.recipients:
             msg = build_message(personalize(batch.rendered, r.substitutions), r.email, r.name,
@@ -38,6 +47,8 @@ class OutboxTransport:
             path = self.folder / f"{safe_name(r.email)}.eml"
             path.write_bytes(msg.as_bytes())
             self.written.append(path)
+            with (self.folder / MARKER).open("a", encoding="utf-8") as marker:
+                marker.write(path.name + "\n")
             outcomes.append(Outcome(r, "sent", message_id=msg["Message-ID"]))
         return outcomes
 
