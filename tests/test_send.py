@@ -12,6 +12,7 @@ caps, the 10,000-byte limits, 413 splitting).
 
 from __future__ import annotations
 
+import dataclasses
 import csv
 import json
 import shutil
@@ -645,3 +646,14 @@ def test_400_reason_is_sendgrids_message(sg):
     [outcome] = transport(sg).deliver(Batch(RENDERED, [recipient(1)]))
     assert outcome.status == "failed"
     assert "Does not contain a valid address." in outcome.reason and "HTTP Error" not in outcome.reason
+
+
+def test_400_naming_one_recipient_fails_only_that_recipient(sg):
+    """One address SendGrid refuses must not cost the other recipients of its batch their digest."""
+    people = [recipient(1), dataclasses.replace(recipient(2), email="bad@nodot"), recipient(3)]
+    outcomes = {o.recipient.email: o for o in transport(sg).deliver(Batch(RENDERED, people))}
+    assert outcomes["bad@nodot"].status == "failed"
+    assert "personalizations.1" in outcomes["bad@nodot"].reason
+    assert [outcomes[p.email].status for p in (people[0], people[2])] == ["sent", "sent"]
+    assert [sg.requests[0]["status"], sg.requests[1]["status"]] == [400, 202]
+    assert received(sg) == Counter({people[0].email: 1, people[2].email: 1})

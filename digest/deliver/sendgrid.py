@@ -19,6 +19,7 @@ from __future__ import annotations
 import http.client
 import json
 import random
+import re
 import socket
 import time
 import urllib.error
@@ -63,6 +64,22 @@ def error_message(e: HTTPError) -> str:
     except (ValueError, AttributeError):
         pass
     return body.strip()[:500] or f"HTTP {e.status_code}"
+
+
+def rejected_personalizations(e: HTTPError) -> dict[int, str]:
+    """{index: message} when every error of a 400 names a personalization, else {}."""
+    body = e.body.decode("utf-8", "replace") if isinstance(e.body, bytes) else str(e.body or "")
+    try:
+        errors = json.loads(body).get("errors") or []
+    except (ValueError, AttributeError):
+        return {}
+    found = {}
+    for err in errors:
+        m = re.match(r"personalizations\.(\d+)\b", str((err or {}).get("field") or ""))
+        if not m:
+            return {}
+        found.setdefault(int(m.group(1)), f"{err.get('message')} (field: {err['field']})")
+    return found
 
 
 class SendGridTransport:
@@ -152,6 +169,17 @@ class SendGridTransport:
                     last = f"HTTP {code}: {message}"
                     self._wait(attempt, last)
                     continue
+                bad = rejected_personalizations(e) if code == 400 else {}
+                if bad and len(bad) < n and all(0 <= i < n for i in bad):
+                    # Only some recipients are at fault: fail them, send the others again.
+                    self.log(f"SendGrid rejected {len(bad)} of {n} recipient(s); sending the rest again")
+                    failed = [Outcome(recipients[i], "failed", reason=f"SendGrid rejected this recipient (HTTP 400): {why}")
+                              for i, why in sorted(bad.items())]
+                    try:
+                        return failed + self._send(rendered, [r for i, r in enumerate(recipients) if i not in bad])
+                    except FatalTransportError as fatal:
+                        _carry(fatal, failed)
+                        raise
                 return [Outcome(r, "failed", reason=f"SendGrid rejected the request (HTTP {code}): {message}")
                         for r in recipients]
             except urllib.error.URLError as e:
