@@ -409,6 +409,8 @@ def _report_send(s, as_json: bool) -> None:
         note(f"note: {n}")
     if s.fatal:
         note(f"error: {s.fatal}")
+    if s.busy:
+        note(f"error: {s.busy}")
     if s.stories == 0:
         note(f"error: the edition of {s.date} has no stories; nothing was sent (import the day's articles first)")
     if as_json:

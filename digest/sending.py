@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from digest.config import Settings
 from digest.deliver import ledger
 from digest.deliver.transport import Batch, FatalTransportError, Outcome, Recipient, Transport
-from digest.edition import freeze, load_edition
+from digest.edition import freeze, load_edition, release_send_lock, sender_name, take_send_lock, touch_send_lock
 from digest.message import list_unsubscribe_headers
 from digest.render import Personal, Renderer
 from digest.select import Edition, select_digest, subscriber_sections
@@ -55,11 +55,14 @@ class Summary:
     problems: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     fatal: str | None = None
+    busy: str | None = None    # another run is sending this edition
 
     @property
     def exit_code(self) -> int:
         if self.fatal:
             return 2
+        if self.busy:
+            return 1
         if self.stories == 0:
             return 1  # no stories at all for the day is a failure worth a cron email
         if self.mode == "send":
@@ -168,6 +171,21 @@ def send(engine: Engine, settings: Settings, day: date, transport: Transport, si
         edition = load_edition(engine, day, settings)
         planner = Planner(edition, settings, signer, planner.renderer)
 
+    claim_id = ledger.new_claim()
+    me = sender_name(claim_id)
+    holder = take_send_lock(engine, day, me)
+    if holder:
+        summary.busy = f"another run is sending this edition: {holder}; nothing was done"
+        summary.counts = ledger.counts(engine, summary.date)
+        return summary
+    try:
+        return _send_pending(engine, day, transport, planner, summary, claim_id, me, retry, progress, on_plan)
+    finally:
+        release_send_lock(engine, day, me)
+
+
+def _send_pending(engine, day, transport, planner, summary, claim_id, me, retry, progress, on_plan) -> Summary:
+    """The locked part of `send`: requeue, withdraw, plan and deliver the pending rows."""
     if retry:
         n = ledger.requeue(engine, summary.date, retry)
         summary.notes.append(f"retrying {n} {retry} recipient(s)")
@@ -184,7 +202,6 @@ def send(engine: Engine, settings: Settings, day: date, transport: Transport, si
     if on_plan:
         on_plan(summary.recipients)
 
-    claim_id = ledger.new_claim()
     try:
         for batch in batches:
             taken = ledger.claim(engine, [r.ledger_id for r in batch.recipients], claim_id)
@@ -205,6 +222,7 @@ def send(engine: Engine, settings: Settings, day: date, transport: Transport, si
                 summary.fatal = str(e)
                 break
             ledger.record(engine, outcomes)
+            touch_send_lock(engine, day, me)
             _tally(summary, outcomes)
             summary.requests += 1
             if progress:

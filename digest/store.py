@@ -66,6 +66,10 @@ editions = Table(
     Column("date", String(10), primary_key=True),
     Column("frozen_at", DateTime, nullable=False),
     Column("articles", JSON, nullable=False),
+    # The run sending this edition now ("host:pid:claim") and when it last showed life:
+    # one sender at a time, so `--retry unknown` can never resend a row still in flight.
+    Column("sender", String(200)),
+    Column("sender_seen", DateTime),
 )
 
 # One row per (edition, subscriber): pending -> sent | failed | unknown.

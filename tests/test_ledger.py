@@ -140,3 +140,22 @@ def test_people_who_leave_after_the_freeze_are_withdrawn_not_sent(world, setting
     summary = run(world, settings, transport)
     assert summary.withdrawn == 1 and summary.exit_code == 0
     assert transport.emails() == ["a@example.com", "c@example.com"]
+
+
+def test_send_lock_one_sender_per_edition(engine, settings):
+    from datetime import timedelta
+    from sqlalchemy import update
+    from digest.edition import STALE_AFTER, release_send_lock, take_send_lock, touch_send_lock
+    from digest.store import editions, utcnow
+
+    freeze(engine, load_edition(engine, DAY, settings), [])
+    assert take_send_lock(engine, DAY, "other-host:123:abc") is None
+    assert "other-host:123:abc" in take_send_lock(engine, DAY, "me:1:x")  # alive elsewhere: wait
+    touch_send_lock(engine, DAY, "other-host:123:abc")
+    with engine.begin() as conn:  # that host went silent long ago
+        conn.execute(update(editions).values(sender_seen=utcnow() - STALE_AFTER - timedelta(seconds=1)))
+    assert take_send_lock(engine, DAY, "me:1:x") is None
+    release_send_lock(engine, DAY, "other-host:123:abc")  # not the holder any more: no effect
+    assert take_send_lock(engine, DAY, "third:9:y") is not None
+    release_send_lock(engine, DAY, "me:1:x")
+    assert take_send_lock(engine, DAY, "third:9:y") is None

@@ -362,6 +362,23 @@ def test_two_runs_at_once_never_send_twice(site, sg):
     assert site.status()["counts"]["sent"] == 8
 
 
+def test_a_second_run_waits_its_turn_while_one_is_sending(site, sg):
+    """One sender per edition: a `--retry unknown` must not resend rows still in flight."""
+    sg.inject("hang", seconds=30)
+    first = site.popen("send", "--date", DAY, SENDGRID_TIMEOUT="30")
+    try:
+        wait_for(lambda: len(sg.requests) == 1)
+        second = site.send("--retry", "unknown")
+        assert second.returncode == 1 and "another run is sending this edition" in second.stderr
+        assert len(sg.requests) == 1  # the second run sent nothing
+    finally:
+        first.kill()
+        first.communicate()
+    # The killed sender's lock is taken over at once (its process is gone).
+    rerun = site.send()
+    assert "another run" not in rerun.stderr and len(sg.requests) > 1
+
+
 # -- transient faults -----------------------------------------------------------------------
 
 def test_429_waits_for_the_rate_limit_reset_then_succeeds(site, sg):
