@@ -11,6 +11,7 @@ import tomllib
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 SECTIONS: tuple[str, ...] = (
@@ -223,8 +224,11 @@ def _validate(v: dict, source: str, origin: dict | None = None) -> Settings:
     for key in ("base_url", "site_url", "sendgrid_host"):
         if key in v:
             url = v[key].rstrip("/")
-            if not url.startswith(("http://", "https://")):
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
                 fail(key, f"{v[key]!r} must be an absolute http(s) URL")
+            if parts.query or parts.fragment:
+                fail(key, f"{v[key]!r} must not have a query (?…) or fragment (#…): links are built under it")
             v[key] = url
 
     if "sendgrid_timeout" in v:

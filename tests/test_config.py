@@ -44,6 +44,7 @@ def test_config_option_and_env_var(tmp_path):
     ("colour = 1", "unknown setting 'colour'"),
     ('secret_key = "x"', "environment"),
     ('base_url = "ftp://x"', "base_url"),
+    ('base_url = "https://x.example/digest?x=1"', "must not have a query"),
     ("[sendgrid]\ntimeout = -1", "timeout"),
 ])
 def test_bad_config_names_the_problem(tmp_path, text, words):
