@@ -421,10 +421,10 @@ def _report_send(s, as_json: bool) -> None:
         return
     if s.mode == "sandbox":
         typer.echo(f"sandbox {s.date}: {s.delivered} of {s.recipients} recipients accepted by SendGrid "
-                   f"in {s.requests} request(s); nothing delivered, nothing recorded")
+                   f"in {s.requests} batch(es); nothing delivered, nothing recorded")
     else:
         c = s.counts
-        typer.echo(f"send {s.date}: {s.delivered} sent now in {s.requests} request(s); edition: "
+        typer.echo(f"send {s.date}: {s.delivered} sent now in {s.requests} batch(es); edition: "
                    f"{c.get('sent', 0)} sent, {c.get('pending', 0)} pending, {c.get('failed', 0)} failed, "
                    f"{c.get('unknown', 0)} unknown" + (f"; {s.skipped_empty} skipped (empty digest)" if s.skipped_empty else "")
                    + (f"; {s.withdrawn} withdrawn (left since the edition froze)" if s.withdrawn else ""))

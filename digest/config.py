@@ -175,6 +175,13 @@ def _validate(v: dict, source: str, origin: dict | None = None) -> Settings:
         if key in v and not isinstance(v[key], str):
             fail(key, "must be a string")
 
+    if v.get("reply_to"):
+        from email_validator import EmailNotValidError, validate_email
+        try:
+            validate_email(v["reply_to"], check_deliverability=False)
+        except EmailNotValidError as e:
+            fail("reply_to", f"{v['reply_to']!r} is not an email address ({e})")
+
     for key in ("name", "from_email"):
         if key in v and not v[key].strip():
             fail(key, "must not be empty")
@@ -227,6 +234,10 @@ def _validate(v: dict, source: str, origin: dict | None = None) -> Settings:
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 fail(key, f"{v[key]!r} must be an absolute http(s) URL")
+            try:
+                parts.port
+            except ValueError:
+                fail(key, f"{v[key]!r} has an invalid port")
             if parts.query or parts.fragment:
                 fail(key, f"{v[key]!r} must not have a query (?…) or fragment (#…): links are built under it")
             v[key] = url

@@ -1,16 +1,23 @@
 """Double opt-in sign-up: a pending subscriber, a confirmation email, the confirming click.
 
 What the person filling the form learns never depends on the address's state (no
-enumeration): a new or pending address gets a confirmation link, an address that already
-gets the digest gets a "you're already subscribed" note with its preference link, and an
-address that left gets a confirmation link to come back.  Only the mailbox sees which.
+enumeration): the web page is always the same and the email goes out after it.  Only the
+mailbox sees which email it got:
+
+    new or pending address            -> a confirmation link (pending -> active, once)
+    active, paused or unsubscribed    -> a note with its preference link (resubscribe there)
+    bounced or complained             -> nothing: we never mail those addresses again
+
+The form is unauthenticated, so anyone can type anyone's address: at most one sign-up
+email per address per SIGNUP_EMAIL_INTERVAL, an existing subscriber is never changed,
+and a name typed into the form is never put into an email to an unconfirmed address.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import jinja2
@@ -22,12 +29,12 @@ from digest.deliver.transport import Batch, FatalTransportError, Recipient
 from digest.message import build_message
 from digest.render import Rendered
 from subscribers import store
-from subscribers.store import Subscriber, SubscriberError
+from subscribers.store import SUPPRESSED, Subscriber, SubscriberError
 from subscribers.tokens import Signer, manage_links
 
 log = logging.getLogger("uvicorn.error")
 
-RECEIVING = ("active", "paused")  # already subscribed: confirming again changes nothing
+SIGNUP_EMAIL_INTERVAL = timedelta(minutes=10)  # per address: a form cannot be used to flood a mailbox
 
 
 class OutboxMailer:
@@ -80,39 +87,49 @@ class Signup:
         self.templates = templates
 
     def request(self, email: str, name: str, sections: tuple[str, ...]) -> None:
-        """Record the sign-up (new addresses only) and email the address.
+        """Record the sign-up (new addresses only) and, if allowed, email the address.
 
         `email`, `name` and `sections` are already validated by the form.  An existing
         subscriber is left exactly as they are: the form is not authenticated.
         """
-        subscriber = store.get(self.engine, email=email)
+        subscriber, created = store.get(self.engine, email=email), False
         if subscriber is None:
             try:
-                subscriber = store.add(self.engine, email, name, sections, status="pending")
+                subscriber, created = store.add(self.engine, email, name, sections, status="pending"), True
             except SubscriberError:  # the same address was added a moment ago
                 subscriber = store.get(self.engine, email=email)
-        if subscriber.status in RECEIVING:
-            link, _ = manage_links(self.signer, self.settings.links_base, subscriber.id)
-            self.mailer.send(subscriber, self._email(subscriber, already=True, link=link))
-        else:
+        if subscriber is None or subscriber.status in SUPPRESSED:
+            return  # erased meanwhile, or a dead / complaining mailbox: never mail it
+        # A new row was just stamped by its insert; any other needs an idle interval.
+        if not created and not store.claim_signup_email(self.engine, subscriber.id, SIGNUP_EMAIL_INTERVAL):
+            log.info("sign-up email for subscriber %d skipped: one was sent less than %d minutes ago",
+                     subscriber.id, SIGNUP_EMAIL_INTERVAL.seconds // 60)
+            return
+        if subscriber.status == "pending":
             link = f"{self.settings.links_base}/confirm/{self.signer.confirm_token(subscriber.id)}"
-            self.mailer.send(subscriber, self._email(subscriber, already=False, link=link))
+            # The stored name of a pending row was typed by whoever filled the form: keep it
+            # out of the email (greeting and To:), so the form cannot put text in strangers' inboxes.
+            anonymous = dataclasses.replace(subscriber, name="")
+            self.mailer.send(anonymous, self._email(anonymous, "confirm", link))
+        else:  # active, paused, unsubscribed: the name is the one they confirmed or set themselves
+            link, _ = manage_links(self.signer, self.settings.links_base, subscriber.id)
+            kind = "left" if subscriber.status == "unsubscribed" else "already"
+            self.mailer.send(subscriber, self._email(subscriber, kind, link))
 
-    def confirm(self, token: str) -> Subscriber:
-        """Activate the subscriber a confirmation link names; TokenError or LookupError if none."""
-        subscriber = store.get(self.engine, id=self.signer.read_confirm_token(token))
-        if subscriber is None:
-            raise LookupError("no such subscriber")
-        if subscriber.status in RECEIVING:
-            return subscriber
-        return store.set_status(self.engine, subscriber.id, "active", None)
+    def confirm(self, subscriber_id: int) -> Subscriber | None:
+        """Activate a pending subscriber; None if they are not pending (used link, or they left since)."""
+        return store.activate_pending(self.engine, subscriber_id)
 
-    def _email(self, subscriber: Subscriber, already: bool, link: str) -> Rendered:
+    def _email(self, subscriber: Subscriber, kind: str, link: str) -> Rendered:
+        """kind: confirm (a pending sign-up), already (gets the digest), left (unsubscribed earlier)."""
         s = self.settings
-        subject = f"You already get {s.name}" if already else f"Confirm your subscription to {s.name}"
-        preheader = "Your link to change sections or pause." if already else "One click and your first digest is on its way."
+        subject, preheader = {
+            "confirm": (f"Confirm your subscription to {s.name}", "One click and your first digest is on its way."),
+            "already": (f"You already get {s.name}", "Your link to change sections or pause."),
+            "left": (f"Your {s.name} settings", "You unsubscribed earlier: here is how to come back."),
+        }[kind]
         ctx = {"newsletter": s.name, "lang": s.lang, "site_url": s.site_url, "name": subscriber.name,
-               "already": already, "link": link, "subject": subject, "preheader": preheader}
+               "kind": kind, "link": link, "subject": subject, "preheader": preheader}
         return Rendered(subject=subject, preheader=preheader,
                         html=self.templates.get_template("confirm_email.html.j2").render(ctx),
                         text=self.templates.get_template("confirm_email.txt.j2").render(ctx))

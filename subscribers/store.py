@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
+from datetime import timedelta
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func, select
@@ -156,3 +157,33 @@ def remove(engine: Engine, email: str) -> Subscriber:
         conn.execute(delete(ledger).where(ledger.c.subscriber_id == found.id))
         conn.execute(delete(subscribers).where(subscribers.c.id == found.id))
         return found
+
+
+# -- sign-up helpers (double opt-in) --------------------------------------------------------------
+
+def activate_pending(engine: Engine, subscriber_id: int) -> Subscriber | None:
+    """pending -> active, in one conditional UPDATE; the subscriber, or None if they were not pending.
+
+    Why only from pending: a confirmation link may finish a sign-up, never undo an
+    unsubscribe, a bounce or a spam report; and once used it changes nothing (single use).
+    """
+    with engine.begin() as conn:
+        done = conn.execute(subscribers.update()
+                            .where(subscribers.c.id == subscriber_id, subscribers.c.status == "pending")
+                            .values(status="active", status_reason=None, updated_at=utcnow())).rowcount
+        return get(conn, id=subscriber_id) if done else None
+
+
+def claim_signup_email(engine: Engine, subscriber_id: int, interval: timedelta) -> bool:
+    """True when a sign-up email may go to this subscriber now, i.e. the row was last touched
+    more than `interval` ago; the row's updated_at becomes now, starting the next interval.
+
+    Why updated_at: it rate-limits sign-up emails per address with no extra table (a
+    sign-up request for the address counts as touching its row).  One conditional UPDATE,
+    so a burst of concurrent requests lets exactly one email through.
+    """
+    now = utcnow()
+    with engine.begin() as conn:
+        return conn.execute(subscribers.update()
+                            .where(subscribers.c.id == subscriber_id, subscribers.c.updated_at <= now - interval)
+                            .values(updated_at=now)).rowcount == 1

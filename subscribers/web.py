@@ -41,6 +41,10 @@ log = logging.getLogger("uvicorn.error")
 WEB_TEMPLATES = TEMPLATES_DIR / "web"
 LEFT = ("unsubscribed", "bounced", "complained")
 SIGNUP_FORM_MAX_AGE = 24 * 3600
+SAFE_METHODS = ("GET", "HEAD")  # Starlette routes HEAD to GET's handler: it must not change anything either
+MAX_WEBHOOK_BODY = 5 * 1024 * 1024  # SendGrid batches stay far below this; anything larger is refused unread
+# Our forms are a few short text fields; these bound what a post may make the parser hold.
+FORM_LIMITS = {"max_files": 0, "max_fields": 100, "max_part_size": 64 * 1024}
 
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; "
@@ -54,6 +58,7 @@ HEADERS = {
 # What each failure page says; a bad token and an unknown page read the same, revealing nothing.
 ERRORS = {
     400: ("That did not work", "The request could not be understood. Go back and try again."),
+    413: ("That did not work", "The request was too large."),
     403: ("Please try again", "This form was out of date or sent from another site, so nothing was changed. "
                               "Go back, reload the page and send it again."),
     404: ("This link does not work", "It may be incomplete: links in emails sometimes get cut in two. "
@@ -76,7 +81,7 @@ class FormGuard:
     def __init__(self, secret_key: str, base_url: str):
         self._key = hashlib.sha256(b"news-digest.csrf|" + secret_key.encode()).digest()
         self._signup = TimestampSigner(secret_key, salt="news-digest.signup-form")
-        self._netloc = urlsplit(base_url).netloc
+        self._origin = origin_of(base_url) if base_url else None
 
     def for_token(self, token: str) -> str:
         return hmac.new(self._key, token.encode(), hashlib.sha256).hexdigest()
@@ -94,10 +99,17 @@ class FormGuard:
             return False
 
     def same_origin(self, request: Request) -> bool:
+        """A sent `Origin` must be DIGEST_BASE_URL's scheme, host and port.
+
+        Why not the request's Host header: a client picks that header, so matching it
+        proves nothing.  Only without a base URL (trying things out locally) is the
+        request's own URL all there is to compare with.
+        """
         origin = request.headers.get("origin")
         if origin is None:  # older browsers and non-browser clients: the csrf value decides
             return True
-        return urlsplit(origin).netloc in {self._netloc, request.headers.get("host")}
+        expected = self._origin or origin_of(str(request.base_url))
+        return expected is not None and origin_of(origin) == expected
 
 
 class Site:
@@ -161,6 +173,18 @@ class Site:
         if not (self.guard.same_origin(request) and self.guard.token_ok(token, form.get("csrf"))):
             raise HTTPException(403)
 
+    async def read_form(self, request: Request):
+        """The posted fields, all text; a 400 page for anything else.
+
+        Our forms have no file inputs: a file part is refused while parsing (max_files=0
+        makes Starlette answer 400), and any value that is still not a str is refused here
+        rather than reaching code that expects text.
+        """
+        form = await request.form(**FORM_LIMITS)
+        if not all(isinstance(value, str) for _, value in form.multi_items()):
+            raise HTTPException(400)
+        return form
+
     # -- handlers -------------------------------------------------------------------------
 
     async def home(self, request: Request) -> Response:
@@ -171,9 +195,9 @@ class Site:
 
     async def preferences(self, request: Request) -> Response:
         subscriber, token = await self.subscriber_from(request)
-        if request.method == "GET":
+        if request.method in SAFE_METHODS:
             return self.manage_page("preferences.html.j2", subscriber, token)
-        form = await request.form()
+        form = await self.read_form(request)
         self.check_form(request, form, token)
         changes, errors = read_preferences(form, self.settings)
         if errors:
@@ -187,9 +211,9 @@ class Site:
 
     async def unsubscribe(self, request: Request) -> Response:
         subscriber, token = await self.subscriber_from(request)
-        if request.method == "GET":
+        if request.method in SAFE_METHODS:
             return self.manage_page("unsubscribe.html.j2", subscriber, token)
-        form = await request.form()
+        form = await self.read_form(request)
         # RFC 8058: mailbox providers post exactly this, with no form token; the link's
         # own signature is the authority, as it is for the GET.
         one_click = form.get("List-Unsubscribe") == "One-Click"
@@ -200,10 +224,10 @@ class Site:
         return self.manage_page("unsubscribe.html.j2", subscriber, token)
 
     async def subscribe(self, request: Request) -> Response:
-        if request.method == "GET":
+        if request.method in SAFE_METHODS:
             return self.page("subscribe.html.j2", csrf=self.guard.for_signup(), shown={},
                              **self.sections_ctx(()))
-        form = await request.form()
+        form = await self.read_form(request)
         if not (self.guard.same_origin(request) and self.guard.signup_ok(form.get("csrf"))):
             raise HTTPException(403)
         values, errors = read_signup(form, self.settings)
@@ -221,21 +245,52 @@ class Site:
             log.exception("could not send a sign-up email")
 
     async def confirm(self, request: Request) -> Response:
+        """GET shows a button; only its POST confirms.
+
+        Why two steps: mail scanners and link previews open (GET or HEAD) every link in an
+        email, and that must not subscribe anyone.  The POST carries the same kind of form
+        token as the other forms, and turns only a pending subscriber active, once.
+        """
+        token = request.path_params["token"]
         try:
-            subscriber = await run_in_threadpool(self.signup.confirm, request.path_params["token"])
-        except (TokenError, LookupError):
-            return self.message(404, "This confirmation link does not work",
-                                "It may have expired (links last 7 days) or been cut short. "
-                                "Sign up again to get a new one.", f"{self.root}/subscribe", "Sign up again")
-        token = self.signer.manage_token(subscriber.id)
-        text = (f"Your subscription is paused: {self.settings.name} starts again when you resume it."
-                if subscriber.status == "paused" else f"Thank you. {self.settings.name} will arrive every morning.")
-        return self.message(200, "You are subscribed", text, f"{self.root}/preferences/{token}", "Choose your sections")
+            subscriber_id = self.signer.read_confirm_token(token)
+        except TokenError:
+            return self.bad_confirm_link()
+        if request.method in SAFE_METHODS:
+            subscriber = await run_in_threadpool(store.get, self.engine, id=subscriber_id)
+            if subscriber is None:  # erased since the email was sent
+                return self.bad_confirm_link()
+            if subscriber.status != "pending":
+                return self.nothing_to_confirm()
+            return self.page("confirm.html.j2", token=token, csrf=self.guard.for_token(token),
+                             masked_email=masked(subscriber.email))
+        form = await self.read_form(request)
+        self.check_form(request, form, token)
+        subscriber = await run_in_threadpool(self.signup.confirm, subscriber_id)
+        if subscriber is None:
+            return self.nothing_to_confirm()
+        manage = self.signer.manage_token(subscriber.id)
+        return self.message(200, "You are subscribed", f"Thank you. {self.settings.name} will arrive every morning.",
+                            f"{self.root}/preferences/{manage}", "Choose your sections")
+
+    def bad_confirm_link(self) -> HTMLResponse:
+        return self.message(404, "This confirmation link does not work",
+                            "It may have expired (links last 7 days) or been cut short. "
+                            "Sign up again to get a new one.", f"{self.root}/subscribe", "Sign up again")
+
+    def nothing_to_confirm(self) -> HTMLResponse:
+        # The same page whatever the reason (used already, unsubscribed since, bounced): a
+        # confirmation link only ever finishes a pending sign-up, and says no more than that.
+        return self.message(200, "Nothing to confirm",
+                            "This confirmation link has been used already or is no longer needed, so nothing was "
+                            "changed. To change your subscription, use the links at the bottom of any digest.")
 
     async def webhook(self, request: Request) -> Response:
         if not self.verifier.enabled:
             return JSONResponse({"error": "the event webhook is not configured"}, status_code=503)
-        body = await request.body()
+        body = await read_capped(request, MAX_WEBHOOK_BODY)
+        if body is None:
+            return JSONResponse({"error": f"the body is larger than {MAX_WEBHOOK_BODY} bytes"}, status_code=413)
         headers = request.headers
         if not self.verifier.verify(body, headers.get("x-twilio-email-event-webhook-signature"),
                                     headers.get("x-twilio-email-event-webhook-timestamp")):
@@ -245,7 +300,9 @@ class Site:
         except MalformedEvents as e:
             return JSONResponse({"error": str(e)}, status_code=400)
         tally = await run_in_threadpool(apply_events, self.engine, events)
-        return JSONResponse(tally.to_dict())
+        # Events that failed were released for a retry: a 5xx makes SendGrid redeliver the
+        # batch, and the ones already applied then count as duplicates.
+        return JSONResponse(tally.to_dict(), status_code=500 if tally.failed else 200)
 
     # -- errors ---------------------------------------------------------------------------
 
@@ -275,7 +332,7 @@ class Site:
             Route(f"{r}/preferences/{{token}}", self.preferences, methods=["GET", "POST"]),
             Route(f"{r}/unsubscribe/{{token}}", self.unsubscribe, methods=["GET", "POST"]),
             Route(f"{r}/subscribe", self.subscribe, methods=["GET", "POST"]),
-            Route(f"{r}/confirm/{{token}}", self.confirm),
+            Route(f"{r}/confirm/{{token}}", self.confirm, methods=["GET", "POST"]),
             Route(f"{r}/webhooks/sendgrid", self.webhook, methods=["POST"]),
         ]
         return routes + ([Route(r, self.home)] if r else [])
@@ -300,15 +357,23 @@ def read_name(form, errors: dict) -> str:
 
 
 def read_preferences(form, settings: Settings) -> tuple[dict, dict]:
-    """The store changes a preference form asks for, and the errors by field name.
+    """The store changes a preference post asks for, and the errors by field name.
 
-    Sections and name change only when the full form was sent (`form=preferences`); the
-    one-button resubscribe form sends just `status`.  `status` is active or paused, or
-    absent / `keep`: leaving a bounced or unsubscribed status always needs that explicit choice.
+    A post of just `status` (the one-button resubscribe form on the unsubscribe page, or a
+    script that only pauses) changes only the delivery.  Any other post is a preference
+    save, with or without the page's hidden `form=preferences`:
+    - `sections`: the ticked boxes.  A browser sends nothing for an unticked box, so no
+      `sections` field means none chosen, i.e. the defaults.
+    - `name`: changed only when the field is sent; a missing field is not an empty name.
+    - `status`: active or paused, or absent / `keep`: leaving a bounced or unsubscribed
+      status always needs that explicit choice.
     """
     changes, errors = {}, {}
-    if form.get("form") == "preferences":
+    delivery_only = (form.get("form") != "preferences" and "status" in form
+                     and "sections" not in form and "name" not in form)
+    if not delivery_only:
         changes["sections"] = read_sections(form, settings, errors)
+    if "name" in form:
         changes["name"] = read_name(form, errors)
     status = form.get("status", "keep")
     if status == "active":
@@ -337,6 +402,36 @@ def unsubscribe(engine, subscriber: Subscriber, reason: str) -> Subscriber:
     if subscriber.status in LEFT:
         return subscriber
     return store.set_status(engine, subscriber.id, "unsubscribed", reason)
+
+
+def origin_of(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of a URL, default ports filled in; None for "null" or junk."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    except ValueError:  # a port that is not a number
+        return None
+    if not (parts.scheme and parts.hostname and port):
+        return None
+    return parts.scheme.lower(), parts.hostname.lower(), port
+
+
+async def read_capped(request: Request, limit: int) -> bytes | None:
+    """The request body, or None as soon as it is (or says it is) larger than `limit` bytes.
+
+    Why stream: `request.body()` would hold a body of any size in memory before we could
+    refuse it, and the signature can only be checked over the whole body.
+    """
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def masked(email: str) -> str:

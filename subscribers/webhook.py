@@ -8,26 +8,35 @@
 
 Every event is applied at most once (`webhook_events`, keyed by `sg_event_id`).  The web
 layer only hands over the raw body and headers; nothing here knows about HTTP.
+
+The body is signed by SendGrid, but its fields are still read defensively: a field of an
+unexpected type or range makes that one event `ignored`, never an error for the batch.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import re
 import time
 from dataclasses import dataclass
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
 from sendgrid.helpers.eventwebhook import EventWebhook
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from digest.config import ConfigError
 from digest.deliver import ledger
+from digest.store import ledger as ledger_rows
 from digest.store import utcnow, webhook_events
 from subscribers import store
 
+log = logging.getLogger("uvicorn.error")
+
+MAX_ID = 2**63  # ids are signed 64-bit in every database we run on; larger ones name nobody
 MAX_SKEW = 600  # seconds: older (or future) signatures are refused, so a captured request cannot be replayed later
 
 # Suppression strength: a later, weaker event never overwrites a stronger one.
@@ -76,8 +85,9 @@ def load_public_key(text: str) -> ec.EllipticCurvePublicKey:
         key = EventWebhook().convert_public_key_to_ecdsa(body)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         key = None
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise ConfigError("SENDGRID_WEBHOOK_PUBLIC_KEY is not an ECDSA public key "
+    # SendGrid signs with P-256 only; a key on another curve can never verify, so say so at startup.
+    if not (isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)):
+        raise ConfigError("SENDGRID_WEBHOOK_PUBLIC_KEY is not an ECDSA P-256 public key "
                           "(paste the 'Verification Key' from SendGrid's signed Event Webhook settings)")
     return key
 
@@ -94,12 +104,18 @@ def parse_events(body: bytes) -> list[dict]:
 
 # -- what an event means (pure) -----------------------------------------------------------
 
+def text(event: dict, name: str) -> str:
+    """A string field, or "" when it is missing or of another type (a list, a dict, a number)."""
+    value = event.get(name)
+    return value if isinstance(value, str) else ""
+
+
 def suppression(event: dict) -> tuple[str, str] | None:
     """(new status, reason) for a suppressing event, or None."""
-    kind = event.get("event")
-    reason = " ".join(str(event.get("reason") or event.get("status") or "").split())[:300]
+    kind = text(event, "event")
+    reason = " ".join((text(event, "reason") or text(event, "status")).split())[:300]
     if kind == "bounce":
-        if event.get("type") == "blocked" or event.get("bounce_classification") in SOFT_CLASSIFICATIONS:
+        if text(event, "type") == "blocked" or text(event, "bounce_classification") in SOFT_CLASSIFICATIONS:
             return None
         return "bounced", f"bounce: {reason}" if reason else "bounce"
     if kind == "spamreport":
@@ -107,24 +123,60 @@ def suppression(event: dict) -> tuple[str, str] | None:
     if kind == "unsubscribe":
         return "unsubscribed", "unsubscribed through SendGrid"
     if kind == "group_unsubscribe":
-        return "unsubscribed", f"group unsubscribe (ASM group {event.get('asm_group_id', '?')})"
-    if kind == "dropped" and event.get("reason") in DROPPED:
+        group = event.get("asm_group_id")
+        shown = group if isinstance(group, int) and not isinstance(group, bool) else text(event, "asm_group_id")[:20]
+        return "unsubscribed", f"group unsubscribe (ASM group {shown or '?'})"
+    if kind == "dropped" and text(event, "reason") in DROPPED:
         return DROPPED[event["reason"]], f"dropped: {event['reason']}"
     return None
 
 
 def custom_arg(event: dict, name: str) -> str | None:
-    """SendGrid flattens custom_args into the event; accept the nested form too."""
+    """A custom arg as text (SendGrid flattens them into the event; the nested form works too).
+
+    Only strings and integers are accepted: anything else is as good as missing.
+    """
     value = event.get(name)
     if value is None and isinstance(event.get("custom_args"), dict):
         value = event["custom_args"].get(name)
-    return None if value is None else str(value)
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    return str(value)
+
+
+def subscriber_id(event: dict) -> int | None:
+    """Our subscriber_id custom arg, when it is plain digits in 0 < id < 2**63 (else the
+    database would overflow on it)."""
+    value = custom_arg(event, "subscriber_id")
+    if not (value and value.isascii() and value.isdigit() and len(value) <= 19):
+        return None
+    number = int(value)
+    return number if 0 < number < MAX_ID else None
+
+
+def edition_of(event: dict) -> str | None:
+    value = custom_arg(event, "edition")
+    return value if value and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value) else None
+
+
+def email_of(event: dict) -> str:
+    email = text(event, "email").strip()
+    return email if len(email) <= 320 else ""
 
 
 def message_id(event: dict) -> str | None:
     # sg_message_id is X-Message-Id plus a ".filter…" suffix; the ledger keeps X-Message-Id.
-    sg = event.get("sg_message_id")
-    return str(sg).split(".", 1)[0] if sg else None
+    sg = text(event, "sg_message_id")
+    return sg.split(".", 1)[0][:200] if sg else None
+
+
+def event_id(event: dict) -> str | None:
+    """sg_event_id; "" when absent (applied without dedupe); None when unusable (a list, or
+    too long to store whole: cutting it could merge two events into one)."""
+    value = event.get("sg_event_id")
+    if value is None or value == "":
+        return ""
+    return value if isinstance(value, str) and len(value) <= 200 else None
 
 
 # -- applying events ------------------------------------------------------------------------
@@ -135,37 +187,52 @@ class Tally:
     suppressed: int = 0   # subscribers whose status changed
     reconciled: int = 0   # unknown ledger rows turned sent
     duplicates: int = 0
-    ignored: int = 0      # unknown type, soft bounce, nobody to apply it to, already suppressed
+    ignored: int = 0      # unknown type, soft bounce, nobody to apply it to, already suppressed, malformed
+    failed: int = 0       # could not be applied now (e.g. the database failed): left for redelivery
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
 
 def apply_events(engine: Engine, events: list[dict]) -> Tally:
-    """Apply each event not seen before.
+    """Apply each event not seen before; every event on its own, so one bad event never
+    keeps the others of its batch from being applied.
 
-    An event is remembered *after* it is applied: a crash in between means a harmless
-    re-apply on SendGrid's redelivery, never an event recorded but lost.
+    An event is claimed first (its sg_event_id inserted: a unique key, so two concurrent
+    deliveries cannot both apply it), then applied; if applying fails, the claim is
+    released so SendGrid's redelivery can apply it (the caller answers 5xx to ask for one).
     """
     tally = Tally(received=len(events))
     for event in events:
-        event_id = str(event.get("sg_event_id") or "")[:200]
-        if event_id and _seen(engine, event_id):
-            tally.duplicates += 1
+        eid = event_id(event)
+        if eid is None:
+            tally.ignored += 1
             continue
-        outcome = _apply(engine, event)
+        claimed = False
+        try:
+            if eid:
+                if not _claim(engine, eid, event):
+                    tally.duplicates += 1
+                    continue
+                claimed = True
+            outcome = _apply(engine, event)
+        except Exception:  # whatever it was, the rest of the batch still gets applied
+            log.exception("a webhook event could not be applied (sg_event_id %r); it is left for redelivery", eid)
+            if claimed:
+                _release(engine, eid)
+            tally.failed += 1
+            continue
         setattr(tally, outcome, getattr(tally, outcome) + 1)
-        if event_id:
-            _remember(engine, event_id, event)
     return tally
 
 
 def _apply(engine: Engine, event: dict) -> str:
     """Apply one event; return the Tally field it counts toward."""
-    kind = event.get("event")
+    kind = text(event, "event")
     if kind in ("processed", "delivered"):
-        edition, sid = custom_arg(event, "edition"), _int(custom_arg(event, "subscriber_id"))
-        if edition and sid is not None and ledger.mark_sent_by_event(engine, edition, sid, message_id(event)):
+        edition, sid = edition_of(event), subscriber_id(event)
+        if (edition and sid is not None and _sent_to(engine, edition, sid, email_of(event))
+                and ledger.mark_sent_by_event(engine, edition, sid, message_id(event))):
             return "reconciled"
         return "ignored"
     change = suppression(event)
@@ -176,34 +243,48 @@ def _apply(engine: Engine, event: dict) -> str:
     return "suppressed"
 
 
+def _sent_to(engine: Engine, edition: str, sid: int, email: str) -> bool:
+    """Whether the event's address (when it names one) is the ledger row's or the subscriber's.
+
+    Why: only an event about the message we sent that person may mark their row sent; a
+    mismatching address means a mixed-up or stale custom arg, and the row stays `unknown`.
+    """
+    if not email:
+        return True
+    with engine.connect() as conn:
+        row_email = conn.execute(select(ledger_rows.c.email).where(
+            ledger_rows.c.edition == edition, ledger_rows.c.subscriber_id == sid)).scalar()
+    subscriber = store.get(engine, id=sid)
+    known = {e.lower() for e in (row_email, subscriber.email if subscriber else None) if e}
+    return email.lower() in known
+
+
 def _subscriber_of(engine: Engine, event: dict) -> store.Subscriber | None:
     """By our subscriber_id custom arg when it matches the address, else by the address."""
-    email = str(event.get("email") or "").strip()
-    sid = _int(custom_arg(event, "subscriber_id"))
+    email = email_of(event)
+    sid = subscriber_id(event)
     found = store.get(engine, id=sid) if sid is not None else None
     if found and (not email or found.email.lower() == email.lower()):
         return found
     return store.get(engine, email=email) if email else None
 
 
-def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _seen(engine: Engine, event_id: str) -> bool:
-    with engine.connect() as conn:
-        q = select(webhook_events.c.sg_event_id).where(webhook_events.c.sg_event_id == event_id)
-        return conn.execute(q).first() is not None
-
-
-def _remember(engine: Engine, event_id: str, event: dict) -> None:
+def _claim(engine: Engine, eid: str, event: dict) -> bool:
+    """Record the event as ours to apply; False if it was recorded before (a duplicate)."""
     try:
         with engine.begin() as conn:
             conn.execute(webhook_events.insert().values(
-                sg_event_id=event_id, event=str(event.get("event") or "")[:40],
-                email=str(event.get("email") or "")[:320] or None, received_at=utcnow()))
+                sg_event_id=eid, event=text(event, "event")[:40], email=email_of(event) or None,
+                received_at=utcnow()))
+        return True
     except IntegrityError:
-        pass  # a concurrent delivery of the same event got there first
+        return False
+
+
+def _release(engine: Engine, eid: str) -> None:
+    """Forget a claimed event that could not be applied, so its redelivery is not a duplicate."""
+    try:
+        with engine.begin() as conn:
+            conn.execute(delete(webhook_events).where(webhook_events.c.sg_event_id == eid))
+    except Exception:  # the database is failing; the original error is logged already
+        log.exception("could not release webhook event %r: its redelivery will count as a duplicate", eid)

@@ -207,9 +207,20 @@ def test_signup_with_double_opt_in(server, page):
 
     [eml] = sorted((server.folder / "outbox" / "signups").glob("*sia@example.com.eml"))
     page.goto(link_in(html_part(eml), "confirm"))
+    # Opening the link (as mail scanners do) confirms nothing: a person presses the button.
+    expect(page.get_by_role("heading", name="Confirm your subscription")).to_be_visible()
+    screenshots(page, "confirm")
+    assert server.subscriber("Sia@example.com")["status"] == "pending"
+    page.get_by_role("button", name="Confirm my subscription").click()
     expect(page.get_by_role("heading", name="You are subscribed")).to_be_visible()
+    screenshots(page, "confirmed")
     sia = server.subscriber("Sia@example.com")
     assert (sia["status"], sia["sections"], sia["name"]) == ("active", ["travel", "gaming"], "Sia")
 
     page.get_by_role("link", name="Choose your sections").click()
     expect(page.get_by_label("Travel")).to_be_checked()
+
+    # The link is single use: opened again, it has nothing left to do.
+    page.goto(link_in(html_part(eml), "confirm"))
+    expect(page.get_by_role("heading", name="Nothing to confirm")).to_be_visible()
+    screenshots(page, "confirm-used")

@@ -665,12 +665,24 @@ def test_400_reason_is_sendgrids_message(sg):
     assert "Does not contain a valid address." in outcome.reason and "HTTP Error" not in outcome.reason
 
 
-def test_400_naming_one_recipient_fails_only_that_recipient(sg):
-    """One address SendGrid refuses must not cost the other recipients of its batch their digest."""
+def test_400_fails_the_batch_with_a_short_reason_even_for_many_errors(sg):
+    """The issue's contract: a 400 fails the batch, with SendGrid's words, kept readable."""
     people = [recipient(1), dataclasses.replace(recipient(2), email="bad@nodot"), recipient(3)]
-    outcomes = {o.recipient.email: o for o in transport(sg).deliver(Batch(RENDERED, people))}
-    assert outcomes["bad@nodot"].status == "failed"
-    assert "personalizations.1" in outcomes["bad@nodot"].reason
-    assert [outcomes[p.email].status for p in (people[0], people[2])] == ["sent", "sent"]
-    assert [sg.requests[0]["status"], sg.requests[1]["status"]] == [400, 202]
-    assert received(sg) == Counter({people[0].email: 1, people[2].email: 1})
+    outcomes = transport(sg).deliver(Batch(RENDERED, people))
+    assert [o.status for o in outcomes] == ["failed"] * 3 and len(sg.requests) == 1
+    assert "personalizations.1" in outcomes[0].reason
+
+    many = json.dumps({"errors": [{"message": f"bad {i}", "field": f"personalizations.{i}.to"} for i in range(1000)]})
+    from python_http_client.exceptions import BadRequestsError
+    from digest.deliver.sendgrid import error_message
+    reason = error_message(BadRequestsError(400, "Bad Request", many.encode(), {}))
+    assert reason.startswith("bad 0") and "997 more" in reason and len(reason) < 1200
+
+
+def test_stale_rate_limit_reset_still_backs_off(sg):
+    sleeps = []
+    t = transport(sg, sleeps, sendgrid_retry_base_delay=1.0)
+    t._wait(1, "rate limited", reset=str(int(time.time()) - 100))
+    assert sleeps[0] >= 0.5
+    t._wait(1, "rate limited", retry_after="4")
+    assert 4.0 <= sleeps[1] <= 4.3

@@ -3,14 +3,16 @@
 import os
 import re
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from itsdangerous import URLSafeSerializer
 
 from digest.config import SECTIONS, ConfigError, Settings
+from digest.store import subscribers, utcnow
 from subscribers import store
-from subscribers.web import create_app, redact, run_server
+from subscribers.web import create_app, origin_of, redact, run_server
 from tests.fake_sendgrid import FakeSendGrid
 from tests.web_helpers import (  # noqa: F401  (site is a fixture)
     checked_sections, digest_command, hidden, html_part, link_in, make_site, site,
@@ -280,24 +282,44 @@ def test_signup_is_pending_until_the_emailed_link_is_opened(site):
     [eml] = signup_emails(site)
     link = link_in(html_part(eml), "confirm")
     assert link.startswith(f"{site.settings.base_url}/confirm/")
-    r = site.client.get(link.removeprefix("http://testserver"))
+    url = link.removeprefix("http://testserver")
+    # Opening the link (as a mail scanner does too) only shows a button.
+    assert site.client.head(url).status_code == 200
+    r = site.client.get(url)
+    assert r.status_code == 200 and ">Confirm my subscription</button>" in r.text and "N•••@example.com" in r.text
+    assert site.get("new@example.com").status == "pending"
+    r = site.client.post(url, data={"csrf": hidden(r.text, "csrf")})
     assert r.status_code == 200 and "You are subscribed" in r.text
     assert site.get("new@example.com").status == "active"
     assert 'href="/digest/preferences/' in r.text
 
 
+def age(site, email: str, minutes: int = 11) -> None:
+    """Pretend the subscriber's row was last touched `minutes` ago (the sign-up email clock)."""
+    with site.engine.begin() as conn:
+        conn.execute(subscribers.update().where(subscribers.c.email_key == email.lower())
+                     .values(updated_at=utcnow() - timedelta(minutes=minutes)))
+
+
 def test_the_answer_is_the_same_whatever_the_address_state(site):
-    answers = []
-    for _ in range(2):  # new, then pending
-        answers.append(signup(site, email="ann@example.com").text)
+    answers = [signup(site, email="ann@example.com").text]  # new
+    age(site, "ann@example.com")
+    answers.append(signup(site, email="ann@example.com").text)  # pending
     store.set_status(site.engine, site.get("ann@example.com").id, "active")
-    answers.append(signup(site, email="ann@example.com", name="Changed", sections=["food"]).text)
+    age(site, "ann@example.com")
+    answers.append(signup(site, email="ann@example.com", name="Changed", sections=["food"]).text)  # active
+    for status in ("unsubscribed", "bounced", "complained"):
+        store.set_status(site.engine, site.get("ann@example.com").id, status)
+        age(site, "ann@example.com")
+        answers.append(signup(site, email="ann@example.com").text)
     assert len(set(answers)) == 1
     after = site.get("ann@example.com")
-    assert (after.name, after.sections) == ("", ())  # the unauthenticated form changed nothing
+    assert (after.name, after.sections, after.status) == ("", (), "complained")  # the form changed nothing
     emails = [html_part(p) for p in signup_emails(site)]
+    assert len(emails) == 4  # none to the bounced or complained address
     assert "/confirm/" in emails[0] and "/confirm/" in emails[1]
     assert "You already get it" in emails[2] and "/preferences/" in emails[2]
+    assert "You unsubscribed earlier" in emails[3] and "/preferences/" in emails[3] and "/confirm/" not in emails[3]
 
 
 def test_signup_with_a_bad_address_shows_the_form_again(site):
@@ -330,3 +352,145 @@ def test_signup_through_sendgrid(tmp_path):
         [delivery] = sg.deliveries_to("nia@example.com")
     assert "/digest/confirm/" in delivery["text"]
     assert delivery["custom_args"]["subscriber_id"] == str(site.get("nia@example.com").id)
+
+
+# -- regressions from the QA review -------------------------------------------------------------------------
+
+def test_a_save_without_the_hidden_form_field_still_saves(site):
+    # A script (or an old page) posts only what it means; every field present is saved.
+    sub = site.add("jo@example.com", "Jo", ("tech",))
+    r = site.client.post(site.prefs(sub), data={"csrf": site.csrf(sub), "sections": ["world", "food"]})
+    assert r.status_code == 200 and "Saved" in r.text
+    after = site.get("jo@example.com")
+    assert (after.sections, after.name, after.status) == (("world", "food"), "Jo", "active")  # name kept
+    r = site.client.post(site.prefs(sub), data={"csrf": site.csrf(sub), "sections": ["science"], "name": "Jo S"})
+    assert (site.get("jo@example.com").sections, site.get("jo@example.com").name) == (("science",), "Jo S")
+    # No `sections` at all is what a browser sends with nothing ticked: the defaults.
+    r = site.client.post(site.prefs(sub), data={"csrf": site.csrf(sub)})
+    assert "Saved" in r.text and "the default sections (every section)" in r.text
+    assert (site.get("jo@example.com").sections, site.get("jo@example.com").name) == ((), "Jo S")
+
+
+def test_a_missing_name_field_leaves_the_name_alone_and_an_empty_one_clears_it(site):
+    sub = site.add("jo@example.com", "Jo", ("tech",))
+    site.client.post(site.prefs(sub), data={"csrf": site.csrf(sub), "form": "preferences", "sections": ["tech"],
+                                            "status": "active"})
+    assert site.get("jo@example.com").name == "Jo"
+    save(site, sub, name="")
+    assert site.get("jo@example.com").name == ""
+
+
+def test_a_status_only_post_keeps_sections_and_name(site):
+    sub = site.add("jo@example.com", "Jo", ("tech",))
+    r = site.client.post(site.prefs(sub), data={"csrf": site.csrf(sub), "status": "paused"})
+    assert r.status_code == 200 and "Your digest is paused" in r.text
+    after = site.get("jo@example.com")
+    assert (after.status, after.sections, after.name) == ("paused", ("tech",), "Jo")
+
+
+def test_head_requests_change_nothing_and_are_not_refused(site):
+    sub = site.add("jo@example.com", "Jo", ("tech",))
+    pending = site.add("pia@example.com", status="pending")
+    for url in (site.prefs(sub), site.unsub(sub), "/digest/subscribe",
+                f"/digest/confirm/{site.signer.confirm_token(pending.id)}"):
+        r = site.client.head(url)
+        assert r.status_code == 200, url
+    assert site.get("jo@example.com") == sub and site.get("pia@example.com") == pending
+
+
+@pytest.mark.parametrize("status", ["active", "paused", "unsubscribed", "bounced", "complained"])
+def test_a_confirmation_link_changes_only_a_pending_subscriber(site, status):
+    sub = site.add("jo@example.com", status=status)
+    url = f"/digest/confirm/{site.signer.confirm_token(sub.id)}"
+    r = site.client.get(url)
+    assert r.status_code == 200 and "Nothing to confirm" in r.text and "<form" not in r.text
+    # Even a well-formed post (the form token the button would carry) changes nothing.
+    csrf = site.client.app.state.site.guard.for_token(url.rsplit("/", 1)[1])
+    r = site.client.post(url, data={"csrf": csrf})
+    assert r.status_code == 200 and "Nothing to confirm" in r.text
+    assert site.get("jo@example.com") == sub
+
+
+def test_a_confirmation_link_works_once(site):
+    sub = site.add("pia@example.com", status="pending")
+    url = f"/digest/confirm/{site.signer.confirm_token(sub.id)}"
+    csrf = hidden(site.client.get(url).text, "csrf")
+    assert "You are subscribed" in site.client.post(url, data={"csrf": csrf}).text
+    store.set_status(site.engine, sub.id, "unsubscribed", "unsubscribe page")  # later they leave
+    r = site.client.post(url, data={"csrf": csrf})  # the old email's link, clicked again
+    assert "Nothing to confirm" in r.text and site.get("pia@example.com").status == "unsubscribed"
+
+
+def test_confirming_needs_the_form_token_and_our_origin(site):
+    sub = site.add("pia@example.com", status="pending")
+    url = f"/digest/confirm/{site.signer.confirm_token(sub.id)}"
+    csrf = hidden(site.client.get(url).text, "csrf")
+    assert site.client.post(url, data={}).status_code == 403
+    assert site.client.post(url, data={"csrf": "0" * 64}).status_code == 403
+    assert site.client.post(url, data={"csrf": csrf}, headers=EVIL).status_code == 403
+    assert site.client.post("/digest/confirm/nonsense", data={"csrf": csrf}).status_code == 404
+    assert site.get("pia@example.com").status == "pending"
+
+
+def test_file_parts_in_any_form_are_a_400_not_a_crash(tmp_path):
+    site = make_site(tmp_path, raise_server_exceptions=False)
+    sub = site.add("jo@example.com", "Jo", ("tech",))
+    pending = site.add("pia@example.com", status="pending")
+    confirm_url = f"/digest/confirm/{site.signer.confirm_token(pending.id)}"
+    signup_csrf = hidden(site.client.get("/digest/subscribe").text, "csrf")
+    upload = ("x.txt", b"world", "text/plain")
+    posts = [
+        (site.prefs(sub), {"csrf": site.csrf(sub)}, {"sections": upload}),
+        (site.prefs(sub), {"csrf": site.csrf(sub), "sections": "world"}, {"name": upload}),
+        (site.prefs(sub), {}, {"csrf": upload}),
+        (site.unsub(sub), {}, {"List-Unsubscribe": upload}),
+        ("/digest/subscribe", {"csrf": signup_csrf}, {"email": upload}),
+        ("/digest/subscribe", {"email": "a@example.com"}, {"csrf": upload}),
+        (confirm_url, {}, {"csrf": upload}),
+    ]
+    for url, data, files in posts:
+        r = site.client.post(url, data=data, files=files)
+        assert r.status_code == 400 and "That did not work" in r.text, (url, files)
+    assert site.get("jo@example.com") == sub and site.get("pia@example.com") == pending
+    assert store.get(site.engine, email="a@example.com") is None
+
+
+def test_signup_emails_are_rate_limited_per_address(site):
+    for _ in range(3):
+        assert "Check your inbox" in signup(site, email="ann@example.com").text
+    assert len(signup_emails(site)) == 1  # one per 10 minutes, whatever the form is made to do
+    signup(site, email="bob@example.com")
+    assert len(signup_emails(site)) == 2  # per address, not global
+    age(site, "ann@example.com", minutes=11)
+    signup(site, email="ann@example.com")
+    assert len(signup_emails(site)) == 3
+
+
+def test_signup_emails_never_carry_a_name_typed_into_the_form(site):
+    signup(site, email="ann@example.com", name="WIN A PRIZE at evil.example")
+    [confirm] = signup_emails(site)
+    assert "evil.example" not in confirm.read_text()  # neither the greeting nor the To: header
+    jo = site.add("jo@example.com", "Jo")
+    age(site, "jo@example.com")
+    signup(site, email="jo@example.com", name="WIN A PRIZE at evil.example")
+    [already] = [p for p in signup_emails(site) if p != confirm]
+    assert "evil.example" not in already.read_text() and "Hello Jo," in html_part(already)
+    assert site.get("jo@example.com") == jo
+
+
+def test_origin_must_be_the_base_urls_not_merely_the_host_header(site):
+    sub = site.add("jo@example.com", "Jo", ("tech",))
+    data = {"csrf": site.csrf(sub), "form": "preferences", "sections": ["world"], "status": "active"}
+    for origin, host in (("http://evil.example", "evil.example"), ("https://testserver", "testserver"),
+                         ("http://testserver:8080", "testserver:8080")):
+        r = site.client.post(site.prefs(sub), data=data, headers={"Origin": origin, "Host": host})
+        assert r.status_code == 403, origin
+    assert site.get("jo@example.com") == sub
+    r = site.client.post(site.prefs(sub), data=data, headers={"Origin": "http://TestServer:80"})
+    assert r.status_code == 200  # same origin, spelled differently
+
+
+def test_origin_of():
+    assert origin_of("http://127.0.0.1:8123/digest") == ("http", "127.0.0.1", 8123)
+    assert origin_of("https://News.example.com") == ("https", "news.example.com", 443)
+    assert origin_of("null") is None and origin_of("http://x:notaport") is None and origin_of("") is None

@@ -1,17 +1,23 @@
 """POST /webhooks/sendgrid: real ECDSA P-256 signatures, suppressions, dedupe, reconciliation."""
 
+import base64
 import time
 from datetime import date
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
+from digest.config import ConfigError
 from digest.deliver import ledger
 from digest.edition import freeze
 from digest.select import Edition
 from digest.sending import active_people
 from digest.store import webhook_events
-from subscribers import store
+from subscribers import store, webhook
+from subscribers.web import MAX_WEBHOOK_BODY
 from subscribers.webhook import Verifier, load_public_key, suppression
 from tests.web_helpers import WebhookKey, event_body, make_site
 
@@ -53,7 +59,8 @@ def test_a_signed_hard_bounce_suppresses_the_address(site, key):
     sub = site.add("jo@example.com")
     r = post(site, key, event(sub, **BOUNCE))
     assert r.status_code == 200
-    assert r.json() == {"received": 1, "suppressed": 1, "reconciled": 0, "duplicates": 0, "ignored": 0}
+    assert r.json() == {"received": 1, "suppressed": 1, "reconciled": 0, "duplicates": 0, "ignored": 0,
+                        "failed": 0}
     after = site.get("jo@example.com")
     assert (after.status, after.status_reason) == ("bounced", "bounce: 550 5.1.1 user unknown")
     assert after.to_dict()["reason"] == "bounce: 550 5.1.1 user unknown"  # what `subscribers list` shows
@@ -198,3 +205,106 @@ def test_processed_turns_an_unknown_ledger_row_into_sent(site, key):
 def test_suppression_is_a_pure_function():
     assert suppression({"event": "bounce"}) == ("bounced", "bounce")
     assert suppression({"event": "delivered"}) is None
+
+
+# -- regressions from the QA review -------------------------------------------------------------------------
+
+def test_a_key_on_another_curve_is_a_startup_error(tmp_path):
+    der = ec.generate_private_key(ec.SECP384R1()).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    with pytest.raises(ConfigError, match="P-256"):
+        load_public_key(base64.b64encode(der).decode())
+    with pytest.raises(ConfigError, match="SENDGRID_WEBHOOK_PUBLIC_KEY"):
+        make_site(tmp_path, sendgrid_webhook_public_key=base64.b64encode(der).decode())
+
+
+def test_an_oversized_body_is_refused_before_anything_else(site, key):
+    sub = site.add("jo@example.com")
+    big = event_body(event(sub, **BOUNCE), {"padding": "x" * (MAX_WEBHOOK_BODY + 1)})
+    r = site.client.post(URL, content=big, headers=key.headers(big))  # by its Content-Length
+    assert r.status_code == 413
+
+    def chunks():  # no Content-Length: the cap applies while reading
+        yield big[:1024]
+        for start in range(1024, len(big), 1 << 20):
+            yield big[start:start + (1 << 20)]
+    r = site.client.post(URL, content=chunks(), headers=key.headers(big))
+    assert r.status_code == 413
+    assert site.get("jo@example.com").status == "active" and seen(site) == 0
+
+
+@pytest.mark.parametrize("odd, status", [
+    ({"event": ["bounce"]}, "active"),
+    ({"event": "bounce", "reason": ["550"], "status": {"a": 1}}, "bounced"),  # a bounce, its reason unusable
+    ({"event": "bounce", "type": ["blocked"]}, "bounced"),
+    ({"event": "bounce", "bounce_classification": {"x": 1}}, "bounced"),
+    ({"event": "dropped", "reason": ["Bounced Address"]}, "active"),
+    ({"event": "bounce", "email": ["jo@example.com"], "subscriber_id": None}, "active"),
+    ({"event": "bounce", "email": {"a": "b"}, "subscriber_id": 2**70}, "active"),
+    ({"event": "spamreport", "subscriber_id": -1, "email": None}, "active"),
+    ({"event": "spamreport", "subscriber_id": "1e3", "email": None}, "active"),
+    ({"event": "spamreport", "subscriber_id": [1], "email": None}, "active"),
+    ({"event": "processed", "edition": "2026-11-25", "subscriber_id": 2**70}, "active"),
+    ({"event": "processed", "edition": ["2026-11-25"], "subscriber_id": {"x": 1}}, "active"),
+    ({"event": "processed", "edition": "2026-11-25", "sg_message_id": ["m"]}, "active"),
+    ({"event": "group_unsubscribe", "asm_group_id": {"x": 1}}, "unsubscribed"),
+    ({"sg_event_id": ["ev"]}, "active"),   # cannot be deduplicated: not applied
+    ({"sg_event_id": "e" * 201}, "active"),
+    ({"custom_args": ["not", "a", "dict"], "event": "bounce"}, "bounced"),
+])
+def test_events_with_odd_field_types_are_handled_and_the_rest_applied(site, key, odd, status):
+    victim, other = site.add("jo@example.com"), site.add("ann@example.com")
+    r = post(site, key, {**event(victim, **BOUNCE), **odd}, event(other, event="spamreport"))
+    assert r.status_code == 200 and r.json()["failed"] == 0
+    assert site.get("ann@example.com").status == "complained"  # the good event of the batch is applied
+    assert site.get("jo@example.com").status == status
+
+
+def test_a_subscriber_id_of_2_pow_70_names_nobody(site, key):
+    sub = site.add("jo@example.com")
+    r = post(site, key, event(sub, event="spamreport", subscriber_id=2**70, email="nobody@example.com"))
+    assert r.status_code == 200 and r.json()["ignored"] == 1 and site.get("jo@example.com").status == "active"
+
+
+def test_one_failing_event_leaves_the_others_applied_and_itself_for_redelivery(site, key, monkeypatch):
+    jo, ann = site.add("jo@example.com"), site.add("ann@example.com")
+    first, second = event(jo, event="spamreport"), event(ann, event="spamreport")
+    real = store.set_status
+
+    def flaky(engine, sid, *args):
+        if sid == jo.id:
+            raise OperationalError("UPDATE", {}, Exception("database is locked"))
+        return real(engine, sid, *args)
+    monkeypatch.setattr(store, "set_status", flaky)
+    r = post(site, key, first, second)
+    assert r.status_code == 500 and r.json()["failed"] == 1 and r.json()["suppressed"] == 1  # SendGrid retries
+    assert (site.get("jo@example.com").status, site.get("ann@example.com").status) == ("active", "complained")
+    assert seen(site) == 1  # the failed one's claim was released
+    monkeypatch.setattr(store, "set_status", real)
+    r = post(site, key, first, second)  # the redelivery
+    assert r.status_code == 200 and r.json()["suppressed"] == 1 and r.json()["duplicates"] == 1
+    assert site.get("jo@example.com").status == "complained"
+
+
+def test_an_event_is_claimed_before_it_is_applied(site, key, monkeypatch):
+    sub = site.add("jo@example.com")
+    e = event(sub, event="spamreport")
+    claimed_while_applying = []
+    real = webhook._apply
+    monkeypatch.setattr(webhook, "_apply", lambda engine, ev: (claimed_while_applying.append(seen(site)),
+                                                               real(engine, ev))[1])
+    post(site, key, e)
+    assert claimed_while_applying == [1]
+
+
+def test_reconciliation_needs_the_events_address_to_match(site, key):
+    jo, ann = site.add("jo@example.com"), site.add("ann@example.com")
+    day = "2026-11-25"
+    freeze(site.engine, Edition(date(2026, 11, 25), ()), [(jo.id, jo.email, "", ()), (ann.id, ann.email, "", ())])
+    rows = {r.subscriber_id: r.id for r in ledger.rows(site.engine, day)}
+    ledger.claim(site.engine, list(rows.values()), ledger.new_claim())
+    r = post(site, key, event(jo, event="processed", edition=day, email="someone.else@example.com"),
+             event(ann, event="delivered", edition=day, email="ANN@Example.com"))
+    assert r.json()["reconciled"] == 1
+    by_id = {row.subscriber_id: row.status for row in ledger.rows(site.engine, day)}
+    assert by_id == {jo.id: "unknown", ann.id: "sent"}

@@ -82,7 +82,7 @@ def record(engine: Engine, outcomes) -> None:
     with engine.begin() as conn:
         for o in outcomes:
             conn.execute(update(ledger).where(ledger.c.id == o.recipient.ledger_id).values(
-                status=o.status, message_id=o.message_id, reason=o.reason, updated_at=now))
+                status=o.status, message_id=o.message_id, reason=(o.reason or "")[:2000] or None, updated_at=now))
 
 
 def release(engine: Engine, ids, claim_id: str) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import http.client
 import json
 import random
-import re
 import socket
 import time
 import urllib.error
@@ -58,28 +57,15 @@ def error_message(e: HTTPError) -> str:
     body = e.body.decode("utf-8", "replace") if isinstance(e.body, bytes) else str(e.body or "")
     try:
         errors = json.loads(body).get("errors") or []
-        parts = [f"{x.get('message')}" + (f" (field: {x['field']})" if x.get("field") else "") for x in errors]
+        parts = [f"{x.get('message')}" + (f" (field: {x['field']})" if x.get("field") else "")
+                 for x in errors if isinstance(x, dict)]
         if parts:
-            return "; ".join(parts)
+            # One error per recipient is possible (1000 of them): keep the reason readable.
+            more = f"; and {len(parts) - 3} more error(s)" if len(parts) > 3 else ""
+            return "; ".join(parts[:3])[:1000] + more
     except (ValueError, AttributeError):
         pass
     return body.strip()[:500] or f"HTTP {e.status_code}"
-
-
-def rejected_personalizations(e: HTTPError) -> dict[int, str]:
-    """{index: message} when every error of a 400 names a personalization, else {}."""
-    body = e.body.decode("utf-8", "replace") if isinstance(e.body, bytes) else str(e.body or "")
-    try:
-        errors = json.loads(body).get("errors") or []
-    except (ValueError, AttributeError):
-        return {}
-    found = {}
-    for err in errors:
-        m = re.match(r"personalizations\.(\d+)\b", str((err or {}).get("field") or ""))
-        if not m:
-            return {}
-        found.setdefault(int(m.group(1)), f"{err.get('message')} (field: {err['field']})")
-    return found
 
 
 class SendGridTransport:
@@ -163,23 +149,13 @@ class SendGridTransport:
                     return self._split(rendered, recipients, "SendGrid says the request is too large")
                 if code == 429:
                     last = f"HTTP 429 rate limited: {message}"
-                    self._wait(attempt, last, reset=_header(e, "X-RateLimit-Reset"))
+                    self._wait(attempt, last, reset=_header(e, "X-RateLimit-Reset"),
+                               retry_after=_header(e, "Retry-After"))
                     continue
                 if code in RETRYABLE:
                     last = f"HTTP {code}: {message}"
                     self._wait(attempt, last)
                     continue
-                bad = rejected_personalizations(e) if code == 400 else {}
-                if bad and len(bad) < n and all(0 <= i < n for i in bad):
-                    # Only some recipients are at fault: fail them, send the others again.
-                    self.log(f"SendGrid rejected {len(bad)} of {n} recipient(s); sending the rest again")
-                    failed = [Outcome(recipients[i], "failed", reason=f"SendGrid rejected this recipient (HTTP 400): {why}")
-                              for i, why in sorted(bad.items())]
-                    try:
-                        return failed + self._send(rendered, [r for i, r in enumerate(recipients) if i not in bad])
-                    except FatalTransportError as fatal:
-                        _carry(fatal, failed)
-                        raise
                 return [Outcome(r, "failed", reason=f"SendGrid rejected the request (HTTP {code}): {message}")
                         for r in recipients]
             except urllib.error.URLError as e:
@@ -190,6 +166,8 @@ class SendGridTransport:
             except (TimeoutError, socket.timeout):
                 return self._unknown(recipients, f"no answer from SendGrid within {self.settings.sendgrid_timeout:g} s "
                                                  "after the request was sent; it may have been accepted")
+            except http.client.InvalidURL as e:  # a malformed host setting: nothing left
+                raise FatalTransportError(f"SENDGRID_API_HOST / [sendgrid] host is not a usable URL: {e}") from None
             except (http.client.HTTPException, ConnectionError, OSError) as e:
                 return self._unknown(recipients, f"the connection dropped after the request was sent "
                                                  f"({type(e).__name__}); it may have been accepted")
@@ -214,20 +192,22 @@ class SendGridTransport:
         self.log(f"unknown outcome for {len(recipients)} recipient(s): {reason}")
         return [Outcome(r, "unknown", reason=reason) for r in recipients]
 
-    def _wait(self, attempt: int, why: str, reset: str | None = None) -> None:
+    def _wait(self, attempt: int, why: str, reset: str | None = None, retry_after: str | None = None) -> None:
         if attempt >= self.max_attempts:
             return
-        delay = None
-        if reset:
+        # Capped exponential backoff with full jitter: the floor for every wait, so a stale
+        # X-RateLimit-Reset (clock skew) cannot burn all attempts in a fraction of a second.
+        delay = random.uniform(self.base_delay / 2, min(MAX_WAIT, self.base_delay * 2 ** (attempt - 1)))
+        for value, absolute in ((reset, True), (retry_after, False)):
             try:
-                at = float(reset)
-                # SendGrid sends a Unix time; a small number can only mean "seconds from now".
-                delay = max(0.0, at - time.time() if at > 1e9 else at) + random.uniform(0, 0.25)
+                at = float(value) if value else None
             except ValueError:
-                delay = None
-        if delay is None:
-            # Capped exponential backoff with full jitter.
-            delay = random.uniform(self.base_delay / 2, min(MAX_WAIT, self.base_delay * 2 ** (attempt - 1)))
+                at = None
+            if at is not None:
+                # X-RateLimit-Reset is a Unix time; a small number can only mean "seconds from now".
+                told = at - time.time() if absolute and at > 1e9 else at
+                delay = max(delay, told + random.uniform(0, 0.25))
+                break
         delay = min(delay, MAX_WAIT)
         self.log(f"{why}; retrying in {delay:.1f} s (attempt {attempt + 1} of {self.max_attempts})")
         self.sleep(delay)
