@@ -365,8 +365,8 @@ def send(
             note(f"warning: DIGEST_BASE_URL is not set: the links and List-Unsubscribe headers in these emails "
                  f"point at {settings.links_base}, which your subscribers cannot reach")
         engine = state.engine()
-        transport = SendGridTransport(settings, sandbox=sandbox, log=note)
         with _progress() as progress:
+            transport = SendGridTransport(settings, sandbox=sandbox, log=progress.log)
             if sandbox:
                 summary = sending.rehearse(engine, settings, the_day, transport, signer, mode="sandbox",
                                            progress=progress.advance)
@@ -396,6 +396,14 @@ class _progress:
     def advance(self, n: int) -> None:
         if self.bar:
             self.bar.update(n)
+
+    def log(self, message: str) -> None:
+        """A line above the bar (retries, splits), instead of one written through it."""
+        if self.bar:
+            sys.stderr.write("\r\033[K")
+        note(message)
+        if self.bar:
+            self.bar.render_progress()
 
     def __exit__(self, *exc):
         if self.bar:
