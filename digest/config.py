@@ -212,8 +212,9 @@ def _validate(v: dict, source: str, origin: dict | None = None) -> Settings:
 
     if "per_section" in v:
         n = v["per_section"]
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 50:
-            fail("per_section", "must be a whole number from 1 to 50")
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 6:
+            # More than 6 a section on a busy day cannot fit Gmail's 102 KB, even compact.
+            fail("per_section", "must be a whole number from 1 to 6")
 
     if "timezone" in v:
         try:

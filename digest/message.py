@@ -13,6 +13,8 @@ from digest.render import Rendered
 
 # Headers may be 998 characters long (RFC 5322); with the default 78 the email package
 # RFC 2047-encodes a long List-Unsubscribe URL, which mailbox providers then ignore.
+# Bodies are encoded under the default policy first, so quoted-printable lines keep
+# RFC 2045's 76 characters; the message is then serialised with POLICY.
 POLICY = policy.SMTP.clone(max_line_length=998)
 
 
@@ -27,7 +29,7 @@ def list_unsubscribe_headers(unsubscribe_url: str) -> dict[str, str]:
 def build_message(rendered: Rendered, to_email: str, to_name: str, headers: dict[str, str],
                   settings: Settings, when: datetime | None = None) -> EmailMessage:
     """A multipart/alternative message: text/plain first, then text/html."""
-    msg = EmailMessage(policy=POLICY)
+    msg = EmailMessage(policy=policy.SMTP)
     msg["From"] = formataddr((settings.sender_name, settings.from_email))
     msg["To"] = formataddr((to_name, to_email)) if to_name else to_email
     if settings.reply_to:
@@ -39,4 +41,5 @@ def build_message(rendered: Rendered, to_email: str, to_name: str, headers: dict
         msg[name] = value
     msg.set_content(rendered.text)
     msg.add_alternative(rendered.html, subtype="html")
+    msg.policy = POLICY  # for header folding when written out (bodies are already encoded)
     return msg

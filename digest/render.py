@@ -35,6 +35,8 @@ TOKENS = {
 }
 
 GMAIL_CLIP_BYTES = 102 * 1024
+# Room kept for the filled tokens (two links and the greeting, twice each).
+CLIP_BUDGET = GMAIL_CLIP_BYTES - 4 * 1024
 
 
 @dataclass(frozen=True)
@@ -96,9 +98,11 @@ class Renderer:
             keep_trailing_newline=True,
         )
         self.env.globals["section_title"] = section_title
+        self.env.filters["clip"] = shorten_title
         self.css = (self.templates_dir / "digest.css").read_text(encoding="utf-8")
         self._cache: dict[tuple, Rendered] = {}
         self.renders = 0  # how many times the full pipeline ran (tests check "once per digest")
+        self.oversized: list[tuple[str, int]] = []  # (subject, bytes) still over the clip size
 
     def render(self, digest: Digest) -> Rendered:
         key = digest.key
@@ -125,7 +129,7 @@ class Renderer:
             "section_titles": [section_title(b.name) for b in digest.sections],
             "intro": intro_line(digest),
             "followed_titles": followed_phrase(digest.followed, s),
-            "t": TOKENS,
+            "t": TOKENS, "compact": False,
         }
 
     @staticmethod
@@ -142,8 +146,15 @@ class Renderer:
 
     def _render(self, digest: Digest) -> Rendered:
         ctx = self.context(digest)
-        mjml_source = self.env.get_template("digest.mjml.j2").render(ctx)
-        html_doc = self.mjml_to_html(mjml_source)
+        html_doc = self.mjml_to_html(self.env.get_template("digest.mjml.j2").render(ctx))
+        if len(html_doc.encode("utf-8")) > CLIP_BUDGET:
+            # Gmail would clip it (hiding the unsubscribe link): drop the section stories'
+            # teasers, keeping every story's title and link, rather than lose stories.
+            ctx["compact"] = True
+            html_doc = self.mjml_to_html(self.env.get_template("digest.mjml.j2").render(ctx))
+            size = len(html_doc.encode("utf-8"))
+            if size > CLIP_BUDGET:
+                self.oversized.append((ctx["subject"], size))
         text = self.env.get_template("digest.txt.j2").render(ctx)
         return Rendered(subject=ctx["subject"], preheader=ctx["preheader"], html=html_doc, text=text)
 

@@ -144,7 +144,7 @@ def rehearse(engine: Engine, settings: Settings, day: date, transport: Transport
     except FatalTransportError as e:
         _tally(summary, list(getattr(e, "done", [])))
         summary.fatal = str(e)
-    summary.renders = planner.renderer.renders
+    _size_notes(summary, planner.renderer)
     return summary
 
 
@@ -228,10 +228,17 @@ def _send_pending(engine, day, transport, planner, summary, claim_id, me, retry,
             if progress:
                 progress(len(batch.recipients))
     finally:
-        summary.renders = planner.renderer.renders
+        _size_notes(summary, planner.renderer)
         summary.counts = ledger.counts(engine, summary.date)
         summary.problems = ledger.problems(engine, summary.date)
     return summary
+
+
+def _size_notes(summary: Summary, renderer: Renderer) -> None:
+    summary.renders = renderer.renders
+    for subject, size in renderer.oversized:
+        summary.notes.append(f"the digest '{subject}' is {size:,} bytes of HTML even without teasers: "
+                             "Gmail clips messages over 102 KB (lower per_section)")
 
 
 def _tally(summary: Summary, outcomes: list[Outcome]) -> None:

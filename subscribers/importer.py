@@ -56,6 +56,9 @@ def read_rows(path: Path, settings: Settings) -> tuple[dict, list[tuple[str, str
         raise CSVFileError(f"{path}: cannot read: {e.strerror or e}") from None
     except UnicodeDecodeError as e:
         raise CSVFileError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    # The csv module's default 128 KB field limit would abort the whole file on one huge
+    # cell; let it through so that row alone is rejected (names are capped at 200).
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
     reader = csv.DictReader(io.StringIO(text, newline=""))
     fields = [f.strip().lower() for f in (reader.fieldnames or [])]
     if "email" not in fields:

@@ -144,3 +144,33 @@ def test_sections_key_is_named_in_errors(settings):
 def test_links_with_parentheses_become_plain_text(settings):
     a = parse(settings, GOOD, body="See [the report](https://x.example/a_(b)) today.")
     assert a.teaser == "See the report today."
+
+
+def test_yaml_alias_bomb_is_rejected_quickly_and_others_are_kept(tmp_path, engine, settings):
+    lines = ["---", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [*a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}]"
+              for i in range(1, 9)]
+    lines += ["title: Boom", "url: https://x.example/b", "section: world", "published: *a8", "priority: *a8",
+              "---", "body"]
+    (tmp_path / "bomb.md").write_text("\n".join(lines))
+    write_article(tmp_path, "fine")
+    report = import_articles(engine, [tmp_path], settings)
+    assert report.imported == 1 and len(report.rejected) == 1
+    assert len(report.rejected[0][1]) < 200
+
+
+def test_overlapping_paths_read_a_file_once(tmp_path, engine, settings):
+    path = write_article(tmp_path, "once")
+    report = import_articles(engine, [tmp_path, path], settings)
+    assert (report.imported, report.rejected) == (1, [])
+
+
+def test_a_newsletter_offering_fewer_sections_still_imports_site_sections(tmp_path, engine, settings):
+    from dataclasses import replace
+    fewer = replace(settings, sections=("world", "tech"), default_sections=("world", "tech"))
+    write_article(tmp_path, "biz", sections=["tech", "business"])
+    assert import_articles(engine, [tmp_path], fewer).imported == 1
+
+
+def test_quoted_featured_is_understood(settings):
+    assert parse(settings, GOOD + '\nfeatured: "true"').featured

@@ -94,3 +94,13 @@ def test_eml_headers_parts_and_raw_list_unsubscribe(settings):
     parts = [p.get_content_type() for p in msg.iter_parts()]
     assert parts == ["text/plain", "text/html"]
     assert "Riley <b>Bold</b>" in msg.get_body(("plain",)).get_content()
+
+
+def test_a_heavier_day_drops_teasers_rather_than_be_clipped(settings):
+    from dataclasses import replace
+    six = replace(settings, per_section=6)  # the most the config allows
+    r = Renderer(six)
+    m = personalize(r.render(select_digest(busy_edition(10), [], six)), PERSON.substitutions())
+    assert len(m.html.encode()) < GMAIL_CLIP_BYTES and r.oversized == []
+    assert "world headline number 5" in m.html  # every story kept, as title and link
+    assert m.html.count("An unusually long") <= 4  # only the lead keeps its teaser and why-it-matters

@@ -159,3 +159,10 @@ def test_ids_are_never_reused(engine):
     first = store.add(engine, "one@example.com")
     store.remove(engine, "one@example.com")
     assert store.add(engine, "two@example.com").id != first.id
+
+
+def test_a_huge_cell_rejects_only_its_row(tmp_path, engine, settings):
+    path = write_csv(tmp_path / "big.csv", "email,name,sections\na@example.com,A,\n"
+                     f"b@example.com,{'x' * 140_000},\nc@example.com,C,\n")
+    report = import_csv(engine, path, settings)
+    assert report.imported == 2 and report.rejected[0][0] == "line 3" and "200" in report.rejected[0][1]

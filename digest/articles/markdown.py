@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import date, datetime, time, timezone
 from pathlib import Path
@@ -11,7 +12,7 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from digest.articles import Article, ArticleError
-from digest.config import ConfigError, Settings
+from digest.config import SECTIONS, ConfigError, Settings
 
 
 class _FrontMatterLoader(yaml.SafeLoader):
@@ -28,14 +29,19 @@ _FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^---[ \t]*\r?$\n?(.*)\Z", re.D
 
 def find_markdown_files(paths) -> tuple[list[Path], list[tuple[str, str]]]:
     """Expand files and folders (recursively) into .md files; missing paths are problems."""
-    files, problems = [], []
+    files, problems, seen = [], [], set()
     for p in map(Path, paths):
         if p.is_dir():
-            files.extend(sorted(f for f in p.rglob("*") if f.suffix.lower() in (".md", ".markdown") and f.is_file()))
+            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in (".md", ".markdown") and f.is_file())
         elif p.is_file():
-            files.append(p)
+            found = [p]
         else:
             problems.append((str(p), "no such file or folder"))
+            continue
+        for f in found:  # overlapping arguments (a folder and a file in it) read a file once
+            if f.resolve() not in seen:
+                seen.add(f.resolve())
+                files.append(f)
     return files, problems
 
 
@@ -97,7 +103,8 @@ def parse_text(text: str, default_id: str, settings: Settings, source: str = "")
     if not raw_sections:
         raise ArticleError("missing 'section' (or 'sections')")
     try:
-        sections = settings.check_sections(raw_sections, f"'{section_key}'")
+        # Any of the site's sections is valid even if this newsletter offers fewer.
+        sections = site_settings(settings).check_sections(raw_sections, f"'{section_key}'")
     except ConfigError as e:
         raise ArticleError(str(e)) from None
 
@@ -105,10 +112,12 @@ def parse_text(text: str, default_id: str, settings: Settings, source: str = "")
     if isinstance(priority, str) and priority.strip().lstrip("-").isdigit():
         priority = int(priority)  # "2" in quotes is still clearly a number
     if isinstance(priority, bool) or not isinstance(priority, int) or not -10**9 <= priority <= 10**9:
-        raise ArticleError(f"'priority' must be a whole number (within ±1,000,000,000), not {priority!r}")
+        raise ArticleError(f"'priority' must be a whole number (within ±1,000,000,000), not {show(priority)}")
     featured = meta.get("featured", False)
+    if isinstance(featured, str) and featured.strip().lower() in ("true", "false"):
+        featured = featured.strip().lower() == "true"  # "true" in quotes is still clearly meant
     if not isinstance(featured, bool):
-        raise ArticleError(f"'featured' must be true or false, not {featured!r}")
+        raise ArticleError(f"'featured' must be true or false, not {show(featured)}")
     image = text_field("image")
     if image:
         image = check_url(image, "image")
@@ -121,10 +130,22 @@ def parse_text(text: str, default_id: str, settings: Settings, source: str = "")
     )
 
 
+def site_settings(settings: Settings) -> Settings:
+    return settings if settings.sections == SECTIONS else dataclasses.replace(settings, sections=SECTIONS)
+
+
+def show(value) -> str:
+    """A value for an error message: scalars quoted and cut short, containers only named."""
+    if isinstance(value, (list, dict)):
+        return f"a {'list' if isinstance(value, list) else 'map'}"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "…"
+
+
 def check_url(value: str, key: str) -> str:
     parsed = urlparse(value)
     if parsed.scheme not in ("http", "https") or not parsed.netloc or " " in value:
-        raise ArticleError(f"'{key}' must be an absolute http(s) URL, not {value!r}")
+        raise ArticleError(f"'{key}' must be an absolute http(s) URL, not {show(value)}")
     return value
 
 
@@ -134,10 +155,13 @@ def parse_published(value, tz: ZoneInfo) -> datetime:
         raise ArticleError("missing 'published'")
     if isinstance(value, (datetime, date)):
         value = value.isoformat()
+    if not isinstance(value, (str, int, float)):
+        # Never str() a list or map: YAML aliases can make a tiny file expand without end.
+        raise ArticleError("'published' must be a date-time like 2026-11-25T06:10:00Z, not a list or map")
     try:
         when = datetime.fromisoformat(str(value).strip())
     except ValueError:
-        raise ArticleError(f"'published' is not an ISO 8601 date-time: {value!r}") from None
+        raise ArticleError(f"'published' is not an ISO 8601 date-time: {show(value)}") from None
     if isinstance(when, date) and not isinstance(when, datetime):
         when = datetime.combine(when, time())
     if when.tzinfo is None:
@@ -145,4 +169,4 @@ def parse_published(value, tz: ZoneInfo) -> datetime:
     try:
         return when.astimezone(timezone.utc)
     except OverflowError:
-        raise ArticleError(f"'published' is out of range: {value!r}") from None
+        raise ArticleError(f"'published' is out of range: {show(value)}") from None
