@@ -174,3 +174,11 @@ def test_a_newsletter_offering_fewer_sections_still_imports_site_sections(tmp_pa
 
 def test_quoted_featured_is_understood(settings):
     assert parse(settings, GOOD + '\nfeatured: "true"').featured
+
+
+def test_unknown_keys_are_imported_with_a_warning(cli, workdir):
+    (workdir / "in").mkdir()
+    write_article(workdir / "in", "typo", featurd=True)
+    result = cli("articles", "import", workdir / "in")
+    assert result.exit_code == 0 and "imported 1" in result.stdout
+    assert "warning" in result.stderr and "unknown key 'featurd'" in result.stderr

@@ -15,8 +15,9 @@ def import_articles(engine: Engine, paths, settings: Settings) -> ImportReport:
     files, report.rejected = find_markdown_files(paths)
     good, seen = [], {}
     for path in files:
+        notes: list[str] = []
         try:
-            article = parse_file(path, settings)
+            article = parse_file(path, settings, notes)
         except ArticleError as e:
             report.rejected.append((str(path), str(e)))
             continue
@@ -27,6 +28,7 @@ def import_articles(engine: Engine, paths, settings: Settings) -> ImportReport:
             report.rejected.append((str(path), f"id {article.id!r} is also used by {seen[article.id]}"))
             continue
         seen[article.id] = str(path)
+        report.warnings += [(str(path), n) for n in notes]
         good.append(article)
     if good:
         save_articles(engine, good, report)

@@ -45,7 +45,18 @@ def find_markdown_files(paths) -> tuple[list[Path], list[tuple[str, str]]]:
     return files, problems
 
 
-def parse_file(path: Path, settings: Settings) -> Article:
+KNOWN_KEYS = {"id", "section", "sections", "title", "question", "url", "published", "priority",
+              "featured", "summary", "image", "image_alt"}
+
+
+def unknown_keys(text: str) -> list[str]:
+    """Front-matter keys we do not know (a misspelt `featurd:` would otherwise pass unseen)."""
+    m = _FRONT_MATTER.match(text)
+    meta = yaml.load(m.group(1), Loader=_FrontMatterLoader) if m else None
+    return sorted(str(k) for k in meta if str(k) not in KNOWN_KEYS) if isinstance(meta, dict) else []
+
+
+def parse_file(path: Path, settings: Settings, warnings: list | None = None) -> Article:
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -56,7 +67,10 @@ def parse_file(path: Path, settings: Settings) -> Article:
         raise ArticleError(f"not UTF-8 text (byte {e.start})") from None
     if "\x00" in text:
         raise ArticleError("not a text file")
-    return parse_text(text, default_id=path.stem, settings=settings, source=str(path))
+    article = parse_text(text, default_id=path.stem, settings=settings, source=str(path))
+    if warnings is not None:
+        warnings += [f"unknown key '{k}' ignored (known: {', '.join(sorted(KNOWN_KEYS))})" for k in unknown_keys(text)]
+    return article
 
 
 def parse_text(text: str, default_id: str, settings: Settings, source: str = "") -> Article:

@@ -18,6 +18,7 @@ class ImportReport:
     imported: int = 0
     updated: int = 0
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (where, why)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # imported, but worth a look
 
     def line(self) -> str:
         return f"imported {self.imported}, updated {self.updated}, rejected {len(self.rejected)}"
