@@ -90,7 +90,7 @@ class Planner:
         self.renderer = renderer or Renderer(settings)
 
     def recipient(self, p: Person) -> Recipient:
-        prefs, unsub = manage_links(self.signer, self.settings.links_base, p.subscriber_id)
+        prefs, unsub = manage_links(self.signer, self.settings.links_base, p.subscriber_id, p.email)
         return Recipient(
             subscriber_id=p.subscriber_id, email=p.email, name=p.name,
             substitutions=Personal(p.name, prefs, unsub).substitutions(),

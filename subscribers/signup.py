@@ -112,7 +112,7 @@ class Signup:
             anonymous = dataclasses.replace(subscriber, name="")
             self.mailer.send(anonymous, self._email(anonymous, "confirm", link))
         else:  # active, paused, unsubscribed: the name is the one they confirmed or set themselves
-            link, _ = manage_links(self.signer, self.settings.links_base, subscriber.id)
+            link, _ = manage_links(self.signer, self.settings.links_base, subscriber.id, subscriber.email)
             kind = "left" if subscriber.status == "unsubscribed" else "already"
             self.mailer.send(subscriber, self._email(subscriber, kind, link))
 

@@ -1,12 +1,17 @@
 """Signed tokens for the links in every email.
 
-A token names a subscriber by database id (never the address) and is signed with
-DIGEST_SECRET_KEY (HMAC via itsdangerous).  Manage tokens do not expire, so links in old
+A manage token names a subscriber by database id plus a short keyed hash of their
+address (never the address itself), signed with DIGEST_SECRET_KEY (HMAC via
+itsdangerous).  The hash ties the link to the person: after a restore into a new
+database, where ids can shift, an old link stops working instead of reaching someone else.  Manage tokens do not expire, so links in old
 emails keep working; confirmation tokens for double opt-in expire after a week.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import secrets
 
 from itsdangerous import BadData, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
@@ -24,12 +29,28 @@ class Signer:
             raise ValueError("a secret key is required")
         self._manage = URLSafeSerializer(secret_key, salt="news-digest.manage")
         self._confirm = URLSafeTimedSerializer(secret_key, salt="news-digest.confirm")
+        self._key = hashlib.sha256(b"news-digest.address:" + secret_key.encode()).digest()
 
-    def manage_token(self, subscriber_id: int) -> str:
-        return self._manage.dumps(subscriber_id)
+    def address_tag(self, email: str) -> str:
+        digest = hmac.new(self._key, email.strip().lower().encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest[:9]).decode()
 
-    def read_manage_token(self, token: str) -> int:
-        return self._read(self._manage.loads, token)
+    def manage_token(self, subscriber_id: int, email: str) -> str:
+        return self._manage.dumps([subscriber_id, self.address_tag(email)])
+
+    def read_manage_token(self, token: str) -> tuple[int, str]:
+        """(subscriber id, address tag); check the tag with `belongs_to` once the row is loaded."""
+        try:
+            value = self._manage.loads(token)
+        except (BadData, ValueError, TypeError, UnicodeError):
+            raise TokenError("invalid link") from None
+        if (not isinstance(value, list) or len(value) != 2 or isinstance(value[0], bool)
+                or not isinstance(value[0], int) or not isinstance(value[1], str)):
+            raise TokenError("invalid link")
+        return value[0], value[1]
+
+    def belongs_to(self, tag: str, email: str) -> bool:
+        return hmac.compare_digest(tag, self.address_tag(email))
 
     def confirm_token(self, subscriber_id: int) -> str:
         return self._confirm.dumps(subscriber_id)
@@ -58,8 +79,8 @@ def throwaway_key() -> str:
     return secrets.token_urlsafe(32)
 
 
-def manage_links(signer: Signer, base_url: str, subscriber_id: int) -> tuple[str, str]:
+def manage_links(signer: Signer, base_url: str, subscriber_id: int, email: str) -> tuple[str, str]:
     """(preferences URL, unsubscribe URL) for one subscriber, under DIGEST_BASE_URL."""
-    token = signer.manage_token(subscriber_id)
+    token = signer.manage_token(subscriber_id, email)
     base = base_url.rstrip("/")
     return f"{base}/preferences/{token}", f"{base}/unsubscribe/{token}"

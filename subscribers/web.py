@@ -161,11 +161,13 @@ class Site:
         """The subscriber a manage link names, or a 404 that reads the same for every bad link."""
         token = request.path_params["token"]
         try:
-            subscriber_id = self.signer.read_manage_token(token)
+            subscriber_id, tag = self.signer.read_manage_token(token)
         except TokenError:
             raise HTTPException(404) from None
         subscriber = await run_in_threadpool(store.get, self.engine, id=subscriber_id)
-        if subscriber is None:  # erased since the email was sent
+        # Erased since the email was sent, or the id now belongs to someone else (a
+        # restore into a new database): the link must not reach them.
+        if subscriber is None or not self.signer.belongs_to(tag, subscriber.email):
             raise HTTPException(404)
         return subscriber, token
 
@@ -269,7 +271,7 @@ class Site:
         subscriber = await run_in_threadpool(self.signup.confirm, subscriber_id)
         if subscriber is None:
             return self.nothing_to_confirm()
-        manage = self.signer.manage_token(subscriber.id)
+        manage = self.signer.manage_token(subscriber.id, subscriber.email)
         return self.message(200, "You are subscribed", f"Thank you. {self.settings.name} will arrive every morning.",
                             f"{self.root}/preferences/{manage}", "Choose your sections")
 

@@ -494,3 +494,18 @@ def test_origin_of():
     assert origin_of("http://127.0.0.1:8123/digest") == ("http", "127.0.0.1", 8123)
     assert origin_of("https://News.example.com") == ("https", "news.example.com", 443)
     assert origin_of("null") is None and origin_of("http://x:notaport") is None and origin_of("") is None
+
+
+def test_a_link_never_reaches_whoever_later_holds_the_same_id(site):
+    """After a restore into a new database ids can shift: an old link must then stop working."""
+    old = site.add("first@example.com", "First")
+    link = site.unsub(old)
+    store.remove(site.engine, "first@example.com")
+    with site.engine.begin() as conn:  # someone else now has that id
+        now = utcnow()
+        conn.execute(subscribers.insert().values(id=old.id, email="second@example.com", email_key="second@example.com",
+                                                 name="Second", sections=[], status="active",
+                                                 created_at=now, updated_at=now))
+    assert site.client.get(link).status_code == 404
+    assert site.client.post(link, data={"List-Unsubscribe": "One-Click"}).status_code == 404
+    assert site.get("second@example.com").status == "active"

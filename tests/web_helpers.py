@@ -45,7 +45,7 @@ class Site:
         return store.get(self.engine, email=email)
 
     def token(self, subscriber) -> str:
-        return self.signer.manage_token(subscriber.id)
+        return self.signer.manage_token(subscriber.id, subscriber.email)
 
     def prefs(self, subscriber) -> str:
         return f"/digest/preferences/{self.token(subscriber)}"
