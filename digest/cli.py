@@ -216,8 +216,8 @@ def subscribers_list(
         emit_json([s.to_dict() for s in people])
         return
     for s in people:
-        why = f" ({s.status_reason})" if s.status_reason else ""
-        typer.echo(f"{s.email:<40} {s.status:<12} {';'.join(s.sections) or '(defaults)':<30} {s.name}{why}")
+        why = f"  [{s.status_reason}]" if s.status_reason else ""
+        typer.echo(f"{s.email:<40} {s.status:<12} {';'.join(s.sections) or '(defaults)':<30} {s.name or '-'}{why}")
     note(f"{len(people)} subscriber(s)")
 
 
@@ -310,6 +310,11 @@ def preview(
     if bool(subscriber) == (sections is not None):
         fail("give exactly one of --subscriber EMAIL or --sections a,b", 2)
     engine = state.engine()
+    if subscriber:
+        from subscribers import store
+        found = store.get(engine, email=subscriber)
+        if found and found.status != "active":
+            note(f"note: {found.email} is {found.status}: they would get no digest today")
     try:
         result = previewing.preview(engine, state.settings, parse_day(day), _signer(real=False),
                                     subscriber=subscriber, sections=parse_sections(sections), fmt=fmt.value)
@@ -347,6 +352,8 @@ def send(
         fail("--dry-run cannot be combined with --retry or --sandbox", 2)
     if sandbox and retry:
         fail("--sandbox cannot be combined with --retry", 2)
+    if outbox and not dry_run:
+        fail("--outbox goes with --dry-run (a real send writes no files)", 2)
     if dry_run:
         folder = outbox or Path(settings.outbox) / the_day.isoformat()
         transport = OutboxTransport(folder, settings)
@@ -437,7 +444,7 @@ def _report_send(s, as_json: bool) -> None:
         typer.echo(f"send {s.date}: {s.delivered} sent now in {s.requests} batch(es); edition: "
                    f"{c.get('sent', 0)} sent, {c.get('pending', 0)} pending, {c.get('failed', 0)} failed, "
                    f"{c.get('unknown', 0)} unknown" + (f"; {s.skipped_empty} skipped (empty digest)" if s.skipped_empty else "")
-                   + (f"; {s.withdrawn} withdrawn (left since the edition froze)" if s.withdrawn else ""))
+                   + (f"; {s.withdrawn} withdrawn (no longer active since the edition froze)" if s.withdrawn else ""))
     for p in s.problems:
         note(f"{p['status']}: {p['email']}: {p['reason']}")
     if s.mode == "send" and any(p["status"] == "unknown" for p in s.problems):

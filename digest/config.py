@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -68,6 +68,11 @@ class Settings:
 
     def today(self) -> date:
         return datetime.now(self.tz).date()
+
+    def check_site_sections(self, names, where: str) -> tuple[str, ...]:
+        """Like check_sections, against all the site's sections, even ones not offered here."""
+        site = self if self.sections == SECTIONS else replace(self, sections=SECTIONS)
+        return site.check_sections(names, where)
 
     def check_sections(self, names, where: str) -> tuple[str, ...]:
         """Return `names` in canonical order, or raise naming the unknown ones."""
@@ -205,7 +210,10 @@ def _validate(v: dict, source: str, origin: dict | None = None) -> Settings:
             fail("default_sections", "must be a list of section names")
         unknown = [s for s in ds if s.strip().lower() not in sections]
         if unknown:
-            fail("default_sections", f"unknown section {', '.join(map(repr, unknown))}")
+            offered = [s for s in unknown if s.strip().lower() in SECTIONS]
+            why = (f"{', '.join(map(repr, offered))} is not among the offered sections ({', '.join(sections)})"
+                   if offered else f"unknown section {', '.join(map(repr, unknown))}")
+            fail("default_sections", why)
         v["default_sections"] = tuple(s for s in sections if s in {d.strip().lower() for d in ds}) or sections
     else:
         v["default_sections"] = sections

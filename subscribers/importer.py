@@ -31,6 +31,7 @@ class ImportReport:
     imported: int = 0
     updated: int = 0
     rejected: list[tuple[str, str]] = field(default_factory=list)  # ("line N", why)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
 
     def line(self) -> str:
         return f"imported {self.imported}, updated {self.updated}, rejected {len(self.rejected)}"
@@ -43,12 +44,13 @@ class CSVFileError(ValueError):
 def parse_sections(value: str, settings: Settings) -> tuple[str, ...]:
     """'tech; science' -> ('tech', 'science') in canonical order; '' -> () (the defaults)."""
     try:
-        return settings.check_sections(value.replace(",", ";").split(";"), "sections")
+        # Any site section is kept (a newsletter offering fewer may offer more later).
+        return settings.check_site_sections(value.replace(",", ";").split(";"), "sections")
     except ConfigError as e:
         raise SubscriberError(str(e).removeprefix("sections: ")) from None
 
 
-def read_rows(path: Path, settings: Settings) -> tuple[dict, list[tuple[str, str]]]:
+def read_rows(path: Path, settings: Settings, warnings: list | None = None) -> tuple[dict, list[tuple[str, str]]]:
     """Valid rows keyed by lower-cased address (later rows win) and the rejected ones."""
     try:
         text = path.read_bytes().decode("utf-8-sig")
@@ -64,6 +66,9 @@ def read_rows(path: Path, settings: Settings) -> tuple[dict, list[tuple[str, str
     if "email" not in fields:
         raise CSVFileError(f"{path}: line 1: the header must name the columns email,name,sections")
     reader.fieldnames = fields
+    if warnings is not None:
+        warnings += [("line 1", f"unknown column '{f}' ignored (known: {', '.join(HEADER)})")
+                     for f in fields if f not in HEADER]
     rows, rejected = {}, []
     try:
         start = 2
@@ -101,8 +106,9 @@ def read_rows(path: Path, settings: Settings) -> tuple[dict, list[tuple[str, str
 
 
 def import_csv(engine: Engine, path: Path, settings: Settings) -> ImportReport:
-    rows, rejected = read_rows(Path(path), settings)
-    report = ImportReport(rejected=rejected)
+    warnings: list = []
+    rows, rejected = read_rows(Path(path), settings, warnings)
+    report = ImportReport(rejected=rejected, warnings=warnings)
     with engine.begin() as conn:
         for row in rows.values():
             found = store.get(conn, email=row["email"])

@@ -72,6 +72,11 @@ def _subscriber(row) -> Subscriber:
 
 def get(conn_or_engine, email: str | None = None, id: int | None = None) -> Subscriber | None:
     q = select(subscribers)
+    if id is None:
+        try:  # the form it was stored in (an internationalised domain as punycode)
+            email = normalize_email(email)
+        except SubscriberError:
+            pass
     q = q.where(subscribers.c.id == id) if id is not None else q.where(subscribers.c.email_key == email.strip().lower())
     if isinstance(conn_or_engine, Engine):
         with conn_or_engine.connect() as conn:

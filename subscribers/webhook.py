@@ -97,9 +97,11 @@ def parse_events(body: bytes) -> list[dict]:
         events = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise MalformedEvents("the body is not JSON") from None
-    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+    if not isinstance(events, list):
         raise MalformedEvents("the body must be a JSON array of event objects")
-    return events
+    # An element that is not an object is unusable, like an event with odd fields:
+    # skip it rather than refuse the batch (SendGrid would redeliver it for ever).
+    return [e for e in events if isinstance(e, dict)]
 
 
 # -- what an event means (pure) -----------------------------------------------------------

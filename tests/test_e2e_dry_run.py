@@ -149,3 +149,8 @@ def test_non_editable_install_finds_its_templates(tmp_path):
     out = subprocess.run([sys.executable, "-c", code, str(target)], cwd=tmp_path, capture_output=True, text=True,
                          env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_outbox_without_dry_run_is_a_usage_error(run_digest):
+    r = run_digest("send", "--date", SAMPLE_DAY, "--outbox", "x")
+    assert r.returncode == 2 and "--outbox goes with --dry-run" in r.stderr

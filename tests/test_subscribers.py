@@ -166,3 +166,17 @@ def test_a_huge_cell_rejects_only_its_row(tmp_path, engine, settings):
                      f"b@example.com,{'x' * 140_000},\nc@example.com,C,\n")
     report = import_csv(engine, path, settings)
     assert report.imported == 2 and report.rejected[0][0] == "line 3" and "200" in report.rejected[0][1]
+
+
+def test_idn_addresses_are_found_by_the_form_they_were_given_in(engine):
+    store.add(engine, "u@bücher.example")
+    assert store.get(engine, email="U@Bücher.example").email == "u@xn--bcher-kva.example"
+
+
+def test_site_sections_kept_when_the_newsletter_offers_fewer(tmp_path, engine, settings):
+    from dataclasses import replace
+    fewer = replace(settings, sections=("world", "tech"), default_sections=("world", "tech"))
+    report = import_csv(engine, write_csv(tmp_path / "s.csv", "email,name,sectoins,sections\na@example.com,A,x,gaming\n"),
+                        fewer)
+    assert report.imported == 1 and store.get(engine, email="a@example.com").sections == ("gaming",)
+    assert "unknown column 'sectoins'" in report.warnings[0][1]

@@ -1,6 +1,7 @@
 """POST /webhooks/sendgrid: real ECDSA P-256 signatures, suppressions, dedupe, reconciliation."""
 
 import base64
+import json
 import time
 from datetime import date
 
@@ -102,8 +103,16 @@ def test_without_a_configured_key_every_request_is_refused(tmp_path, key):
 
 def test_a_signed_but_malformed_body_is_a_400(site, key):
     sub = site.add("jo@example.com")
-    for body in (b"{not json", b'{"event": "bounce"}', b'["bounce"]'):
+    for body in (b"{not json", b'{"event": "bounce"}'):
         refused(site, sub, body, key.headers(body), status=400)
+
+
+def test_a_non_object_element_is_skipped_not_the_whole_batch(site, key):
+    sub = site.add("jo@example.com")
+    body = json.dumps(["bounce", 7, event(sub, **BOUNCE)]).encode()
+    r = site.client.post(URL, content=body, headers=key.headers(body))
+    assert r.status_code == 200 and r.json()["suppressed"] == 1
+    assert site.get("jo@example.com").status == "bounced"
 
 
 def test_the_key_may_be_pasted_with_pem_lines(key):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from datetime import date, datetime, time, timezone
 from pathlib import Path
@@ -12,7 +11,7 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from digest.articles import Article, ArticleError
-from digest.config import SECTIONS, ConfigError, Settings
+from digest.config import ConfigError, Settings
 
 
 class _FrontMatterLoader(yaml.SafeLoader):
@@ -118,7 +117,7 @@ def parse_text(text: str, default_id: str, settings: Settings, source: str = "")
         raise ArticleError("missing 'section' (or 'sections')")
     try:
         # Any of the site's sections is valid even if this newsletter offers fewer.
-        sections = site_settings(settings).check_sections(raw_sections, f"'{section_key}'")
+        sections = settings.check_site_sections(raw_sections, f"'{section_key}'")
     except ConfigError as e:
         raise ArticleError(str(e)) from None
 
@@ -142,10 +141,6 @@ def parse_text(text: str, default_id: str, settings: Settings, source: str = "")
         summary=text_field("summary"), body=body, image=image,
         image_alt=text_field("image_alt"), source=source,
     )
-
-
-def site_settings(settings: Settings) -> Settings:
-    return settings if settings.sections == SECTIONS else dataclasses.replace(settings, sections=SECTIONS)
 
 
 def show(value) -> str:
