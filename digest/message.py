@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from email import policy
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid
 from datetime import datetime, timezone

@@ -18,6 +18,7 @@ import jinja2
 from mjml import mjml2html
 from premailer import Premailer
 
+from digest.articles import shorten
 from digest.config import Settings
 from digest.select import Digest
 
@@ -33,6 +34,8 @@ TOKENS = {
     "unsubscribe_url_html": "__ND_UNSUBSCRIBE_URL_HTML__",
     "unsubscribe_url_text": "__ND_UNSUBSCRIBE_URL_TEXT__",
 }
+
+_TOKEN = re.compile("|".join(re.escape(t) for t in TOKENS.values()))
 
 GMAIL_CLIP_BYTES = 102 * 1024
 # Room kept for the filled tokens (two links and the greeting, twice each).
@@ -71,10 +74,7 @@ class Personal:
 
 def fill(template: str, substitutions: dict[str, str]) -> str:
     """Replace every token in one pass, so a value can never be re-substituted."""
-    if not substitutions:
-        return template
-    pattern = re.compile("|".join(re.escape(k) for k in substitutions))
-    return pattern.sub(lambda m: substitutions[m.group(0)], template)
+    return _TOKEN.sub(lambda m: substitutions.get(m.group(0), m.group(0)), template)
 
 
 def personalize(rendered: Rendered, substitutions: dict[str, str]) -> Rendered:
@@ -98,7 +98,7 @@ class Renderer:
             keep_trailing_newline=True,
         )
         self.env.globals["section_title"] = section_title
-        self.env.filters["clip"] = shorten_title
+        self.env.filters["clip"] = shorten
         self.css = (self.templates_dir / "digest.css").read_text(encoding="utf-8")
         self._cache: dict[tuple, Rendered] = {}
         self.renders = 0  # how many times the full pipeline ran (tests check "once per digest")
@@ -120,7 +120,7 @@ class Renderer:
         date_long = f"{day:%A} {day.day} {day:%B %Y}"
         subject = f"{s.name}, {day:%a} {day.day} {day:%b}"
         if lead:
-            subject += f": {shorten_title(lead.title, 90)}"
+            subject += f": {shorten(lead.title, 90)}"
         preheader = self.preheader(digest)
         return {
             "name": s.name, "lang": s.lang, "site_url": s.site_url, "digest": digest,
@@ -142,7 +142,7 @@ class Renderer:
         more = ""
         if others:
             more = f" Also today: {', '.join(others[:4])}" + (f" and {len(others) - 4} more." if len(others) > 4 else ".")
-        return shorten_title(first + more, 140)
+        return shorten(first + more, 140)
 
     def _render(self, digest: Digest) -> Rendered:
         ctx = self.context(digest)
@@ -182,21 +182,13 @@ class Renderer:
         return out
 
 
-def shorten_title(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    return text[: limit - 1].rsplit(" ", 1)[0].rstrip(",;:") + "…"
-
-
 def intro_line(digest: Digest) -> str:
     """'Today's lead story, then 5 more from Tech and Science.' and the like."""
     titles = [section_title(b.name) for b in digest.sections]
     n = sum(len(b.stories) for b in digest.sections)
     where = ""
     if titles:
-        where = f" across {len(titles)} sections" if len(titles) > 4 else \
-            " from " + (titles[0] if len(titles) == 1 else ", ".join(titles[:-1]) + " and " + titles[-1])
+        where = f" across {len(titles)} sections" if len(titles) > 4 else " from " + and_list(titles)
     stories = f"{n} stor{'y' if n == 1 else 'ies'}"
     if digest.featured:
         return f"Today\u2019s lead story, then {n} more{where}." if n else "Today\u2019s lead story."
@@ -204,9 +196,11 @@ def intro_line(digest: Digest) -> str:
 
 
 def followed_phrase(sections, settings: Settings) -> str:
-    names = [section_title(s) for s in sections]
     if set(sections) == set(settings.sections):
         return "every section"
-    if len(names) == 1:
-        return names[0]
-    return ", ".join(names[:-1]) + " and " + names[-1]
+    return and_list([section_title(s) for s in sections])
+
+
+def and_list(names: list[str]) -> str:
+    """'Tech', 'Tech and Food', 'World, Tech and Food'."""
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]

@@ -7,7 +7,6 @@ rules" is a unit test away.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
 
 from digest.articles import Article
 from digest.config import Settings

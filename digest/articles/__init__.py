@@ -6,7 +6,7 @@ Every source format (one module each) produces the same `Article` value.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
 

@@ -6,7 +6,7 @@ that content; a transport returns one Outcome per recipient.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from digest.render import Rendered
