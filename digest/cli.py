@@ -111,7 +111,7 @@ def main_options(
 
 def _finish_import(report, prefix: str = ""):
     """List each rejected item on stderr, the totals on stdout; exit 1 if anything was rejected."""
-    for where, why in getattr(report, "warnings", []):
+    for where, why in report.warnings:
         note(f"warning {prefix}{where}: {why}")
     for where, why in report.rejected:
         note(f"rejected {prefix}{where}: {why}")

@@ -12,29 +12,18 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
 from digest.config import ConfigError, Settings
+from digest.importing import ImportReport
 from digest.store import subscribers as subscribers_table, utcnow
 from subscribers import store
 from subscribers.store import SubscriberError
 
 HEADER = ("email", "name", "sections", "status")
 FORMULA_START = ("=", "+", "-", "@")  # spreadsheets run cells starting with these
-
-
-@dataclass
-class ImportReport:
-    imported: int = 0
-    updated: int = 0
-    rejected: list[tuple[str, str]] = field(default_factory=list)  # ("line N", why)
-    warnings: list[tuple[str, str]] = field(default_factory=list)
-
-    def line(self) -> str:
-        return f"imported {self.imported}, updated {self.updated}, rejected {len(self.rejected)}"
 
 
 class CSVFileError(ValueError):

@@ -6,8 +6,9 @@ from sqlalchemy.engine import Engine
 
 from digest.articles import ArticleError
 from digest.articles.markdown import find_markdown_files, parse_file
-from digest.articles.repository import ImportReport, save_articles
+from digest.articles.repository import save_articles
 from digest.config import Settings
+from digest.importing import ImportReport
 
 
 def import_articles(engine: Engine, paths, settings: Settings) -> ImportReport:

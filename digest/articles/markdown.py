@@ -48,13 +48,6 @@ KNOWN_KEYS = {"id", "section", "sections", "title", "question", "url", "publishe
               "featured", "summary", "image", "image_alt"}
 
 
-def unknown_keys(text: str) -> list[str]:
-    """Front-matter keys we do not know (a misspelt `featurd:` would otherwise pass unseen)."""
-    m = _FRONT_MATTER.match(text)
-    meta = yaml.load(m.group(1), Loader=_FrontMatterLoader) if m else None
-    return sorted(str(k) for k in meta if str(k) not in KNOWN_KEYS) if isinstance(meta, dict) else []
-
-
 def parse_file(path: Path, settings: Settings, warnings: list | None = None) -> Article:
     try:
         raw = path.read_bytes()
@@ -66,13 +59,11 @@ def parse_file(path: Path, settings: Settings, warnings: list | None = None) -> 
         raise ArticleError(f"not UTF-8 text (byte {e.start})") from None
     if "\x00" in text:
         raise ArticleError("not a text file")
-    article = parse_text(text, default_id=path.stem, settings=settings, source=str(path))
-    if warnings is not None:
-        warnings += [f"unknown key '{k}' ignored (known: {', '.join(sorted(KNOWN_KEYS))})" for k in unknown_keys(text)]
-    return article
+    return parse_text(text, default_id=path.stem, settings=settings, source=str(path), warnings=warnings)
 
 
-def parse_text(text: str, default_id: str, settings: Settings, source: str = "") -> Article:
+def parse_text(text: str, default_id: str, settings: Settings, source: str = "",
+               warnings: list | None = None) -> Article:
     m = _FRONT_MATTER.match(text)
     if not m:
         raise ArticleError("no front matter (the file must start with a '---' line and close it with another)")
@@ -85,6 +76,9 @@ def parse_text(text: str, default_id: str, settings: Settings, source: str = "")
     if not isinstance(meta, dict):
         raise ArticleError("front matter is not a list of 'key: value' lines")
     body = m.group(2).strip()
+    if warnings is not None:  # a misspelt `featurd:` would otherwise pass unseen
+        warnings += [f"unknown key '{k}' ignored (known: {', '.join(sorted(KNOWN_KEYS))})"
+                     for k in sorted(map(str, meta)) if k not in KNOWN_KEYS]
 
     def text_field(key, required=False) -> str:
         value = meta.get(key)

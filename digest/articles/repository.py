@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -10,18 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from digest.articles import Article
+from digest.importing import ImportReport
 from digest.store import articles, utcnow
-
-
-@dataclass
-class ImportReport:
-    imported: int = 0
-    updated: int = 0
-    rejected: list[tuple[str, str]] = field(default_factory=list)  # (where, why)
-    warnings: list[tuple[str, str]] = field(default_factory=list)  # imported, but worth a look
-
-    def line(self) -> str:
-        return f"imported {self.imported}, updated {self.updated}, rejected {len(self.rejected)}"
 
 
 def _row(a: Article) -> dict:
