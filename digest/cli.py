@@ -247,8 +247,12 @@ def subscribers_unsubscribe(email: str = typer.Argument(..., metavar="EMAIL")):
     Example: digest subscribers unsubscribe jo@example.com
     """
     from subscribers import store
-    s = _subscriber_call(store.update, state.engine(), email, status="unsubscribed", reason="by an operator")
-    typer.echo(f"unsubscribed {s.email}")
+    engine = state.engine()
+    found = store.get(engine, email=email)
+    if not found:
+        fail(f"{email.strip()} is not a subscriber", 1)
+    s = store.unsubscribe(engine, found, "by an operator")
+    typer.echo(f"unsubscribed {s.email}" if s.status == "unsubscribed" else f"{s.email} is already {s.status}")
 
 
 @subscribers_app.command("remove")

@@ -117,9 +117,10 @@ def add(engine: Engine, email: str, name: str = "", sections=(), status: str = "
         return get(conn, id=new_id)
 
 
-# Statuses an operator may not lift: only the subscriber's own action (the preference
-# page) may, because sending again needs their consent or a working address.
-OPERATOR_LOCKED = ("unsubscribed", "bounced", "complained")
+# The subscriber left, or their mailbox provider said to stop.  An operator may not lift
+# these: only the subscriber's own action (the preference page) may, because sending
+# again needs their consent or a working address.
+LEFT = ("unsubscribed",) + SUPPRESSED
 
 
 def update(engine: Engine, email: str, *, name: str | None = None, sections=None,
@@ -139,7 +140,7 @@ def update(engine: Engine, email: str, *, name: str | None = None, sections=None
         found = get(conn, email=email)
         if not found:
             raise SubscriberError(f"{email.strip()} is not a subscriber")
-        if by_operator and status in ("active", "paused") and found.status in OPERATOR_LOCKED:
+        if by_operator and status in ("active", "paused") and found.status in LEFT:
             raise SubscriberError(f"{found.email} is {found.status}; only they can resubscribe "
                                   "(from the preference page linked in every email)")
         conn.execute(subscribers.update().where(subscribers.c.id == found.id).values(**values))
@@ -151,6 +152,13 @@ def set_status(engine: Engine, subscriber_id: int, status: str, reason: str | No
         conn.execute(subscribers.update().where(subscribers.c.id == subscriber_id)
                      .values(status=status, status_reason=reason, updated_at=utcnow()))
         return get(conn, id=subscriber_id)
+
+
+def unsubscribe(engine: Engine, subscriber: Subscriber, reason: str) -> Subscriber:
+    """Idempotent; a bounce or spam report already stops everything, and says more, so it stays."""
+    if subscriber.status in LEFT:
+        return subscriber
+    return set_status(engine, subscriber.id, "unsubscribed", reason)
 
 
 def remove(engine: Engine, email: str) -> Subscriber:

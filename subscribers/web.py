@@ -39,7 +39,6 @@ from subscribers.webhook import MalformedEvents, Verifier, apply_events, parse_e
 log = logging.getLogger("uvicorn.error")
 
 WEB_TEMPLATES = TEMPLATES_DIR / "web"
-LEFT = ("unsubscribed", "bounced", "complained")
 SIGNUP_FORM_MAX_AGE = 24 * 3600
 SAFE_METHODS = ("GET", "HEAD")  # Starlette routes HEAD to GET's handler: it must not change anything either
 MAX_WEBHOOK_BODY = 5 * 1024 * 1024  # SendGrid batches stay far below this; anything larger is refused unread
@@ -222,7 +221,7 @@ class Site:
         if not one_click:
             self.check_form(request, form, token)
         reason = "one-click unsubscribe" if one_click else "unsubscribe page"
-        subscriber = await run_in_threadpool(unsubscribe, self.engine, subscriber, reason)
+        subscriber = await run_in_threadpool(store.unsubscribe, self.engine, subscriber, reason)
         return self.manage_page("unsubscribe.html.j2", subscriber, token)
 
     async def subscribe(self, request: Request) -> Response:
@@ -397,13 +396,6 @@ def read_signup(form, settings: Settings) -> tuple[tuple, dict]:
     name = read_name(form, errors)
     sections = read_sections(form, settings, errors)
     return (email, name, sections), errors
-
-
-def unsubscribe(engine, subscriber: Subscriber, reason: str) -> Subscriber:
-    """Idempotent; a bounce or spam report already stops everything, and says more, so it stays."""
-    if subscriber.status in LEFT:
-        return subscriber
-    return store.set_status(engine, subscriber.id, "unsubscribed", reason)
 
 
 def origin_of(url: str) -> tuple[str, str, int] | None:
