@@ -20,7 +20,7 @@ from digest.deliver.transport import Batch, FatalTransportError, Outcome, Recipi
 from digest.edition import freeze, load_edition, release_send_lock, sender_name, take_send_lock, touch_send_lock
 from digest.message import list_unsubscribe_headers
 from digest.render import Personal, Renderer
-from digest.select import Edition, select_digest, subscriber_sections
+from digest.select import Digest, Edition, select_digest, subscriber_sections
 from subscribers import store as subscriber_store
 from subscribers.tokens import Signer, manage_links
 
@@ -88,6 +88,13 @@ class Planner:
         self.settings = settings
         self.signer = signer
         self.renderer = renderer or Renderer(settings)
+        self._digests: dict[tuple[str, ...], Digest] = {}
+
+    def digest(self, sections: tuple[str, ...]) -> Digest:
+        """The digest for one selection of sections; selected once per selection, not per person."""
+        if sections not in self._digests:
+            self._digests[sections] = select_digest(self.edition, sections, self.settings)
+        return self._digests[sections]
 
     def recipient(self, p: Person) -> Recipient:
         prefs, unsub = manage_links(self.signer, self.settings.links_base, p.subscriber_id, p.email)
@@ -103,11 +110,8 @@ class Planner:
         """Batches of at most BATCH_SIZE sharing one digest, and the people with an empty one."""
         groups: dict[tuple, Batch] = {}
         empty = []
-        digests = {}
         for p in people:
-            if p.sections not in digests:
-                digests[p.sections] = select_digest(self.edition, p.sections, self.settings)
-            digest = digests[p.sections]
+            digest = self.digest(p.sections)
             if digest.is_empty:
                 empty.append(p)
                 continue
@@ -160,14 +164,14 @@ def send(engine: Engine, settings: Settings, day: date, transport: Transport, si
     planner = Planner(edition, settings, signer)
 
     if not edition.frozen:
+        # The audience: everyone active whose digest has a story (no messages built yet).
         people = active_people(engine, settings)
-        _, empty = planner.batches(people)
-        empty_ids = {p.subscriber_id for p in empty}
-        audience = [(p.subscriber_id, p.email, p.name, p.sections) for p in people if p.subscriber_id not in empty_ids]
+        audience = [(p.subscriber_id, p.email, p.name, p.sections) for p in people
+                    if not planner.digest(p.sections).is_empty]
         if not freeze(engine, edition, audience):
             summary.notes.append("another run froze this edition first; continuing with its audience")
         else:
-            summary.skipped_empty = len(empty)
+            summary.skipped_empty = len(people) - len(audience)
         edition = load_edition(engine, day, settings)
         planner = Planner(edition, settings, signer, planner.renderer)
 
@@ -192,11 +196,11 @@ def _send_pending(engine, day, transport, planner, summary, claim_id, me, retry,
 
     pending = ledger.rows(engine, summary.date, status="pending")
     still_active = {s.id for s in subscriber_store.list_all(engine, status="active")}
-    gone = [r.id for r in pending if r.subscriber_id not in still_active]
+    gone = {r.id for r in pending if r.subscriber_id not in still_active}
     if gone:
         ledger.withdraw(engine, gone)
         summary.withdrawn = len(gone)
-    people = [Person(r.subscriber_id, r.email, r.name, r.sections, r.id) for r in pending if r.id not in set(gone)]
+    people = [Person(r.subscriber_id, r.email, r.name, r.sections, r.id) for r in pending if r.id not in gone]
     batches, _ = planner.batches(people)
     summary.recipients = sum(len(b.recipients) for b in batches)
     if on_plan:

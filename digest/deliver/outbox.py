@@ -40,16 +40,17 @@ class OutboxTransport:
     def deliver(self, batch: Batch) -> list[Outcome]:
         if not self._prepared:
             self.prepare()
-        outcomes = []
+        outcomes, names = [], []
         for r in batch.recipients:
             msg = build_message(personalize(batch.rendered, r.substitutions), r.email, r.name,
                                 r.headers, self.settings)
             path = self.folder / f"{safe_name(r.email)}.eml"
             path.write_bytes(msg.as_bytes())
             self.written.append(path)
-            with (self.folder / MARKER).open("a", encoding="utf-8") as marker:
-                marker.write(path.name + "\n")
+            names.append(path.name)
             outcomes.append(Outcome(r, "sent", message_id=msg["Message-ID"]))
+        with (self.folder / MARKER).open("a", encoding="utf-8") as marker:  # once per batch
+            marker.write("".join(n + "\n" for n in names))
         return outcomes
 
 
