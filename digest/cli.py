@@ -313,17 +313,14 @@ def preview(
     from digest import preview as previewing
     if bool(subscriber) == (sections is not None):
         fail("give exactly one of --subscriber EMAIL or --sections a,b", 2)
-    engine = state.engine()
-    if subscriber:
-        from subscribers import store
-        found = store.get(engine, email=subscriber)
-        if found and found.status != "active":
-            note(f"note: {found.email} is {found.status}: they would get no digest today")
     try:
-        result = previewing.preview(engine, state.settings, parse_day(day), _signer(real=False),
-                                    subscriber=subscriber, sections=parse_sections(sections), fmt=fmt.value)
+        shown = previewing.preview(state.engine(), state.settings, parse_day(day), _signer(real=False),
+                                   subscriber=subscriber, sections=parse_sections(sections), fmt=fmt.value)
     except previewing.PreviewError as e:
         fail(str(e), 1)
+    for n in shown.notes:
+        note(f"note: {n}")
+    result = shown.content
     if out:
         try:
             out.write_bytes(result)
@@ -466,9 +463,11 @@ def status(
     Example: digest status --date 2026-11-25 --json
     """
     from digest.deliver import ledger
+    from digest.edition import is_frozen
     engine = state.engine()
-    the_day = parse_day(day).isoformat()
-    report = {"date": the_day, "counts": ledger.counts(engine, the_day), "problems": ledger.problems(engine, the_day)}
+    when = parse_day(day)
+    the_day = when.isoformat()
+    report = ledger.report(engine, the_day)
     if as_json:
         emit_json(report)
     else:
@@ -476,8 +475,7 @@ def status(
         typer.echo(f"{the_day}: " + ", ".join(f"{c[k]} {k}" for k in ledger.STATUSES))
         for p in report["problems"]:
             typer.echo(f"  {p['status']:<8} {p['email']}: {p['reason']}")
-    from digest.edition import is_frozen
-    if not is_frozen(engine, parse_day(day)):
+    if not is_frozen(engine, when):
         note(f"the edition of {the_day} has not been sent (no ledger yet)")
         raise typer.Exit(1)
     done = sum(report["counts"].values()) == report["counts"]["sent"]

@@ -61,6 +61,11 @@ def problems(engine: Engine, day: str) -> list[dict]:
         return [{"email": e, "status": s, "reason": r or ""} for e, s, r in conn.execute(q)]
 
 
+def report(engine: Engine, day: str) -> dict:
+    """`digest status`: {"date", "counts", "problems"}, the shape DESIGN.md fixes."""
+    return {"date": day, "counts": counts(engine, day), "problems": problems(engine, day)}
+
+
 def new_claim() -> str:
     return uuid.uuid4().hex
 
