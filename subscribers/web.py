@@ -242,8 +242,9 @@ class Site:
     def send_signup(self, email: str, name: str, sections: tuple[str, ...]) -> None:
         try:
             self.signup.request(email, name, sections)
-        except Exception:  # after the response: log it, the person can simply try again
-            log.exception("could not send a sign-up email")
+        except Exception as e:  # after the response: log it, the person can simply try again
+            # SendGrid down is expected now and then: one line, not a traceback in the log.
+            log.error("could not send a sign-up email: %s: %s", type(e).__name__, e)
 
     async def confirm(self, request: Request) -> Response:
         """GET shows a button; only its POST confirms.
