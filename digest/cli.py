@@ -189,13 +189,17 @@ def subscribers_import(file: Path = typer.Argument(..., metavar="FILE.csv")):
 
     Example: digest subscribers import people.csv
     """
-    from subscribers.importer import CSVFileError, import_csv
+    from subscribers.importer import CSVFileError, ImportInterrupted, import_csv
     if not file.is_file():
         fail(f"{file}: {'is a folder, not a file' if file.is_dir() else 'no such file'}", 2)
     try:
         report = import_csv(state.engine(), file, state.settings)
     except CSVFileError as e:
         fail(str(e), 1)
+    except ImportInterrupted as e:
+        note(f"error: {e.report.interrupted}")
+        typer.echo(e.report.line())
+        raise typer.Exit(130 if isinstance(e.__cause__, KeyboardInterrupt) else 1)
     _finish_import(report, prefix=f"{file}, ")
 
 
@@ -336,6 +340,9 @@ def preview(
 def send(
     day: Optional[str] = typer.Option(None, "--date", metavar="YYYY-MM-DD", help="Default: today."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Write .eml files to the outbox; send nothing."),
+    sample: Optional[int] = typer.Option(None, "--sample", min=0, metavar="N",
+                                         help="With --dry-run: build and check every message, write only N "
+                                              "(spread over the distinct digests)."),
     outbox: Optional[Path] = typer.Option(None, "--outbox", metavar="DIR", help="Default: outbox/<date>/."),
     retry: Optional[Retry] = typer.Option(None, "--retry", help="Resend the edition's failed or unknown rows."),
     sandbox: bool = typer.Option(False, "--sandbox", help="SendGrid sandbox mode: validated, not delivered, not recorded."),
@@ -355,12 +362,15 @@ def send(
         fail("--sandbox cannot be combined with --retry", 2)
     if outbox and not dry_run:
         fail("--outbox goes with --dry-run (a real send writes no files)", 2)
+    if sample is not None and not dry_run:
+        fail("--sample goes with --dry-run", 2)
     if dry_run:
         folder = outbox or Path(settings.outbox) / the_day.isoformat()
         transport = OutboxTransport(folder, settings)
         try:
             transport.prepare()
-            summary = sending.rehearse(state.engine(), settings, the_day, transport, _signer(real=False))
+            summary = sending.rehearse(state.engine(), settings, the_day, transport, _signer(real=False),
+                                       sample=sample)
         except OSError as e:
             fail(f"outbox {folder}: {e.strerror or e}", 2)
         summary.outbox = str(folder)
@@ -434,8 +444,10 @@ def _report_send(s, as_json: bool) -> None:
     if as_json:
         return
     if s.mode == "dry-run":
-        typer.echo(f"dry run {s.date}: {s.stories} stories, {s.recipients} recipients, "
-                   f"{s.delivered} emails written to {s.outbox}, {s.skipped_empty} skipped (empty digest)")
+        typer.echo(f"dry run {s.date}: {s.stories} stories, {s.recipients} recipients in {s.digests} distinct "
+                   f"digest(s), {s.delivered} emails written to {s.outbox}, {s.skipped_empty} skipped (empty digest)")
+        for p in s.problems:
+            note(f"{p['status']}: {p['email']}: {p['reason']}")
         return
     if s.mode == "sandbox":
         typer.echo(f"sandbox {s.date}: {s.delivered} of {s.recipients} recipients accepted by SendGrid "

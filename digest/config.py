@@ -22,6 +22,21 @@ SECTIONS: tuple[str, ...] = (
 DEFAULT_SENDGRID_HOST = "https://api.sendgrid.com"
 
 
+# A set of site sections as an integer with bit i for SECTIONS[i].  The store keeps
+# subscribers' and ledger rows' sections this way, so freezing, grouping rows by the
+# digest they share and finding empty digests are plain integer SQL (`&`, ORDER BY).
+def section_mask(names) -> int:
+    mask = 0
+    for name in names:
+        mask |= 1 << SECTIONS.index(name)
+    return mask
+
+
+def mask_sections(mask: int) -> tuple[str, ...]:
+    """The site sections in `mask`, in the site's order."""
+    return tuple(s for i, s in enumerate(SECTIONS) if mask >> i & 1)
+
+
 class ConfigError(Exception):
     """A setting is missing or wrong; the CLI turns this into exit status 2."""
 
@@ -48,6 +63,7 @@ class Settings:
     sendgrid_asm_group_id: int | None = None
     sendgrid_webhook_public_key: str = field(default="", repr=False)
     sendgrid_max_attempts: int = 5
+    sendgrid_concurrency: int = 4           # mail/send requests in flight at once
     sendgrid_retry_base_delay: float = 1.0  # seconds; doubles per attempt, capped, jittered
     outbox: str = "outbox"                  # dry runs write <outbox>/<date>/*.eml
     signup_delivery: str = "outbox"         # how sign-up confirmations go: outbox | sendgrid
@@ -101,7 +117,8 @@ _FILE_KEYS = {
     "default_sections", "per_section", "timezone", "database_url", "base_url",
     "outbox", "signup_delivery",
 }
-_SENDGRID_KEYS = {"host", "timeout", "categories", "asm_group_id", "max_attempts", "retry_base_delay"}
+_SENDGRID_KEYS = {"host", "timeout", "categories", "asm_group_id", "max_attempts", "retry_base_delay",
+                  "concurrency"}
 
 _ENV = {
     "DIGEST_DATABASE_URL": "database_url",
@@ -275,6 +292,10 @@ def _validate(v: dict, source: str, origin: dict | None = None) -> Settings:
         n = v["sendgrid_max_attempts"]
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 20:
             fail("[sendgrid] max_attempts", "must be a whole number from 1 to 20")
+    if "sendgrid_concurrency" in v:
+        n = v["sendgrid_concurrency"]
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 16:
+            fail("[sendgrid] concurrency", "must be a whole number from 1 to 16")
     if "sendgrid_retry_base_delay" in v:
         d = v["sendgrid_retry_base_delay"]
         if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d <= 60:

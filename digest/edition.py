@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import os
 import socket
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from digest.articles import Article
 from digest.articles.repository import articles_published_on
-from digest.config import Settings
-from digest.select import Edition
-from digest.store import editions, ledger, utcnow
+from digest.config import Settings, section_mask
+from digest.deliver import ledger
+from digest.select import Edition, story_mask
+from digest.store import editions, subscribers, utcnow
 
 
 def load_edition(engine: Engine, day: date, settings: Settings) -> Edition:
@@ -31,26 +33,33 @@ def load_edition(engine: Engine, day: date, settings: Settings) -> Edition:
     return Edition(day, tuple(articles_published_on(engine, day, settings.tz)), frozen=False)
 
 
-def freeze(engine: Engine, edition: Edition, audience) -> bool:
-    """Freeze `edition` with `audience` [(subscriber_id, email, name, sections)] as pending rows.
+@dataclass(frozen=True)
+class Frozen:
+    """The outcome of `freeze`: the edition as it will be sent, and what this call did."""
+    edition: Edition
+    audience: int | None  # rows written by this call; None if another run froze it first
+    skipped_empty: int = 0  # active subscribers left out: their digest would hold no story
 
-    Returns False if another run froze it first (then its audience stands, not ours).
+
+def freeze(engine: Engine, edition: Edition, settings: Settings) -> Frozen:
+    """Freeze `edition` (its stories, and its audience as pending ledger rows) if not yet frozen.
+
+    One transaction: the stories are copied and the audience written with one
+    INSERT ... SELECT, so a crash leaves either both or neither.  If another run froze
+    it first (the primary key says so), its edition and audience stand.
     """
-    now = utcnow()
+    day = edition.date.isoformat()
     try:
         with engine.begin() as conn:
-            conn.execute(editions.insert().values(
-                date=edition.date.isoformat(), frozen_at=now,
-                articles=[a.to_dict() for a in edition.articles]))
-            if audience:
-                conn.execute(ledger.insert(), [
-                    {"edition": edition.date.isoformat(), "subscriber_id": sid, "email": email,
-                     "name": name, "sections": list(sections), "status": "pending", "updated_at": now}
-                    for sid, email, name, sections in audience
-                ])
+            conn.execute(editions.insert().values(date=day, frozen_at=utcnow(),
+                                                  articles=[a.to_dict() for a in edition.articles]))
+            written = ledger.freeze_audience(conn, day, section_mask(settings.sections),
+                                             section_mask(settings.default_sections), story_mask(edition))
+            active = conn.execute(select(func.count()).select_from(subscribers)
+                                  .where(subscribers.c.status == "active")).scalar_one()
     except IntegrityError:
-        return False
-    return True
+        return Frozen(load_edition(engine, edition.date, settings), None)
+    return Frozen(replace(edition, frozen=True), written, active - written)
 
 
 def is_frozen(engine: Engine, day: date) -> bool:

@@ -11,6 +11,7 @@ class ImportReport:
     updated: int = 0
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (where, why): not imported
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (where, what): imported, worth a look
+    interrupted: str | None = None  # the import stopped part-way: what was saved
 
     def line(self) -> str:
         return f"imported {self.imported}, updated {self.updated}, rejected {len(self.rejected)}"

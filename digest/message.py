@@ -17,12 +17,13 @@ from digest.render import Rendered
 POLICY = policy.SMTP.clone(max_line_length=998)
 
 
+# RFC 8058 one-click unsubscribe: the same for everyone (sent once per request).
+ONE_CLICK = {"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+
+
 def list_unsubscribe_headers(unsubscribe_url: str) -> dict[str, str]:
     """RFC 2369 + RFC 8058 one-click unsubscribe."""
-    return {
-        "List-Unsubscribe": f"<{unsubscribe_url}>",
-        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-    }
+    return {"List-Unsubscribe": f"<{unsubscribe_url}>", **ONE_CLICK}
 
 
 def build_message(rendered: Rendered, to_email: str, to_name: str, headers: dict[str, str],

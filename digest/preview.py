@@ -10,9 +10,10 @@ from sqlalchemy.engine import Engine
 from digest.config import Settings
 from digest.edition import load_edition
 from digest.message import build_message
-from digest.render import personalize
+from digest.config import section_mask
+from digest.render import RenderError, personalize
 from digest.select import subscriber_sections
-from digest.sending import Person, Planner
+from digest.sending import Planner
 from subscribers import store as subscriber_store
 from subscribers.tokens import Signer
 
@@ -37,21 +38,26 @@ def preview(engine: Engine, settings: Settings, day: date, signer: Signer, *, su
             raise PreviewError(f"{subscriber} is not a subscriber")
         if s.status != "active":
             notes.append(f"{s.email} is {s.status}: they would get no digest today")
-        person = Person(s.id, s.email, s.name, subscriber_sections(s.sections, settings))
+        sid, email, name, chosen = s.id, s.email, s.name, s.sections
     else:
         # Not a real subscriber: id 0 belongs to nobody, so its links lead nowhere.
-        person = Person(0, "preview@example.com", "", subscriber_sections(sections, settings))
+        sid, email, name, chosen = 0, "preview@example.com", "", sections
     planner = Planner(edition, settings, signer)
-    digest = planner.digest(person.sections)
+    mask = section_mask(subscriber_sections(chosen, settings))
+    digest = planner.digest(mask)
     if digest.is_empty:
-        raise PreviewError(f"no stories for {', '.join(person.sections)} on {day.isoformat()}: "
+        raise PreviewError(f"no stories for {', '.join(digest.followed)} on {day.isoformat()}: "
                            "this digest would not be sent")
-    recipient = planner.recipient(person)
-    message = personalize(planner.renderer.render(digest), recipient.substitutions)
+    recipient = planner.recipient(sid, email, name)
+    try:
+        message = personalize(planner.rendered(mask), recipient.substitutions)
+    except RenderError as e:
+        raise PreviewError(str(e)) from None
     if fmt == "text":
         content = message.text.encode("utf-8")
     elif fmt == "eml":
-        content = build_message(message, recipient.email, recipient.name, recipient.headers, settings).as_bytes()
+        headers = {**planner.headers, **recipient.headers}
+        content = build_message(message, recipient.email, recipient.name, headers, settings).as_bytes()
     else:
         content = message.html.encode("utf-8")
     return Preview(content, notes)

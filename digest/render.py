@@ -1,9 +1,19 @@
-"""Rendering: Digest -> Message template (subject, preheader, HTML, text), then tokens filled.
+"""Rendering: an edition's parts rendered once, each digest assembled from them.
 
-The expensive part (Jinja2 -> MJML -> HTML -> premailer) runs once per distinct digest
-and is cached by the digest's key; a subscriber's message differs only by the tokens in
-`TOKENS`, filled last.  HTML tokens get HTML-escaped values and text tokens raw ones,
-which is why each value has two tokens.  The same tokens are SendGrid substitution keys.
+The expensive pipeline (Jinja2 -> MJML -> HTML -> premailer) runs once per edition, over
+a "catalog" document holding every part a digest can contain: masthead, intro, lead
+story, each section's heading, every story in each of its sections (last or not in its
+block, with or without teaser), footer.  The output is cut at element markers into
+parts; a digest's HTML is then string work: the parts it needs, joined, with its
+per-digest values (subject, preheader, intro line, followed sections) filled in.  The
+number of MJML runs does not grow with the number of distinct section sets.
+
+`full_render` runs the whole pipeline for one digest: the reference the assembled
+result must equal byte for byte (tests/test_render.py keeps them identical).
+
+A recipient's message differs only by the tokens in `TOKENS`, filled last (by us for
+the outbox, by SendGrid's substitutions for a real send).  The name has an HTML-escaped
+and a raw token; the link token is URL-safe, so one token serves HTML and text alike.
 """
 
 from __future__ import annotations
@@ -11,6 +21,7 @@ from __future__ import annotations
 import html
 import logging
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,28 +29,39 @@ import jinja2
 from mjml import mjml2html
 from premailer import Premailer
 
-from digest.articles import shorten
+from digest.articles import Article, shorten
 from digest.config import Settings
-from digest.select import Digest
+from digest.select import Digest, Edition, lead_story
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
 # Per-recipient tokens: plain ASCII word characters only, because lxml (inside
 # premailer) would percent-encode brackets or braces inside href attributes.
 TOKENS = {
-    "greeting_html": "__ND_GREETING_HTML__",
-    "greeting_text": "__ND_GREETING_TEXT__",
-    "preferences_url_html": "__ND_PREFERENCES_URL_HTML__",
-    "preferences_url_text": "__ND_PREFERENCES_URL_TEXT__",
-    "unsubscribe_url_html": "__ND_UNSUBSCRIBE_URL_HTML__",
-    "unsubscribe_url_text": "__ND_UNSUBSCRIBE_URL_TEXT__",
+    "name_html": "__ND_NAME_HTML__",
+    "name_text": "__ND_NAME_TEXT__",
+    "token": "__ND_TOKEN__",
 }
-
 _TOKEN = re.compile("|".join(re.escape(t) for t in TOKENS.values()))
 
+# Per-digest slots, filled when a digest is assembled (never reach SendGrid).
+SLOTS = {
+    "subject": "__ND_SLOT_SUBJECT__",
+    "preheader": "__ND_SLOT_PREHEADER__",
+    "intro": "__ND_SLOT_INTRO__",
+    "followed": "__ND_SLOT_FOLLOWED__",
+}
+_SLOT = re.compile("|".join(re.escape(t) for t in SLOTS.values()))
+_SLOT_NAMES = {v: k for k, v in SLOTS.items()}
+_MARKER = re.compile(r'<div data-part="([^"]*)"></div>')
+
 GMAIL_CLIP_BYTES = 102 * 1024
-# Room kept for the filled tokens (two links and the greeting, twice each).
-CLIP_BUDGET = GMAIL_CLIP_BYTES - 4 * 1024
+# Room kept for the filled tokens (the name twice, the link token three times).
+CLIP_BUDGET = GMAIL_CLIP_BYTES - 2 * 1024
+
+
+class RenderError(Exception):
+    """A digest cannot be rendered; its recipients fail with this reason, the run goes on."""
 
 
 @dataclass(frozen=True)
@@ -55,21 +77,12 @@ class Rendered:
 class Personal:
     """The per-recipient values of one message."""
     name: str
-    preferences_url: str
-    unsubscribe_url: str
+    token: str  # the signed manage token of subscribers.tokens, in every link
 
     def substitutions(self) -> dict[str, str]:
-        greeting = f"Good morning, {self.name}" if self.name else "Good morning"
-        raw = {
-            "greeting": greeting,
-            "preferences_url": self.preferences_url,
-            "unsubscribe_url": self.unsubscribe_url,
-        }
-        subs = {}
-        for key, value in raw.items():
-            subs[TOKENS[f"{key}_html"]] = html.escape(value, quote=True)
-            subs[TOKENS[f"{key}_text"]] = value
-        return subs
+        greeting = f", {self.name}" if self.name else ""
+        return {TOKENS["name_html"]: html.escape(greeting, quote=True), TOKENS["name_text"]: greeting,
+                TOKENS["token"]: self.token}
 
 
 def fill(template: str, substitutions: dict[str, str]) -> str:
@@ -87,7 +100,28 @@ def section_title(name: str) -> str:
     return name.capitalize()
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One story as it can appear in a section block."""
+    key: str
+    article: Article
+    last: bool
+    compact: bool
+
+
+@dataclass(frozen=True)
+class Block:
+    name: str
+    variants: tuple[Variant, ...]
+
+
+def variant_key(index: int, last: bool, compact: bool) -> str:
+    return f"{index}.{int(last)}{int(compact)}"
+
+
 class Renderer:
+    """Templates and CSS, loaded once; `edition()` gives the renderer of one edition."""
+
     def __init__(self, settings: Settings, templates_dir: Path | None = None):
         self.settings = settings
         self.templates_dir = Path(templates_dir or TEMPLATES_DIR)
@@ -100,67 +134,19 @@ class Renderer:
         self.env.globals["section_title"] = section_title
         self.env.filters["clip"] = shorten
         self.css = (self.templates_dir / "digest.css").read_text(encoding="utf-8")
-        self._cache: dict[tuple, Rendered] = {}
-        self.renders = 0  # how many times the full pipeline ran (tests check "once per digest")
+        self.renders = 0  # how many times MJML + premailer ran (once per edition, not per digest)
         self.oversized: list[tuple[str, int]] = []  # (subject, bytes) still over the clip size
 
-    def render(self, digest: Digest) -> Rendered:
-        key = digest.key
-        if key not in self._cache:
-            self._cache[key] = self._render(digest)
-            self.renders += 1
-        return self._cache[key]
+    def edition(self, edition: Edition) -> EditionRenderer:
+        return EditionRenderer(self, edition)
 
-    # -- the once-per-digest pipeline ---------------------------------------------------
+    # -- the expensive pipeline ---------------------------------------------------------
 
-    def context(self, digest: Digest) -> dict:
-        s = self.settings
-        lead = digest.featured or (digest.stories[0] if digest.stories else None)
-        day = digest.date
-        date_long = f"{day:%A} {day.day} {day:%B %Y}"
-        subject = f"{s.name}, {day:%a} {day.day} {day:%b}"
-        if lead:
-            subject += f": {shorten(lead.title, 90)}"
-        preheader = self.preheader(digest)
-        return {
-            "name": s.name, "lang": s.lang, "site_url": s.site_url, "digest": digest,
-            "subject": subject, "preheader": preheader, "date_long": date_long,
-            "story_count": len(digest.stories),
-            "section_titles": [section_title(b.name) for b in digest.sections],
-            "intro": intro_line(digest),
-            "followed_titles": followed_phrase(digest.followed, s),
-            "t": TOKENS, "compact": False,
-        }
-
-    @staticmethod
-    def preheader(digest: Digest) -> str:
-        lead = digest.featured or (digest.stories[0] if digest.stories else None)
-        if not lead:
-            return ""
-        first = lead.question or lead.teaser or lead.title
-        others = [section_title(b.name) for b in digest.sections]
-        more = ""
-        if others:
-            more = f" Also today: {', '.join(others[:4])}" + (f" and {len(others) - 4} more." if len(others) > 4 else ".")
-        return shorten(first + more, 140)
-
-    def _render(self, digest: Digest) -> Rendered:
-        ctx = self.context(digest)
-        html_doc = self.mjml_to_html(self.env.get_template("digest.mjml.j2").render(ctx))
-        if len(html_doc.encode("utf-8")) > CLIP_BUDGET:
-            # Gmail would clip it (hiding the unsubscribe link): drop the section stories'
-            # teasers, keeping every story's title and link, rather than lose stories.
-            ctx["compact"] = True
-            html_doc = self.mjml_to_html(self.env.get_template("digest.mjml.j2").render(ctx))
-            size = len(html_doc.encode("utf-8"))
-            if size > CLIP_BUDGET:
-                self.oversized.append((ctx["subject"], size))
-        text = self.env.get_template("digest.txt.j2").render(ctx)
-        return Rendered(subject=ctx["subject"], preheader=ctx["preheader"], html=html_doc, text=text)
-
-    def mjml_to_html(self, mjml_source: str) -> str:
-        result = mjml2html(mjml_source, disable_comments=True, fonts={})
-        return self.inline_css(result)
+    def mjml(self, ctx: dict) -> str:
+        """Template -> MJML -> HTML -> premailer, markers still in."""
+        self.renders += 1
+        source = self.env.get_template("digest.mjml.j2").render(ctx)
+        return self.inline_css(mjml2html(source, disable_comments=True, fonts={}))
 
     def inline_css(self, html_doc: str) -> str:
         """Inline our own CSS with premailer, leaving MJML's reset and media queries alone.
@@ -180,6 +166,210 @@ class Renderer:
         if not out.lstrip().lower().startswith("<!doctype"):
             out = "<!doctype html>" + out  # premailer drops it; without it clients use quirks mode
         return out
+
+
+class EditionRenderer:
+    """One edition: its parts rendered once (lazily), any digest of it assembled on demand."""
+
+    CACHE = 16  # assembled digests kept: the send claims rows grouped by digest, so few are live
+
+    def __init__(self, renderer: Renderer, edition: Edition):
+        self.renderer = renderer
+        self.settings = renderer.settings
+        self.edition = edition
+        self.lead = lead_story(edition.articles)
+        self._index = {a.id: i for i, a in enumerate(edition.articles)}
+        self._parts: dict[str, str] | None = None
+        self._broken: dict[str, str] = {}  # part name -> why it could not be rendered
+        self._cache: OrderedDict[tuple, Rendered] = OrderedDict()
+        self._macros = None
+        self._text_parts: dict[str, str] = {}
+
+    # -- parts ------------------------------------------------------------------------------
+
+    def base_context(self) -> dict:
+        s, day = self.settings, self.edition.date
+        return {"name": s.name, "lang": s.lang, "site_url": s.site_url, "links_base": s.links_base,
+                "date_long": f"{day:%A} {day.day} {day:%B %Y}", "lead": self.lead, "blocks": (),
+                "t": TOKENS, "s": SLOTS}
+
+    def catalog_blocks(self, only: str | None = None) -> tuple[Block, ...]:
+        """Every offered section with stories, holding every variant of each of its stories."""
+        blocks = []
+        for name in self.settings.sections:
+            if only and name != only:
+                continue
+            variants = tuple(
+                Variant(variant_key(i, last, compact), a, last, compact)
+                for i, a in enumerate(self.edition.articles)
+                if name in a.sections and a is not self.lead
+                for last in (False, True) for compact in (False, True))
+            if variants:
+                blocks.append(Block(name, variants))
+        return tuple(blocks)
+
+    def parts(self) -> dict[str, str]:
+        if self._parts is None:
+            self._parts = self._render_parts()
+        return self._parts
+
+    def _render_parts(self) -> dict[str, str]:
+        try:
+            return cut(self.renderer.mjml({**self.base_context(), "blocks": self.catalog_blocks()}))
+        except Exception as e:  # noqa: BLE001 - whatever MJML or premailer raised, isolate it
+            first = reason(e)
+        # Something in the edition breaks the pipeline: render the frame and each section
+        # on its own, so only the digests holding the broken part fail (with the reason).
+        logging.getLogger(__name__).warning("the edition of %s does not render whole (%s); "
+                                            "rendering its sections one by one", self.edition.date, first)
+        try:
+            parts = cut(self.renderer.mjml(self.base_context()))
+        except Exception as e:  # noqa: BLE001
+            self._broken["*"] = reason(e)
+            return {}
+        for block in self.catalog_blocks():
+            try:
+                one = cut(self.renderer.mjml({**self.base_context(), "blocks": (block,)}))
+            except Exception as e:  # noqa: BLE001
+                self._broken[f"section/{block.name}"] = reason(e)
+                continue
+            parts.update({k: v for k, v in one.items() if k.startswith(("section/", "story/", "section-end"))})
+        return parts
+
+    # -- digests --------------------------------------------------------------------------
+
+    def render(self, digest: Digest) -> Rendered:
+        """The digest's message (tokens unfilled), assembled from the edition's parts."""
+        key = digest.key
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        rendered = self._assemble(digest)
+        self._cache[key] = rendered
+        if len(self._cache) > self.CACHE:
+            self._cache.popitem(last=False)
+        return rendered
+
+    def _assemble(self, digest: Digest) -> Rendered:
+        parts = self.parts()
+        broken = self._broken.get("*") or next(
+            (self._broken[f"section/{b.name}"] for b in digest.sections if f"section/{b.name}" in self._broken), None)
+        if broken:
+            raise RenderError(f"the digest cannot be rendered: {broken}")
+        values = digest_values(digest, self.settings)
+        html_doc = self._join(parts, digest, values, compact=False)
+        if len(html_doc.encode("utf-8")) > CLIP_BUDGET:
+            # Gmail would clip it (hiding the unsubscribe link): drop the section stories'
+            # teasers, keeping every story's title and link, rather than lose stories.
+            html_doc = self._join(parts, digest, values, compact=True)
+            size = len(html_doc.encode("utf-8"))
+            if size > CLIP_BUDGET:
+                self.renderer.oversized.append((values["subject"], size))
+        return Rendered(values["subject"], values["preheader"], html_doc, self.text(digest, values))
+
+    def _join(self, parts: dict[str, str], digest: Digest, values: dict, compact: bool) -> str:
+        out = [parts[""], parts["masthead"], parts["intro"]]
+        if digest.featured:
+            out.append(parts["lead"])
+        for block in digest.sections:
+            out.append(parts[f"section/{block.name}"])
+            last = len(block.stories) - 1
+            out += [parts["story/" + variant_key(self._index[a.id], i == last, compact)]
+                    for i, a in enumerate(block.stories)]
+            out.append(parts["section-end"])
+        out += [parts["footer"], parts["end"]]
+        escaped = {SLOTS[k]: html.escape(v, quote=True) for k, v in values.items()}
+        return _SLOT.sub(lambda m: escaped[m.group(0)], "".join(out))
+
+    def text(self, digest: Digest, values: dict) -> str:
+        """The text part, assembled from the text template's macros (each story wrapped once)."""
+        m = self._text_macros()
+        out = [self._text_part("head", m.head)]
+        if digest.featured:
+            out.append(self._text_part("lead", m.lead_story, digest.featured))
+        for block in digest.sections:
+            out.append(self._text_part("section/" + block.name, m.section_head, block.name))
+            out += [self._text_part("story/" + a.id, m.story, a) for a in block.stories]
+        out.append(self._text_part("foot", m.foot))
+        return _SLOT.sub(lambda mt: values[_SLOT_NAMES[mt.group(0)]], "".join(out) + "\n")
+
+    def _text_macros(self):
+        if self._macros is None:
+            self._macros = self.renderer.env.get_template("digest.txt.j2").make_module(
+                {**self.base_context(), "digest": _NO_DIGEST})
+        return self._macros
+
+    def _text_part(self, key: str, macro, *args) -> str:
+        if key not in self._text_parts:
+            self._text_parts[key] = str(macro(*args))
+        return self._text_parts[key]
+
+    def full_text(self, digest: Digest, values: dict) -> str:
+        """The text template rendered whole for this digest: the reference for `text`."""
+        doc = self.renderer.env.get_template("digest.txt.j2").render({**self.base_context(), "digest": digest})
+        return _SLOT.sub(lambda mt: values[_SLOT_NAMES[mt.group(0)]], doc)
+
+    def full_render(self, digest: Digest) -> Rendered:
+        """The whole pipeline for this one digest: the reference for the assembled result."""
+        values = digest_values(digest, self.settings)
+
+        def once(compact: bool) -> str:
+            blocks = tuple(Block(b.name, tuple(
+                Variant(variant_key(self._index[a.id], i == len(b.stories) - 1, compact), a,
+                        i == len(b.stories) - 1, compact) for i, a in enumerate(b.stories)))
+                for b in digest.sections)
+            ctx = {**self.base_context(), "lead": digest.featured, "blocks": blocks}
+            doc = _MARKER.sub("", self.renderer.mjml(ctx))
+            return _SLOT.sub(lambda m: {SLOTS[k]: html.escape(v, quote=True) for k, v in values.items()}[m.group(0)], doc)
+
+        html_doc = once(False)
+        if len(html_doc.encode("utf-8")) > CLIP_BUDGET:
+            html_doc = once(True)
+        return Rendered(values["subject"], values["preheader"], html_doc, self.full_text(digest, values))
+
+
+# What the text template's body sees when only its macros are wanted.
+_NO_DIGEST = {"featured": None, "sections": ()}
+
+
+def cut(html_doc: str) -> dict[str, str]:
+    """Split a rendered document at its markers: {part name: HTML up to the next marker}.
+
+    The text before the first marker (doctype, head, preheader) is the part "".
+    """
+    pieces = _MARKER.split(html_doc)
+    parts = {"": pieces[0]}
+    for name, content in zip(pieces[1::2], pieces[2::2]):
+        parts[name] = content
+    return parts
+
+
+def reason(e: Exception) -> str:
+    return f"{type(e).__name__}: {str(e)[:300]}"
+
+
+# -- per-digest words ------------------------------------------------------------------------
+
+def digest_values(digest: Digest, settings: Settings) -> dict[str, str]:
+    day = digest.date
+    lead = digest.featured or (digest.stories[0] if digest.stories else None)
+    subject = f"{settings.name}, {day:%a} {day.day} {day:%b}"
+    if lead:
+        subject += f": {shorten(lead.title, 90)}"
+    return {"subject": subject, "preheader": preheader(digest), "intro": intro_line(digest),
+            "followed": followed_phrase(digest.followed, settings)}
+
+
+def preheader(digest: Digest) -> str:
+    lead = digest.featured or (digest.stories[0] if digest.stories else None)
+    if not lead:
+        return ""
+    first = lead.question or lead.teaser or lead.title
+    others = [section_title(b.name) for b in digest.sections]
+    more = ""
+    if others:
+        more = f" Also today: {', '.join(others[:4])}" + (f" and {len(others) - 4} more." if len(others) > 4 else ".")
+    return shorten(first + more, 140)
 
 
 def intro_line(digest: Digest) -> str:

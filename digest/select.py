@@ -7,9 +7,10 @@ rules" is a unit test away.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 from digest.articles import Article
-from digest.config import Settings
+from digest.config import Settings, mask_sections, section_mask
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,18 @@ def subscriber_sections(chosen, settings: Settings) -> tuple[str, ...]:
     chosen = set(chosen or ())
     picked = tuple(s for s in settings.sections if s in chosen)
     return picked or settings.default_sections
+
+
+def resolved_mask(chosen_mask: int, settings: Settings) -> int:
+    """`subscriber_sections` on section masks (digest.deliver.ledger.freeze_audience does it in SQL)."""
+    return section_mask(subscriber_sections(mask_sections(chosen_mask), settings))
+
+
+def story_mask(edition: Edition) -> int | None:
+    """The sections with a story today; None when a lead story opens every digest (none is empty)."""
+    if lead_story(edition.articles):
+        return None
+    return section_mask({s for a in edition.articles for s in a.sections})
 
 
 def select_digest(edition: Edition, sections, settings: Settings) -> Digest:

@@ -1,66 +1,68 @@
-"""The send run: edition x subscribers -> batches -> a transport, with the ledger as truth.
+"""The send run: a stream of ledger chunks -> batches -> a transport -> the ledger.
 
-Two entry points share the planning:
-- `rehearse` (dry run, or SendGrid's sandbox): today's live audience, no ledger, nothing frozen.
-- `send`: freezes the edition and its audience on first run, then delivers only the
-  ledger's pending rows, claiming each batch before its request leaves.
+    send:      freeze (once per edition) -> for each digest with pending rows:
+                   claim a chunk -> build its batch -> deliver (a few in flight) -> record
+    rehearse:  the dry run (or SendGrid's sandbox): the live audience read in chunks,
+               the same batches, no ledger, nothing frozen
+
+Nothing holds the audience: memory is a few chunks, whatever the number of subscribers.
+The loop depends on two seams only, digest.deliver.ledger and a Transport.
 """
 
 from __future__ import annotations
 
+import json
+import math
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Callable, Iterable
+from typing import Callable, Iterator
 
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.engine import Engine
 
-from digest.config import Settings
+from digest.config import Settings, mask_sections
 from digest.deliver import ledger
 from digest.deliver.transport import Batch, FatalTransportError, Outcome, Recipient, Transport
 from digest.edition import freeze, load_edition, release_send_lock, sender_name, take_send_lock, touch_send_lock
-from digest.message import list_unsubscribe_headers
-from digest.render import Personal, Renderer
-from digest.select import Digest, Edition, select_digest, subscriber_sections
-from subscribers import store as subscriber_store
-from subscribers.tokens import Signer, manage_links
+from digest.message import ONE_CLICK
+from digest.render import Personal, Rendered, RenderError, Renderer
+from digest.select import Digest, Edition, resolved_mask, select_digest
+from digest.store import subscribers
+from subscribers.tokens import Signer
 
-BATCH_SIZE = 1000  # SendGrid's limit of personalizations per request
-
-
-@dataclass(frozen=True)
-class Person:
-    """Someone in the audience, as the planner needs them."""
-    subscriber_id: int
-    email: str
-    name: str
-    sections: tuple[str, ...]
-    ledger_id: int | None = None
+CHUNK = ledger.CHUNK
 
 
 @dataclass
 class Summary:
     date: str
     mode: str  # "dry-run" | "sandbox" | "send"
-    recipients: int = 0        # people whose digest has at least one story
-    delivered: int = 0         # .eml written / accepted by SendGrid in this run
+    recipients: int = 0        # people handed to the transport in this run
+    delivered: int = 0         # accepted by SendGrid (or .eml written) in this run
     skipped_empty: int = 0     # active subscribers whose digest would be empty
     failed: int = 0            # in this run
     unknown: int = 0           # in this run
     withdrawn: int = 0         # left after the edition froze; not sent
     requests: int = 0          # batches handed to the transport
     stories: int = 0
-    renders: int = 0           # full MJML renders (once per distinct digest)
+    digests: int = 0           # distinct digests (section sets) among the recipients
+    renders: int = 0           # MJML + premailer runs (once per edition)
     outbox: str | None = None
+    sample: int | None = None  # dry run: how many .eml files were asked for (None: all)
     counts: dict = field(default_factory=dict)   # the edition's ledger (send only)
     problems: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     fatal: str | None = None
+    fatal_code: int = 2
     busy: str | None = None    # another run is sending this edition
+
+    MAX_PROBLEMS = 1000  # listed in the summary; `digest status` lists them all
 
     @property
     def exit_code(self) -> int:
         if self.fatal:
-            return 2
+            return self.fatal_code
         if self.busy:
             return 1
         if self.stories == 0:
@@ -71,86 +73,67 @@ class Summary:
         return 0 if self.failed == 0 and self.unknown == 0 else 1
 
     def to_dict(self) -> dict:
-        d = {k: v for k, v in self.__dict__.items()}
+        d = {k: v for k, v in self.__dict__.items() if k != "fatal_code"}
         d["exit_code"] = self.exit_code
         if self.mode == "dry-run":
-            d["emails_written"] = self.delivered
+            d["emails_written"] = d.pop("delivered")
+            d.pop("requests")
         elif self.mode == "send":
             d["sent"] = self.delivered
         return d
 
+    def tally(self, outcomes: list[Outcome]) -> None:
+        for o in outcomes:
+            if o.status == "sent":
+                self.delivered += 1
+                continue
+            if o.status == "failed":
+                self.failed += 1
+            else:
+                self.unknown += 1
+            if len(self.problems) < self.MAX_PROBLEMS:
+                self.problems.append({"email": o.recipient.email, "status": o.status, "reason": o.reason or ""})
+
 
 class Planner:
-    """Turns people into batches of identical content, rendering each digest once."""
+    """Digests by section mask, and batches for rows: what every chunk needs, built once."""
 
     def __init__(self, edition: Edition, settings: Settings, signer: Signer, renderer: Renderer | None = None):
         self.edition = edition
         self.settings = settings
         self.signer = signer
         self.renderer = renderer or Renderer(settings)
-        self._digests: dict[tuple[str, ...], Digest] = {}
+        self.rendering = self.renderer.edition(edition)
+        self._digests: dict[int, Digest] = {}
+        self.base = settings.links_base.rstrip("/")
+        # What every recipient shares goes once per request, not once per personalization.
+        self.headers = dict(ONE_CLICK)
+        self.custom_args = {"edition": edition.date.isoformat()}
 
-    def digest(self, sections: tuple[str, ...]) -> Digest:
-        """The digest for one selection of sections; selected once per selection, not per person."""
-        if sections not in self._digests:
-            self._digests[sections] = select_digest(self.edition, sections, self.settings)
-        return self._digests[sections]
+    def digest(self, mask: int) -> Digest:
+        """The digest of one resolved section mask (selected once per mask, not per person)."""
+        if mask not in self._digests:
+            self._digests[mask] = select_digest(self.edition, mask_sections(mask), self.settings)
+        return self._digests[mask]
 
-    def recipient(self, p: Person) -> Recipient:
-        prefs, unsub = manage_links(self.signer, self.settings.links_base, p.subscriber_id, p.email)
-        return Recipient(
-            subscriber_id=p.subscriber_id, email=p.email, name=p.name,
-            substitutions=Personal(p.name, prefs, unsub).substitutions(),
-            headers=list_unsubscribe_headers(unsub),
-            custom_args={"edition": self.edition.date.isoformat(), "subscriber_id": str(p.subscriber_id)},
-            ledger_id=p.ledger_id,
-        )
+    def rendered(self, mask: int) -> Rendered:
+        return self.rendering.render(self.digest(mask))
 
-    def batches(self, people: Iterable[Person]) -> tuple[list[Batch], list[Person]]:
-        """Batches of at most BATCH_SIZE sharing one digest, and the people with an empty one."""
-        groups: dict[tuple, Batch] = {}
-        empty = []
-        for p in people:
-            digest = self.digest(p.sections)
-            if digest.is_empty:
-                empty.append(p)
-                continue
-            if digest.key not in groups:
-                groups[digest.key] = Batch(self.renderer.render(digest), [], digest.key)
-            groups[digest.key].recipients.append(self.recipient(p))
-        out = []
-        for batch in groups.values():
-            for i in range(0, len(batch.recipients), BATCH_SIZE):
-                out.append(Batch(batch.rendered, batch.recipients[i:i + BATCH_SIZE], batch.key))
-        return out, empty
+    def recipient(self, subscriber_id: int, email: str, name: str, ledger_id: int | None = None) -> Recipient:
+        """The only per-recipient work: one signed token, the name, the unsubscribe header."""
+        token = self.signer.manage_token(subscriber_id, email)
+        return Recipient(subscriber_id, email, name, Personal(name, token).substitutions(),
+                         {"List-Unsubscribe": f"<{self.base}/unsubscribe/{token}>"},
+                         {"subscriber_id": str(subscriber_id)}, ledger_id)
+
+    def batch(self, mask: int, people) -> Batch:
+        """`people`: (subscriber_id, email, name, ledger_id) of one digest, at most CHUNK."""
+        recipient = self.recipient
+        return Batch(self.rendered(mask), [recipient(sid, email, name, lid) for sid, email, name, lid in people],
+                     self.headers, self.custom_args)
 
 
-def active_people(engine: Engine, settings: Settings) -> list[Person]:
-    return [Person(s.id, s.email, s.name, subscriber_sections(s.sections, settings))
-            for s in subscriber_store.list_all(engine, status="active")]
-
-
-def rehearse(engine: Engine, settings: Settings, day: date, transport: Transport, signer: Signer,
-             mode: str = "dry-run", progress: Callable[[int], None] | None = None) -> Summary:
-    """Everything but the ledger: build every message and hand it to `transport`."""
-    edition = load_edition(engine, day, settings)
-    summary = Summary(date=day.isoformat(), mode=mode, stories=len(edition.articles))
-    planner = Planner(edition, settings, signer)
-    batches, empty = planner.batches(active_people(engine, settings))
-    summary.skipped_empty = len(empty)
-    summary.recipients = sum(len(b.recipients) for b in batches)
-    try:
-        for batch in batches:
-            _tally(summary, transport.deliver(batch))
-            summary.requests += 1
-            if progress:
-                progress(len(batch.recipients))
-    except FatalTransportError as e:
-        _tally(summary, list(getattr(e, "done", [])))
-        summary.fatal = str(e)
-    _size_notes(summary, planner.renderer)
-    return summary
-
+# -- the real send ----------------------------------------------------------------------------
 
 def send(engine: Engine, settings: Settings, day: date, transport: Transport, signer: Signer,
          retry: str | None = None, progress: Callable[[int], None] | None = None,
@@ -161,20 +144,15 @@ def send(engine: Engine, settings: Settings, day: date, transport: Transport, si
     if not edition.articles:
         summary.counts = ledger.counts(engine, summary.date)
         return summary
-    planner = Planner(edition, settings, signer)
-
     if not edition.frozen:
-        # The audience: everyone active whose digest has a story (no messages built yet).
-        people = active_people(engine, settings)
-        audience = [(p.subscriber_id, p.email, p.name, p.sections) for p in people
-                    if not planner.digest(p.sections).is_empty]
-        if not freeze(engine, edition, audience):
+        frozen = freeze(engine, edition, settings)
+        edition = frozen.edition
+        if frozen.audience is None:
             summary.notes.append("another run froze this edition first; continuing with its audience")
         else:
-            summary.skipped_empty = len(people) - len(audience)
-        edition = load_edition(engine, day, settings)
-        planner = Planner(edition, settings, signer, planner.renderer)
+            summary.skipped_empty = frozen.skipped_empty
 
+    planner = Planner(edition, settings, signer)
     claim_id = ledger.new_claim()
     me = sender_name(claim_id)
     holder = take_send_lock(engine, day, me)
@@ -183,59 +161,195 @@ def send(engine: Engine, settings: Settings, day: date, transport: Transport, si
         summary.counts = ledger.counts(engine, summary.date)
         return summary
     try:
-        return _send_pending(engine, day, transport, planner, summary, claim_id, me, retry, progress, on_plan)
+        if retry:
+            n = ledger.requeue(engine, summary.date, retry)
+            summary.notes.append(f"retrying {n} {retry} recipient(s)")
+        if on_plan:
+            on_plan(ledger.counts(engine, summary.date)["pending"])
+        chunks = _claimed_batches(engine, summary, planner, claim_id)
+        _deliver(chunks, transport, settings.sendgrid_concurrency, summary, progress,
+                 record=lambda outcomes: (ledger.record(engine, outcomes), touch_send_lock(engine, day, me)),
+                 release=lambda rows: ledger.release(engine, [r.ledger_id for r in rows], claim_id))
     finally:
         release_send_lock(engine, day, me)
-
-
-def _send_pending(engine, day, transport, planner, summary, claim_id, me, retry, progress, on_plan) -> Summary:
-    """The locked part of `send`: requeue, withdraw, plan and deliver the pending rows."""
-    if retry:
-        n = ledger.requeue(engine, summary.date, retry)
-        summary.notes.append(f"retrying {n} {retry} recipient(s)")
-
-    pending = ledger.rows(engine, summary.date, status="pending")
-    still_active = {s.id for s in subscriber_store.list_all(engine, status="active")}
-    gone = {r.id for r in pending if r.subscriber_id not in still_active}
-    if gone:
-        ledger.withdraw(engine, gone)
-        summary.withdrawn = len(gone)
-    people = [Person(r.subscriber_id, r.email, r.name, r.sections, r.id) for r in pending if r.id not in gone]
-    batches, _ = planner.batches(people)
-    summary.recipients = sum(len(b.recipients) for b in batches)
-    if on_plan:
-        on_plan(summary.recipients)
-
-    try:
-        for batch in batches:
-            taken = ledger.claim(engine, [r.ledger_id for r in batch.recipients], claim_id)
-            batch = Batch(batch.rendered, [r for r in batch.recipients if r.ledger_id in taken], batch.key)
-            if not batch.recipients:
-                continue
-            try:
-                outcomes = transport.deliver(batch)
-            except FatalTransportError as e:
-                # Requests of this batch that finished before the refusal (a 413 half) are
-                # recorded; the rest certainly never left, so they go back to pending.
-                done = list(getattr(e, "done", []))
-                if done:
-                    ledger.record(engine, done)
-                    _tally(summary, done)
-                    summary.requests += 1
-                ledger.release(engine, taken, claim_id)
-                summary.fatal = str(e)
-                break
-            ledger.record(engine, outcomes)
-            touch_send_lock(engine, day, me)
-            _tally(summary, outcomes)
-            summary.requests += 1
-            if progress:
-                progress(len(batch.recipients))
-    finally:
         _size_notes(summary, planner.renderer)
         summary.counts = ledger.counts(engine, summary.date)
-        summary.problems = ledger.problems(engine, summary.date)
+        summary.problems = ledger.problems(engine, summary.date, limit=Summary.MAX_PROBLEMS)
     return summary
+
+
+def _claimed_batches(engine: Engine, summary: Summary, planner: Planner, claim_id: str) -> Iterator[Batch | list[Outcome]]:
+    """Claim chunk after chunk, digest by digest; yield each as a Batch ready to deliver.
+
+    A digest that cannot be rendered yields its rows' `failed` outcomes instead (recorded
+    like any other), so one broken story fails its own readers, not the run.
+    """
+    day = summary.date
+    for mask in ledger.pending_masks(engine, day):
+        summary.digests += 1
+        after = 0
+        while True:
+            chunk = ledger.claim_chunk(engine, day, mask, claim_id, after)
+            summary.withdrawn += chunk.withdrawn
+            if not chunk.rows:
+                break
+            after = chunk.rows[-1].id
+            people = [(r.subscriber_id, r.email, r.name, r.id) for r in chunk.rows]
+            try:
+                yield planner.batch(mask, people)
+            except RenderError as e:
+                yield [Outcome(Recipient(sid, email, name, {}, {}, {}, lid), "failed", reason=str(e))
+                       for sid, email, name, lid in people]
+
+
+def _deliver(batches: Iterator[Batch | list[Outcome]], transport: Transport, concurrency: int, summary: Summary,
+             progress, record: Callable[[list[Outcome]], None], release: Callable[[list[Recipient]], None]) -> None:
+    """Keep up to `concurrency` batches in flight; record each outcome as it returns.
+
+    A batch is taken from `batches` (which claims it) only when a slot is free, so every
+    claimed row is on its way at once.  Ledger writes stay on this thread: one writer,
+    in order.  A FatalTransportError stops taking batches; those still in flight finish
+    and are recorded, and the fatal batch's unsent rows go back to pending.
+    """
+    running: dict[Future, Batch] = {}
+
+    def settle(block: bool) -> None:
+        done, _ = wait(running, return_when=FIRST_COMPLETED) if block else (set(), None)
+        for future in done:
+            batch = running.pop(future)
+            try:
+                outcomes = future.result()
+            except FatalTransportError as e:
+                settled = list(e.done)
+                record(settled)
+                summary.tally(settled)
+                finished = {id(o.recipient) for o in settled}
+                release([r for r in batch.recipients if id(r) not in finished])
+                if not summary.fatal:
+                    summary.fatal, summary.fatal_code = str(e), e.exit_code
+                continue
+            except Exception as e:  # a bug, not SendGrid: the request may have left
+                outcomes = [Outcome(r, "unknown", reason=f"the sender failed mid-request ({type(e).__name__}: {e}); "
+                                                          "the request may have left")
+                            for r in batch.recipients]
+                if not summary.fatal:
+                    summary.fatal, summary.fatal_code = f"internal error: {type(e).__name__}: {e}", 2
+            record(outcomes)
+            summary.tally(outcomes)
+            summary.requests += 1
+            if progress:
+                progress(len(outcomes))
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="deliver") as pool:
+        while not summary.fatal:
+            while len(running) >= concurrency:
+                settle(block=True)
+            if summary.fatal:
+                break
+            batch = next(batches, None)
+            if batch is None:
+                break
+            if isinstance(batch, list):  # outcomes settled without a request (render failure)
+                record(batch)
+                summary.tally(batch)
+                continue
+            summary.recipients += len(batch.recipients)
+            running[pool.submit(transport.deliver, batch)] = batch
+        while running:
+            settle(block=True)
+
+
+# -- rehearsals: dry run and sandbox ------------------------------------------------------------
+
+def active_chunks(engine: Engine, size: int = CHUNK) -> Iterator[list[tuple[int, str, str, int]]]:
+    """The active audience in chunks, ordered by (section mask, id): keyset pagination."""
+    q = (select(subscribers.c.id, subscribers.c.email, subscribers.c.name, subscribers.c.section_mask)
+         .where(subscribers.c.status == "active").order_by(subscribers.c.section_mask, subscribers.c.id).limit(size))
+    last = (-1, 0)
+    while True:
+        with engine.connect() as conn:
+            rows = conn.execute(q.where(tuple_(subscribers.c.section_mask, subscribers.c.id) > last)).all()
+        if not rows:
+            return
+        yield rows
+        last = (rows[-1].section_mask, rows[-1].id)
+
+
+def rehearse(engine: Engine, settings: Settings, day: date, transport: Transport, signer: Signer,
+             mode: str = "dry-run", progress: Callable[[int], None] | None = None,
+             sample: int | None = None) -> Summary:
+    """Everything but the ledger: build every recipient's message, hand them to `transport`.
+
+    With `sample`, every recipient is still built (and every request body encoded and
+    checked against SendGrid's limits), but only about `sample` of them, spread evenly
+    over the distinct digests, are handed to the transport.
+    """
+    edition = load_edition(engine, day, settings)
+    summary = Summary(date=day.isoformat(), mode=mode, stories=len(edition.articles), sample=sample)
+    planner = Planner(edition, settings, signer)
+    quota = None
+    if sample is not None:
+        with engine.connect() as conn:
+            n = conn.execute(select(func.count(subscribers.c.section_mask.distinct()))
+                             .where(subscribers.c.status == "active")).scalar_one()
+        quota = max(1, math.ceil(sample / max(n, 1)))
+    taken: dict[int, int] = {}
+    seen: set[int] = set()
+
+    def batches() -> Iterator[Batch | list[Outcome]]:
+        for rows in active_chunks(engine):
+            for mask, group in _by_mask(rows, settings):
+                digest = planner.digest(mask)
+                if digest.is_empty:
+                    summary.skipped_empty += len(group)
+                    continue
+                if mask not in seen:
+                    seen.add(mask)
+                    summary.digests += 1
+                try:
+                    batch = planner.batch(mask, group)
+                    if quota is not None:
+                        check_request(batch, settings)
+                except RenderError as e:
+                    yield [Outcome(Recipient(sid, email, name, {}, {}, {}), "failed", reason=str(e))
+                           for sid, email, name, _ in group]
+                    continue
+                if quota is not None:
+                    room = min(quota - taken.get(mask, 0), sample - sum(taken.values()))
+                    built = len(batch.recipients)
+                    batch.recipients = batch.recipients[:max(room, 0)]
+                    taken[mask] = taken.get(mask, 0) + len(batch.recipients)
+                    summary.recipients += built - len(batch.recipients)  # built and checked, not written
+                    if not batch.recipients:
+                        continue
+                yield batch
+
+    _deliver(batches(), transport, 1 if mode == "dry-run" else settings.sendgrid_concurrency, summary, progress,
+             record=lambda outcomes: None, release=lambda rows: None)
+    _size_notes(summary, planner.renderer)
+    return summary
+
+
+def _by_mask(rows, settings: Settings):
+    """Split a chunk (ordered by chosen mask) into runs of one resolved mask."""
+    group, current = [], None
+    for sid, email, name, chosen in rows:
+        mask = resolved_mask(chosen, settings)
+        if mask != current and group:
+            yield current, group
+            group = []
+        current = mask
+        group.append((sid, email, name, None))
+    if group:
+        yield current, group
+
+
+def check_request(batch: Batch, settings: Settings) -> None:
+    """Encode the request SendGrid would get for `batch` and check it is within its limits."""
+    from digest.deliver.sendgrid import MAX_REQUEST_BYTES, request_body
+    size = len(json.dumps(request_body(settings, batch.rendered, batch)))
+    if size > MAX_REQUEST_BYTES:
+        raise RenderError(f"the request for this digest would be {size:,} bytes, over SendGrid's 30 MB")
 
 
 def _size_notes(summary: Summary, renderer: Renderer) -> None:
@@ -244,14 +358,3 @@ def _size_notes(summary: Summary, renderer: Renderer) -> None:
         summary.notes.append(f"the digest '{subject}' is {size:,} bytes of HTML even without teasers: "
                              "Gmail clips messages over 102 KB (lower per_section)")
 
-
-def _tally(summary: Summary, outcomes: list[Outcome]) -> None:
-    for o in outcomes:
-        if o.status == "sent":
-            summary.delivered += 1
-        elif o.status == "failed":
-            summary.failed += 1
-            summary.problems.append({"email": o.recipient.email, "status": "failed", "reason": o.reason or ""})
-        else:
-            summary.unknown += 1
-            summary.problems.append({"email": o.recipient.email, "status": "unknown", "reason": o.reason or ""})

@@ -11,7 +11,7 @@ import json
 from datetime import datetime, timezone
 
 from sqlalchemy import (
-    JSON, Boolean, Column, DateTime, ForeignKey, Integer, MetaData, String, Table, Text,
+    JSON, Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table, Text,
     UniqueConstraint, create_engine, event, inspect, make_url, select, text,
 )
 from sqlalchemy.engine import Engine
@@ -49,7 +49,8 @@ subscribers = Table(
     # Addresses compare case-insensitively: the unique key is the lower-cased address.
     Column("email_key", String(320), nullable=False, unique=True),
     Column("name", Text, nullable=False, default=""),
-    Column("sections", JSON, nullable=False),  # [] means the newsletter's defaults
+    # The chosen sections (digest.config.section_mask); 0 means the newsletter's defaults.
+    Column("section_mask", Integer, nullable=False, default=0),
     Column("status", String(20), nullable=False, default="active"),
     Column("status_reason", Text),
     Column("created_at", DateTime, nullable=False),
@@ -58,6 +59,8 @@ subscribers = Table(
     # reach a later subscriber after an erasure.
     sqlite_autoincrement=True,
 )
+# The dry run reads the active audience grouped by section set.
+Index("ix_subscribers_status_mask", subscribers.c.status, subscribers.c.section_mask, subscribers.c.id)
 
 # An edition is frozen when its real send starts: the stories are copied here so a
 # rerun sends the same content even if articles are edited or re-imported meanwhile.
@@ -80,7 +83,9 @@ ledger = Table(
     Column("subscriber_id", Integer, nullable=False),
     Column("email", String(320), nullable=False),
     Column("name", Text, nullable=False, default=""),
-    Column("sections", JSON, nullable=False),  # the sections resolved at freeze time
+    # The sections resolved at freeze time (a section mask): rows with equal masks get
+    # the same digest, so the send claims them together, in chunks, in this order.
+    Column("section_mask", Integer, nullable=False),
     Column("status", String(10), nullable=False, default="pending"),
     Column("message_id", Text),
     Column("reason", Text),
@@ -89,6 +94,8 @@ ledger = Table(
     Column("updated_at", DateTime, nullable=False),
     UniqueConstraint("edition", "subscriber_id", name="uq_ledger_edition_subscriber"),
 )
+# Claiming the next chunk of one digest's pending rows is a range scan of this index.
+Index("ix_ledger_claim", ledger.c.edition, ledger.c.status, ledger.c.section_mask, ledger.c.id)
 
 # SendGrid event webhook deliveries already applied, so a redelivered event is a no-op.
 webhook_events = Table(
@@ -101,10 +108,31 @@ webhook_events = Table(
 
 
 def _v0_to_v1(conn) -> None:
-    metadata.create_all(conn)
+    raise StoreError("a version 0 store with tables cannot be upgraded")  # new stores are created whole
 
 
-MIGRATIONS = [_v0_to_v1]
+def _v1_to_v2(conn) -> None:
+    """Sections stored as section masks (integers) instead of JSON lists."""
+    from digest.config import SECTIONS, section_mask
+
+    def to_mask(raw) -> int:
+        names = json.loads(raw) if isinstance(raw, str) else (raw or [])
+        return section_mask(n for n in names if n in SECTIONS)
+
+    for table in ("subscribers", "ledger"):
+        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN section_mask INTEGER NOT NULL DEFAULT 0"))
+        rows = conn.execute(text(f"SELECT id, sections FROM {table}")).all()
+        if rows:
+            conn.execute(text(f"UPDATE {table} SET section_mask = :m WHERE id = :id"),
+                         [{"id": i, "m": to_mask(raw)} for i, raw in rows])
+        conn.execute(text(f"ALTER TABLE {table} DROP COLUMN sections"))
+    for index in metadata.tables["subscribers"].indexes | metadata.tables["ledger"].indexes:
+        index.create(conn, checkfirst=True)
+
+
+# MIGRATIONS[n] brings a store from version n to n + 1; a new store is created at the
+# latest version directly.
+MIGRATIONS = [_v0_to_v1, _v1_to_v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -151,8 +179,8 @@ def migrate(engine: Engine) -> int:
         if not inspect(conn).has_table("schema_version"):
             if inspect(conn).get_table_names():
                 raise StoreError("the database has tables but no schema_version: not a news-digest store")
-            schema_version.create(conn)
-            conn.execute(schema_version.insert().values(version=0))
+            metadata.create_all(conn)
+            conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
         current = conn.execute(select(schema_version.c.version)).scalar_one()
         if current > SCHEMA_VERSION:
             raise StoreError(

@@ -15,7 +15,9 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Connection, Engine
 
-from digest.store import ledger, subscribers, utcnow
+from digest.config import mask_sections, section_mask
+from digest.deliver import ledger
+from digest.store import subscribers, utcnow
 
 STATUSES = ("active", "pending", "paused", "unsubscribed", "bounced", "complained")
 # Statuses set by mailbox providers' reports; only the subscriber's own action clears them.
@@ -66,7 +68,7 @@ def clean_name(name: str | None) -> str:
 
 
 def _subscriber(row) -> Subscriber:
-    return Subscriber(id=row.id, email=row.email, name=row.name or "", sections=tuple(row.sections or ()),
+    return Subscriber(id=row.id, email=row.email, name=row.name or "", sections=mask_sections(row.section_mask),
                       status=row.status, status_reason=row.status_reason or "")
 
 
@@ -103,7 +105,7 @@ def count_by_status(engine: Engine) -> dict[str, int]:
 def insert(conn: Connection, email: str, name: str, sections, status: str = "active") -> int:
     now = utcnow()
     return conn.execute(subscribers.insert().values(
-        email=email, email_key=email.lower(), name=name, sections=list(sections), status=status,
+        email=email, email_key=email.lower(), name=name, section_mask=section_mask(sections), status=status,
         created_at=now, updated_at=now,
     )).inserted_primary_key[0]
 
@@ -130,7 +132,7 @@ def update(engine: Engine, email: str, *, name: str | None = None, sections=None
     if name is not None:
         values["name"] = clean_name(name)
     if sections is not None:
-        values["sections"] = list(sections)
+        values["section_mask"] = section_mask(sections)
     if status is not None:
         if status not in STATUSES:
             raise SubscriberError(f"unknown status {status!r}")
@@ -167,7 +169,7 @@ def remove(engine: Engine, email: str) -> Subscriber:
         found = get(conn, email=email)
         if not found:
             raise SubscriberError(f"{email.strip()} is not a subscriber")
-        conn.execute(delete(ledger).where(ledger.c.subscriber_id == found.id))
+        ledger.erase_subscriber(conn, found.id)
         conn.execute(delete(subscribers).where(subscribers.c.id == found.id))
         return found
 

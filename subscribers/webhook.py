@@ -24,13 +24,12 @@ from dataclasses import dataclass
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
 from sendgrid.helpers.eventwebhook import EventWebhook
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from digest.config import ConfigError
 from digest.deliver import ledger
-from digest.store import ledger as ledger_rows
 from digest.store import utcnow, webhook_events
 from subscribers import store
 
@@ -253,9 +252,7 @@ def _sent_to(engine: Engine, edition: str, sid: int, email: str) -> bool:
     """
     if not email:
         return True
-    with engine.connect() as conn:
-        row_email = conn.execute(select(ledger_rows.c.email).where(
-            ledger_rows.c.edition == edition, ledger_rows.c.subscriber_id == sid)).scalar()
+    row_email = ledger.row_email(engine, edition, sid)
     subscriber = store.get(engine, id=sid)
     known = {e.lower() for e in (row_email, subscriber.email if subscriber else None) if e}
     return email.lower() in known

@@ -100,3 +100,19 @@ def write_article(folder: Path, name: str, **fields) -> Path:
     path = folder / f"{name}.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def freeze_and_claim_everyone(engine, settings, day: str) -> None:
+    """Freeze `day` with one lead story (so every active subscriber is in its audience) and
+    claim every row, as a run that died mid-request leaves them."""
+    from datetime import date, datetime, timezone
+    from digest.articles import Article
+    from digest.deliver import ledger
+    from digest.edition import freeze
+    from digest.select import Edition
+    lead = Article(id="lead", title="Lead", url="https://news.example.com/lead", featured=True,
+                   published=datetime(2026, 11, 25, 6, tzinfo=timezone.utc), sections=("world",))
+    freeze(engine, Edition(date.fromisoformat(day), (lead,)), settings)
+    claim = ledger.new_claim()
+    for mask in ledger.pending_masks(engine, day):
+        ledger.claim_chunk(engine, day, mask, claim)

@@ -5,7 +5,12 @@ from email import policy
 from digest.articles import Article
 from digest.config import SECTIONS
 from digest.message import build_message, list_unsubscribe_headers
-from digest.render import GMAIL_CLIP_BYTES, TOKENS, Personal, Renderer, personalize
+import itertools
+import random
+
+import pytest
+
+from digest.render import GMAIL_CLIP_BYTES, TOKENS, Personal, RenderError, Renderer, personalize
 from digest.select import Edition, select_digest
 
 from benchmarks.busy_day import DAY, T0, busy_edition
@@ -18,12 +23,16 @@ def tricky_edition() -> Edition:
     ))
 
 
-PERSON = Personal("Riley <b>Bold</b> & Co", "https://n.example/p/tok.en", "https://n.example/u/tok.en")
+PERSON = Personal("Riley <b>Bold</b> & Co", "tok.en")
+
+
+def render(settings, edition, sections, renderer=None):
+    """One digest of `edition`, assembled from the edition's parts."""
+    return (renderer or Renderer(settings)).edition(edition).render(select_digest(edition, sections, settings))
 
 
 def test_outside_text_is_escaped_in_html_and_raw_in_text(settings):
-    r = Renderer(settings)
-    m = personalize(r.render(select_digest(tricky_edition(), ["food"], settings)), PERSON.substitutions())
+    m = personalize(render(settings, tricky_edition(), ["food"]), PERSON.substitutions())
     assert "Q&amp;A: &quot;Fish &lt;and&gt; chips&quot; economics" in m.html or \
            "Q&amp;A: \"Fish &lt;and&gt; chips\" economics" in m.html
     assert "<script>" not in m.html and "&lt;script&gt;" in m.html
@@ -34,31 +43,82 @@ def test_outside_text_is_escaped_in_html_and_raw_in_text(settings):
 
 
 def test_tokens_survive_mjml_and_premailer(settings):
-    rendered = Renderer(settings).render(select_digest(tricky_edition(), ["food"], settings))
-    for key in ("greeting_html", "preferences_url_html", "unsubscribe_url_html"):
-        assert TOKENS[key] in rendered.html
-    for key in ("greeting_text", "preferences_url_text", "unsubscribe_url_text"):
-        assert TOKENS[key] in rendered.text
+    rendered = render(settings, tricky_edition(), ["food"])
+    assert TOKENS["name_html"] in rendered.html and TOKENS["name_text"] in rendered.text
+    assert rendered.html.count(TOKENS["token"]) == 3 and rendered.text.count(TOKENS["token"]) == 2
     m = personalize(rendered, PERSON.substitutions())
-    assert 'href="https://n.example/u/tok.en"' in m.html and "https://n.example/u/tok.en" in m.text
+    base = settings.links_base
+    assert f'href="{base}/unsubscribe/tok.en"' in m.html and f"{base}/unsubscribe/tok.en" in m.text
+    assert f'href="{base}/preferences/tok.en"' in m.html and f"{base}/preferences/tok.en" in m.text
+    assert "Good morning, Riley" in m.text and "Good morning" in personalize(rendered, Personal("", "t").substitutions()).text
 
 
-def test_rendered_once_per_distinct_digest(settings):
+def test_the_pipeline_runs_once_per_edition_whatever_the_section_sets(settings):
     r = Renderer(settings)
-    ed = busy_edition(2)
-    for _ in range(50):
-        r.render(select_digest(ed, ["tech"], settings))
-        r.render(select_digest(ed, ["tech", "world"], settings))
-    assert r.renders == 2
+    edition = r.edition(busy_edition(2))
+    sets = [c for n in (1, 2, 3) for c in itertools.combinations(SECTIONS, n)][:300]
+    for chosen in sets:
+        edition.render(select_digest(edition.edition, chosen, settings))
+    assert r.renders == 1
+
+
+def mixed_edition() -> Edition:
+    """Stories in several sections, no lead, uneven sections: what makes assembly hard."""
+    items = []
+    for i in range(30):
+        secs = tuple(sorted(random.Random(i).sample(SECTIONS, 1 + i % 3), key=SECTIONS.index))
+        items.append(Article(id=f"s{i}", title=f"Story {i} & <co>", url=f"https://x.example/{i}", published=T0,
+                             sections=secs, priority=i % 4, question="Why?" if i % 2 else "",
+                             body="Body & more." if i % 3 else ""))
+    return Edition(DAY, tuple(items))
+
+
+@pytest.mark.parametrize("edition", [busy_edition(3), busy_edition(10), mixed_edition()],
+                         ids=["busy", "compact", "mixed"])
+def test_assembled_digests_equal_a_full_render(settings, edition):
+    """The fast path (parts assembled) and the full pipeline give the same document."""
+    rng = random.Random(7)
+    renderer = Renderer(settings)
+    per_edition = renderer.edition(edition)
+    sets = [tuple(rng.sample(SECTIONS, rng.randint(1, 13))) for _ in range(12)] + [(), ("gaming",), SECTIONS]
+    for chosen in sets:
+        digest = select_digest(edition, chosen, settings)
+        if digest.is_empty:
+            continue
+        assembled, full = per_edition.render(digest), per_edition.full_render(digest)
+        assert assembled == full, chosen
+    assert renderer.renders > 1  # the full renders really ran the pipeline
+
+
+def test_a_story_that_breaks_mjml_fails_only_its_digests(settings, monkeypatch):
+    edition = Edition(DAY, (
+        Article(id="ok", title="Fine", url="https://x.example/ok", published=T0, sections=("tech",)),
+        Article(id="bad", title="BREAKS-MJML", url="https://x.example/bad", published=T0, sections=("food",)),
+    ))
+    renderer = Renderer(settings)
+    real = renderer.mjml
+
+    def fragile(ctx):
+        out = real(ctx)
+        if "BREAKS-MJML" in out:
+            raise ValueError("unexpected character in the MJML source")
+        return out
+    monkeypatch.setattr(renderer, "mjml", fragile)
+    per_edition = renderer.edition(edition)
+    tech = per_edition.render(select_digest(edition, ["tech"], settings))
+    assert "Fine" in tech.html
+    with pytest.raises(RenderError, match="unexpected character"):
+        per_edition.render(select_digest(edition, ["food", "tech"], settings))
 
 
 def test_html_shape(settings):
-    html = Renderer(settings).render(select_digest(busy_edition(1), [], settings)).html
+    html = render(settings, busy_edition(1), []).html
     assert html.startswith("<!doctype html>")
     assert re.search(r'<html[^>]* lang="en"', html)
     assert "fonts.googleapis" not in html and "@import" not in html
     assert "@media only screen and (max-width: 480px)" in html and "!important" in html  # responsive rules kept
-    assert 'class="' not in html.split("<body", 1)[1] or "mj-" in html  # our classes were inlined away
+    body = html.split("<body", 1)[1]
+    assert not re.search(r'class="(?![^"]*mj-)', body)  # our classes were inlined away (MJML's stay)
     body_tag = re.search(r"<body[^>]*>", html).group(0)
     assert "margin:0" not in body_tag.replace(" ", "")  # MJML's reset was not inlined onto elements
     assert 'data-premailer' not in html
@@ -66,15 +126,14 @@ def test_html_shape(settings):
 
 
 def test_subject_and_preheader(settings):
-    r = Renderer(settings).render(select_digest(busy_edition(1), ["tech"], settings))
+    r = render(settings, busy_edition(1), ["tech"])
     assert r.subject.startswith(settings.name) and "Wed 25 Nov" in r.subject and "featured headline" in r.subject
     assert len(r.subject) < 160 and r.preheader.startswith("What now?")
     assert r.preheader in r.html
 
 
 def test_busiest_digest_stays_under_gmail_clipping(settings):
-    r = Renderer(settings)
-    m = personalize(r.render(select_digest(busy_edition(), [], settings)), PERSON.substitutions())
+    m = personalize(render(settings, busy_edition(), []), PERSON.substitutions())
     size = len(m.html.encode("utf-8"))
     assert size < GMAIL_CLIP_BYTES, f"{size} bytes"
     for s in SECTIONS:  # all 13 sections present, each cut at per_section (3)
@@ -82,8 +141,7 @@ def test_busiest_digest_stays_under_gmail_clipping(settings):
 
 
 def test_eml_headers_parts_and_raw_list_unsubscribe(settings):
-    r = Renderer(settings)
-    m = personalize(r.render(select_digest(tricky_edition(), ["food"], settings)), PERSON.substitutions())
+    m = personalize(render(settings, tricky_edition(), ["food"]), PERSON.substitutions())
     url = "https://news.example.com/digest/unsubscribe/" + "A" * 60 + "." + "b" * 40
     raw = build_message(m, "smith@example.com", "Smith, Jo", list_unsubscribe_headers(url), settings).as_bytes()
     assert f"List-Unsubscribe: <{url}>".encode() in raw  # one line, not RFC 2047-encoded
@@ -100,7 +158,7 @@ def test_a_heavier_day_drops_teasers_rather_than_be_clipped(settings):
     from dataclasses import replace
     six = replace(settings, per_section=6)  # the most the config allows
     r = Renderer(six)
-    m = personalize(r.render(select_digest(busy_edition(10), [], six)), PERSON.substitutions())
+    m = personalize(render(six, busy_edition(10), [], r), PERSON.substitutions())
     assert len(m.html.encode()) < GMAIL_CLIP_BYTES and r.oversized == []
     assert "world headline number 5" in m.html  # every story kept, as title and link
     assert m.html.count("An unusually long") <= 4  # only the lead keeps its teaser and why-it-matters

@@ -21,6 +21,7 @@ import sqlite3
 import subprocess
 import time
 from collections import Counter
+from datetime import date
 from contextlib import closing
 from pathlib import Path
 
@@ -36,8 +37,11 @@ from tests.fake_sendgrid import FakeSendGrid
 
 DAY = SAMPLE_DAY
 BASE_URL = "https://news.example.com/digest"
+# One request at a time: these tests script faults request by request (the tests of
+# overlapping requests set their own concurrency).
 TOML = """\
 [sendgrid]
+concurrency = 1
 retry_base_delay = 0.05
 categories = ["daily-digest", "test-run"]
 asm_group_id = 4242
@@ -415,28 +419,36 @@ def test_five_503s_fail_the_batch_and_status_lists_it(site, sg):
     assert_each_once(sg, [e for e in EMAILS if e not in first_batch])
 
 
-def test_connection_refused_is_retried_then_failed_and_retry_failed_sends(site, sg):
+def test_sendgrid_unreachable_stops_the_run_at_once_leaving_everyone_pending(site, sg):
     start = time.monotonic()
     result = site.send(SENDGRID_API_HOST=f"http://127.0.0.1:{closed_port()}")
     assert result.returncode == 1
-    assert time.monotonic() - start < 15
+    assert time.monotonic() - start < 15  # one batch's attempts, not every batch's
+    assert "unreachable" in result.stderr and "5 attempts" in result.stderr and "pending" in result.stderr
     report = site.status()
-    assert report["counts"] == {"pending": 0, "sent": 0, "failed": 8, "unknown": 0}
-    assert all("connect" in p["reason"] and "5 attempts" in p["reason"] for p in report["problems"])
+    assert report["counts"] == {"pending": 8, "sent": 0, "failed": 0, "unknown": 0}
 
-    retry = site.send("--retry", "failed")
-    assert retry.returncode == 0, retry.stderr
+    rerun = site.send()  # SendGrid is back: a plain rerun continues
+    assert rerun.returncode == 0, rerun.stderr
     assert_each_once(sg)
 
 
+def last_request_fails(sg, fault: str, before: int = 6):
+    """Requests go out grouped by digest in section-mask order: Alex and Sam's shared
+    digest (every section, the highest mask) is the seventh and last."""
+    for _ in range(before):
+        sg.pass_one()
+    sg.inject(fault)
+
+
 def test_413_splits_the_batch(site, sg):
-    sg.inject("413")
+    last_request_fails(sg, "413")
     assert site.send().returncode == 0
-    assert sg.requests[0]["status"] == 413
-    shared = request_recipients(sg.requests[0])
+    assert sg.requests[6]["status"] == 413
+    shared = request_recipients(sg.requests[6])
     assert len(shared) == 2
     # The halves went separately.
-    assert [request_recipients(r) for r in sg.requests[1:3]] == [[shared[0]], [shared[1]]]
+    assert [request_recipients(r) for r in sg.requests[7:9]] == [[shared[0]], [shared[1]]]
     assert_each_once(sg)
 
 
@@ -464,12 +476,12 @@ def test_refused_key_stops_the_run_at_once_and_a_good_key_then_sends(site, sg, h
 
 def test_refused_key_mid_split_end_to_end_never_sends_twice(site, sg):
     """413, one half accepted, then 401: the accepted half is recorded, the rest stays pending."""
-    sg.inject("413")
+    last_request_fails(sg, "413")
     sg.pass_one()
     sg.inject("401")
     assert site.send().returncode == 2
-    [first] = sg.deliveries
-    assert site.status()["counts"] == {"pending": 7, "sent": 1, "failed": 0, "unknown": 0}
+    first = next(d for d in sg.deliveries if d["to"] in (ALEX, SAM))
+    assert site.status()["counts"] == {"pending": 1, "sent": 7, "failed": 0, "unknown": 0}
     assert site.send().returncode == 0
     assert_each_once(sg)
     assert first["to"] in (ALEX, SAM)
@@ -574,17 +586,21 @@ def test_rate_limit_wait_follows_the_reset_header_and_is_capped(sg):
     [outcome] = t.deliver(Batch(RENDERED, [recipient(1)]))
     assert outcome.status == "sent" and outcome.message_id == sg.requests[-1]["message_id"]
     assert 3.5 <= sleeps[0] <= 6.5
-    assert sleeps[1] == MAX_WAIT
+    assert MAX_WAIT - 0.5 <= sleeps[1] <= MAX_WAIT
 
 
-@pytest.mark.parametrize("field", ["substitutions", "custom_args"])
-def test_recipient_over_10000_bytes_fails_alone(sg, field):
-    huge = {"__ND_GREETING_TEXT__": "x" * 10_001} if field == "substitutions" else {"note": "x" * 10_001}
-    big, ok = recipient(1, **{field: huge}), recipient(2)
-    outcomes = {o.recipient.email: o for o in transport(sg).deliver(Batch(RENDERED, [big, ok]))}
-    assert outcomes[big.email].status == "failed" and "10,000" in outcomes[big.email].reason
-    assert outcomes[ok.email].status == "sent"
-    assert [request_recipients(r) for r in sg.requests] == [[ok.email]]
+def test_a_personalization_cannot_reach_sendgrids_10000_byte_limits(settings):
+    """Why the transport does not check them per recipient: the worst name stays far below."""
+    from digest.deliver.sendgrid import personalization
+    from digest.sending import Planner
+    from digest.select import Edition
+    from subscribers.store import clean_name
+    from subscribers.tokens import Signer
+    worst = clean_name("&\"<>'" * 40)  # 200 characters, each escaped to up to 6 in HTML
+    planner = Planner(Edition(date(2026, 11, 25), ()), settings, Signer(SECRET))
+    p = personalization(planner.recipient(2**31, "x" * 64 + "@" + "d" * 180 + ".example", worst))
+    size = lambda m: sum(len(k.encode()) + len(v.encode()) for k, v in m.items())
+    assert size(p["substitutions"]) < 2_000 and size({**planner.custom_args, **p["custom_args"]}) < 100
 
 
 def test_413_splits_down_to_one_recipient_then_fails_with_the_message(sg):
@@ -623,7 +639,8 @@ def test_request_over_30_mb_is_split_before_sending(sg, monkeypatch):
     people = [recipient(i) for i in range(4)]
     t = transport(sg)
     # Shrink the limit so two recipients fit and four do not (a real 30 MB body is slow to build).
-    monkeypatch.setattr(sendgrid_module, "MAX_REQUEST_BYTES", len(json.dumps(t.body(RENDERED, people[:2]))))
+    two = sendgrid_module.request_body(t.settings, RENDERED, Batch(RENDERED, people[:2]))
+    monkeypatch.setattr(sendgrid_module, "MAX_REQUEST_BYTES", len(json.dumps(two)))
     outcomes = t.deliver(Batch(RENDERED, people))
     assert [o.status for o in outcomes] == ["sent"] * 4
     assert [len(r["body"]["personalizations"]) for r in sg.requests] == [2, 2]  # no 413 round trip

@@ -504,7 +504,7 @@ def test_a_link_never_reaches_whoever_later_holds_the_same_id(site):
     with site.engine.begin() as conn:  # someone else now has that id
         now = utcnow()
         conn.execute(subscribers.insert().values(id=old.id, email="second@example.com", email_key="second@example.com",
-                                                 name="Second", sections=[], status="active",
+                                                 name="Second", section_mask=0, status="active",
                                                  created_at=now, updated_at=now))
     assert site.client.get(link).status_code == 404
     assert site.client.post(link, data={"List-Unsubscribe": "One-Click"}).status_code == 404

@@ -15,12 +15,9 @@ MARKER = ".news-digest-outbox"  # lists the files this outbox wrote
 
 
 class OutboxTransport:
-    name = "outbox"
-
     def __init__(self, folder: Path, settings: Settings):
         self.folder = Path(folder)
         self.settings = settings
-        self.written: list[Path] = []
         self._prepared = False
 
     def prepare(self) -> None:
@@ -43,10 +40,9 @@ class OutboxTransport:
         outcomes, names = [], []
         for r in batch.recipients:
             msg = build_message(personalize(batch.rendered, r.substitutions), r.email, r.name,
-                                r.headers, self.settings)
+                                {**batch.headers, **r.headers}, self.settings)
             path = self.folder / f"{safe_name(r.email)}.eml"
             path.write_bytes(msg.as_bytes())
-            self.written.append(path)
             names.append(path.name)
             outcomes.append(Outcome(r, "sent", message_id=msg["Message-ID"]))
         with (self.folder / MARKER).open("a", encoding="utf-8") as marker:  # once per batch

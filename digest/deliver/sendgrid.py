@@ -1,8 +1,9 @@
 """The SendGrid transport: one mail/send request per batch, through the official client.
 
 Each recipient is a personalization with their own substitutions (the tokens of
-digest.render), headers (written literally: SendGrid never substitutes in headers) and
-custom_args (edition and subscriber id, for the event webhook).
+digest.render), List-Unsubscribe header (written literally: SendGrid never substitutes
+in headers) and subscriber id (custom_args, for the event webhook).  Up to
+`[sendgrid] concurrency` requests are in flight at once, one per send-loop thread.
 
 Outcomes, by what SendGrid answered:
     202                       sent (with X-Message-Id)
@@ -20,6 +21,7 @@ import http.client
 import json
 import random
 import socket
+import threading
 import time
 import urllib.error
 from typing import Callable
@@ -32,7 +34,6 @@ from digest.deliver.transport import Batch, FatalTransportError, Outcome, Recipi
 from digest.render import Rendered
 
 MAX_WAIT = 60.0          # never sleep longer than this for one retry
-LIMIT_BYTES = 10_000     # substitutions, and custom_args, per personalization
 MAX_REQUEST_BYTES = 30 * 1024 * 1024  # SendGrid's limit for one mail/send body
 RETRYABLE = {500, 502, 503, 504}
 
@@ -46,10 +47,6 @@ def check_ready(settings: Settings) -> None:
 def display_name(name: str) -> str:
     """SendGrid breaks on ';' and ',' in recipient names; the greeting keeps the real name."""
     return " ".join(name.replace(",", " ").replace(";", " ").split())
-
-
-def _size(mapping: dict) -> int:
-    return sum(len(k.encode()) + len(str(v).encode()) for k, v in mapping.items())
 
 
 def error_message(e: HTTPError) -> str:
@@ -68,8 +65,51 @@ def error_message(e: HTTPError) -> str:
     return body.strip()[:500] or f"HTTP {e.status_code}"
 
 
+def personalization(r: Recipient) -> dict:
+    to = {"email": r.email}
+    name = display_name(r.name)
+    if name:
+        to["name"] = name
+    return {"to": [to], "substitutions": r.substitutions, "headers": r.headers, "custom_args": r.custom_args}
+
+
+def request_body(settings: Settings, rendered: Rendered, batch: Batch, recipients: list[Recipient] | None = None,
+                 sandbox: bool = False) -> dict:
+    """The mail/send body: the digest once, then one lean personalization per recipient.
+
+    What every recipient shares (List-Unsubscribe-Post, the edition) is sent once at the
+    top level, where SendGrid applies it to every personalization.  SendGrid's 10,000-byte
+    limits on substitutions and custom_args per personalization cannot be reached: a name
+    is at most 200 characters (subscribers.store.clean_name) and the rest is fixed-size.
+    """
+    s = settings
+    body = {
+        "personalizations": [personalization(r) for r in (batch.recipients if recipients is None else recipients)],
+        "from": {"email": s.from_email, "name": display_name(s.sender_name)},
+        "subject": rendered.subject,
+        "content": [{"type": "text/plain", "value": rendered.text},  # SendGrid requires text/plain first
+                    {"type": "text/html", "value": rendered.html}],
+    }
+    if batch.headers:
+        body["headers"] = dict(batch.headers)
+    if batch.custom_args:
+        body["custom_args"] = dict(batch.custom_args)
+    if s.reply_to:
+        body["reply_to"] = {"email": s.reply_to}
+    if s.sendgrid_categories:
+        body["categories"] = list(s.sendgrid_categories)
+    if s.sendgrid_asm_group_id:
+        body["asm"] = {"group_id": s.sendgrid_asm_group_id}
+    if sandbox:
+        body["mail_settings"] = {"sandbox_mode": {"enable": True}}
+    return body
+
+
 class SendGridTransport:
-    name = "sendgrid"
+    """Thread-safe: the send loop keeps several requests in flight through one transport.
+
+    A 429 pauses every thread until the rate limit resets (one shared `_resume_at`).
+    """
 
     def __init__(self, settings: Settings, sandbox: bool = False, log: Callable[[str], None] | None = None,
                  sleep: Callable[[float], None] = time.sleep):
@@ -82,63 +122,34 @@ class SendGridTransport:
         self.client = SendGridAPIClient(api_key=settings.sendgrid_api_key, host=settings.sendgrid_host)
         # python-http-client has no timeout by default: a stalled connection would hang cron forever.
         self.client.client.timeout = settings.sendgrid_timeout
-
-    # -- request body -----------------------------------------------------------------
-
-    def personalization(self, r: Recipient) -> dict:
-        to = {"email": r.email}
-        if display_name(r.name):
-            to["name"] = display_name(r.name)
-        return {"to": [to], "substitutions": r.substitutions, "headers": r.headers, "custom_args": r.custom_args}
-
-    def body(self, rendered: Rendered, recipients: list[Recipient]) -> dict:
-        s = self.settings
-        body = {
-            "personalizations": [self.personalization(r) for r in recipients],  # in order, unlike Mail.add_personalization
-            "from": {"email": s.from_email, "name": display_name(s.sender_name)},
-            "subject": rendered.subject,
-            "content": [{"type": "text/plain", "value": rendered.text},  # SendGrid requires text/plain first
-                        {"type": "text/html", "value": rendered.html}],
-        }
-        if s.reply_to:
-            body["reply_to"] = {"email": s.reply_to}
-        if s.sendgrid_categories:
-            body["categories"] = list(s.sendgrid_categories)
-        if s.sendgrid_asm_group_id:
-            body["asm"] = {"group_id": s.sendgrid_asm_group_id}
-        if self.sandbox:
-            body["mail_settings"] = {"sandbox_mode": {"enable": True}}
-        return body
+        # The body is JSON-encoded here, once (its size decides a split); a Content-Type other
+        # than exactly "application/json" makes python-http-client send our string as it is
+        # instead of encoding the dict a second time.
+        self.client.client.request_headers["Content-Type"] = "application/json; charset=utf-8"
+        self._lock = threading.Lock()
+        self._resume_at = 0.0  # monotonic time before which no request may leave (after a 429)
 
     # -- delivery ---------------------------------------------------------------------
 
     def deliver(self, batch: Batch) -> list[Outcome]:
-        outcomes, sendable = [], []
-        for r in batch.recipients:
-            if _size(r.substitutions) > LIMIT_BYTES or _size(r.custom_args) > LIMIT_BYTES:
-                outcomes.append(Outcome(r, "failed", reason="per-recipient values exceed SendGrid's 10,000-byte limit"))
-            else:
-                sendable.append(r)
-        if sendable:
-            try:
-                outcomes += self._send(batch.rendered, sendable)
-            except FatalTransportError as e:
-                _carry(e, outcomes)
-                raise
-        return outcomes
+        return self._send(batch, batch.recipients)
 
-    def _send(self, rendered: Rendered, recipients: list[Recipient]) -> list[Outcome]:
-        body = self.body(rendered, recipients)
+    def _send(self, batch: Batch, recipients: list[Recipient]) -> list[Outcome]:
+        body = request_body(self.settings, batch.rendered, batch, recipients, self.sandbox)
         n = len(recipients)
-        # The client sends json.dumps(body) (ASCII): split before SendGrid has to say 413.
-        if len(json.dumps(body)) > MAX_REQUEST_BYTES:
+        # The client sends json.dumps(body) (ASCII): encode it once here and hand the client
+        # the bytes, so the size is known before SendGrid has to say 413.
+        data = json.dumps(body)  # ASCII: len() is the byte count
+        if len(data) > MAX_REQUEST_BYTES:
             if n > 1:
-                return self._split(rendered, recipients, "the request would exceed SendGrid's 30 MB limit")
+                return self._split(batch, recipients, "the request would exceed SendGrid's 30 MB limit")
             return [Outcome(recipients[0], "failed", reason="the message exceeds SendGrid's 30 MB request limit")]
         last = ""
+        connect_failures = 0
         for attempt in range(1, self.max_attempts + 1):
+            self._wait_for_rate_limit()
             try:
-                response = self.client.client.mail.send.post(request_body=body)
+                response = self.client.client.mail.send.post(request_body=data)
             except HTTPError as e:
                 code, message = e.status_code, error_message(e)
                 if code in (401, 403):
@@ -146,11 +157,11 @@ class SendGridTransport:
                         f"SendGrid refused the API key (HTTP {code}: {message}); check SENDGRID_API_KEY "
                         "and that the key may send mail. The run stopped; recipients not yet sent stay pending.") from None
                 if code == 413 and n > 1:
-                    return self._split(rendered, recipients, "SendGrid says the request is too large")
+                    return self._split(batch, recipients, "SendGrid says the request is too large")
                 if code == 429:
                     last = f"HTTP 429 rate limited: {message}"
                     self._wait(attempt, last, reset=_header(e, "X-RateLimit-Reset"),
-                               retry_after=_header(e, "Retry-After"))
+                               retry_after=_header(e, "Retry-After"), everyone=True)
                     continue
                 if code in RETRYABLE:
                     last = f"HTTP {code}: {message}"
@@ -161,6 +172,7 @@ class SendGridTransport:
             except urllib.error.URLError as e:
                 # Raised before the request left (refused, DNS, connect timeout): safe to retry.
                 last = f"cannot connect to {self.settings.sendgrid_host}: {e.reason}"
+                connect_failures += 1
                 self._wait(attempt, last)
                 continue
             except (TimeoutError, socket.timeout):
@@ -175,15 +187,21 @@ class SendGridTransport:
                 return [Outcome(r, "sent", reason="sandbox: accepted, not delivered") for r in recipients]
             message_id = response.headers.get("X-Message-Id") if response.headers else None
             return [Outcome(r, "sent", message_id=message_id) for r in recipients]
+        if connect_failures == self.max_attempts:
+            # Every attempt failed before the request left: SendGrid is unreachable, and
+            # each further batch would cost as long again.  Stop; these rows stay pending.
+            raise FatalTransportError(
+                f"SendGrid is unreachable ({last}; {self.max_attempts} attempts). The run stopped; "
+                "recipients not yet sent stay pending, and a rerun continues.", exit_code=1)
         return [Outcome(r, "failed", reason=f"gave up after {self.max_attempts} attempts; last: {last}")
                 for r in recipients]
 
-    def _split(self, rendered: Rendered, recipients: list[Recipient], why: str) -> list[Outcome]:
+    def _split(self, batch: Batch, recipients: list[Recipient], why: str) -> list[Outcome]:
         self.log(f"{why}; splitting {len(recipients)} recipients in two")
         half = len(recipients) // 2
-        first = self._send(rendered, recipients[:half])
+        first = self._send(batch, recipients[:half])
         try:
-            return first + self._send(rendered, recipients[half:])
+            return first + self._send(batch, recipients[half:])
         except FatalTransportError as e:
             _carry(e, first)  # the first half may be sent: it must reach the ledger
             raise
@@ -192,7 +210,14 @@ class SendGridTransport:
         self.log(f"unknown outcome for {len(recipients)} recipient(s): {reason}")
         return [Outcome(r, "unknown", reason=reason) for r in recipients]
 
-    def _wait(self, attempt: int, why: str, reset: str | None = None, retry_after: str | None = None) -> None:
+    def _wait_for_rate_limit(self) -> None:
+        with self._lock:
+            pause = self._resume_at - time.monotonic()
+        if pause > 0:
+            self.sleep(pause)
+
+    def _wait(self, attempt: int, why: str, reset: str | None = None, retry_after: str | None = None,
+              everyone: bool = False) -> None:
         if attempt >= self.max_attempts:
             return
         # Capped exponential backoff with full jitter: the floor for every wait, so a stale
@@ -210,7 +235,11 @@ class SendGridTransport:
                 break
         delay = min(delay, MAX_WAIT)
         self.log(f"{why}; retrying in {delay:.1f} s (attempt {attempt + 1} of {self.max_attempts})")
-        self.sleep(delay)
+        if everyone:  # a rate limit is the account's: no request of this run leaves before it resets
+            with self._lock:  # (the next attempt's _wait_for_rate_limit does the waiting)
+                self._resume_at = max(self._resume_at, time.monotonic() + delay)
+        else:
+            self.sleep(delay)
 
 
 def _carry(e: FatalTransportError, outcomes: list[Outcome]) -> None:
@@ -219,7 +248,7 @@ def _carry(e: FatalTransportError, outcomes: list[Outcome]) -> None:
     Without this, a 413 half that SendGrid accepted before a 401 on the other half would
     be released back to pending and sent again by the next run.
     """
-    e.done = list(outcomes) + list(getattr(e, "done", []))
+    e.done = list(outcomes) + list(e.done)
 
 
 def _header(e: HTTPError, name: str) -> str | None:

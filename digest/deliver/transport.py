@@ -1,18 +1,19 @@
 """The Transport interface the send loop depends on, and the values it passes.
 
-A Batch is one digest's message (tokens unfilled) and the recipients who get exactly
-that content; a transport returns one Outcome per recipient.
+A Batch is one digest's message (tokens unfilled), the values every recipient of it
+shares (headers, custom_args), and the recipients who get exactly that content; a
+transport returns one Outcome per recipient.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from digest.render import Rendered
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Recipient:
     subscriber_id: int
     email: str
@@ -27,7 +28,8 @@ class Recipient:
 class Batch:
     rendered: Rendered
     recipients: list[Recipient]
-    key: tuple = ()
+    headers: dict[str, str] = field(default_factory=dict)      # the same for every recipient
+    custom_args: dict[str, str] = field(default_factory=dict)  # the same for every recipient
 
 
 @dataclass(frozen=True)
@@ -39,10 +41,18 @@ class Outcome:
 
 
 class FatalTransportError(Exception):
-    """Stop the whole run now (e.g. the API key is refused): nothing more can succeed."""
+    """Stop the whole run now: nothing more can succeed.
+
+    `exit_code` 2 means a configuration problem (the API key is refused), 1 that the
+    provider is unreachable for now (rows stay pending; a rerun continues).
+    `done` carries outcomes settled before the stop, which must reach the ledger.
+    """
+
+    def __init__(self, message: str, exit_code: int = 2):
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.done: list[Outcome] = []
 
 
 class Transport(Protocol):
-    name: str
-
     def deliver(self, batch: Batch) -> list[Outcome]: ...
