@@ -11,8 +11,11 @@ The loop depends on two seams only, digest.deliver.ledger and a Transport.
 
 from __future__ import annotations
 
+import html
 import json
 import math
+import re
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date
@@ -26,12 +29,14 @@ from digest.deliver import ledger
 from digest.deliver.transport import Batch, FatalTransportError, Outcome, Recipient, Transport
 from digest.edition import freeze, load_edition, release_send_lock, sender_name, take_send_lock, touch_send_lock
 from digest.message import ONE_CLICK
-from digest.render import Personal, Rendered, RenderError, Renderer
+from digest.render import TOKENS, Rendered, RenderError, Renderer
 from digest.select import Digest, Edition, resolved_mask, select_digest
 from digest.store import subscribers
 from subscribers.tokens import Signer
 
 CHUNK = ledger.CHUNK
+NAME_HTML, NAME_TEXT, TOKEN = TOKENS["name_html"], TOKENS["name_text"], TOKENS["token"]
+_NEEDS_ESCAPE = re.compile("[&<>\"']")
 
 
 @dataclass
@@ -51,6 +56,7 @@ class Summary:
     outbox: str | None = None
     sample: int | None = None  # dry run: how many .eml files were asked for (None: all)
     counts: dict = field(default_factory=dict)   # the edition's ledger (send only)
+    freeze_seconds: float | None = None  # how long freezing took, when this run froze
     problems: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     fatal: str | None = None
@@ -120,9 +126,16 @@ class Planner:
         return self.rendering.render(self.digest(mask))
 
     def recipient(self, subscriber_id: int, email: str, name: str, ledger_id: int | None = None) -> Recipient:
-        """The only per-recipient work: one signed token, the name, the unsubscribe header."""
+        """The only per-recipient work: one signed token, the name, the unsubscribe header.
+
+        Run a million times a morning, so written out: digest.render.Personal is the same
+        rule (tests/test_send.py checks they agree).
+        """
         token = self.signer.manage_token(subscriber_id, email)
-        return Recipient(subscriber_id, email, name, Personal(name, token).substitutions(),
+        greeting = ", " + name if name else ""
+        return Recipient(subscriber_id, email, name,
+                         {NAME_HTML: html.escape(greeting) if _NEEDS_ESCAPE.search(greeting) else greeting,
+                          NAME_TEXT: greeting, TOKEN: token},
                          {"List-Unsubscribe": f"<{self.base}/unsubscribe/{token}>"},
                          {"subscriber_id": str(subscriber_id)}, ledger_id)
 
@@ -145,7 +158,9 @@ def send(engine: Engine, settings: Settings, day: date, transport: Transport, si
         summary.counts = ledger.counts(engine, summary.date)
         return summary
     if not edition.frozen:
+        started = time.perf_counter()
         frozen = freeze(engine, edition, settings)
+        summary.freeze_seconds = round(time.perf_counter() - started, 3)
         edition = frozen.edition
         if frozen.audience is None:
             summary.notes.append("another run froze this edition first; continuing with its audience")
@@ -166,10 +181,19 @@ def send(engine: Engine, settings: Settings, day: date, transport: Transport, si
             summary.notes.append(f"retrying {n} {retry} recipient(s)")
         if on_plan:
             on_plan(ledger.counts(engine, summary.date)["pending"])
-        chunks = _claimed_batches(engine, summary, planner, claim_id)
-        _deliver(chunks, transport, settings.sendgrid_concurrency, summary, progress,
-                 record=lambda outcomes: (ledger.record(engine, outcomes), touch_send_lock(engine, day, me)),
+        summary.withdrawn += ledger.withdraw_departed(engine, summary.date)
+        claimer = ledger.Claimer(engine, summary.date, claim_id)
+        chunks = _claimed_batches(engine, summary, planner, claimer)
+        alive = Heartbeat(lambda: touch_send_lock(engine, day, me))
+
+        def record(outcomes):
+            claimer.record(outcomes)
+            alive.beat()
+
+        _deliver(chunks, transport, settings.sendgrid_concurrency, summary, progress, record=record,
                  release=lambda rows: ledger.release(engine, [r.ledger_id for r in rows], claim_id))
+        # Whoever left while the run went on was skipped by the claims; drop their rows now.
+        summary.withdrawn += ledger.withdraw_departed(engine, summary.date)
     finally:
         release_send_lock(engine, day, me)
         _size_notes(summary, planner.renderer)
@@ -178,7 +202,20 @@ def send(engine: Engine, settings: Settings, day: date, transport: Transport, si
     return summary
 
 
-def _claimed_batches(engine: Engine, summary: Summary, planner: Planner, claim_id: str) -> Iterator[Batch | list[Outcome]]:
+class Heartbeat:
+    """Shows the sender is alive (its lock's last-seen time), at most every `every` seconds."""
+
+    def __init__(self, touch: Callable[[], None], every: float = 10.0):
+        self.touch, self.every, self.last = touch, every, time.monotonic()
+
+    def beat(self) -> None:
+        if time.monotonic() - self.last >= self.every:
+            self.touch()
+            self.last = time.monotonic()
+
+
+def _claimed_batches(engine: Engine, summary: Summary, planner: Planner,
+                     claimer: ledger.Claimer) -> Iterator[Batch | list[Outcome]]:
     """Claim chunk after chunk, digest by digest; yield each as a Batch ready to deliver.
 
     A digest that cannot be rendered yields its rows' `failed` outcomes instead (recorded
@@ -189,8 +226,7 @@ def _claimed_batches(engine: Engine, summary: Summary, planner: Planner, claim_i
         summary.digests += 1
         after = 0
         while True:
-            chunk = ledger.claim_chunk(engine, day, mask, claim_id, after)
-            summary.withdrawn += chunk.withdrawn
+            chunk = claimer.claim(mask, after)
             if not chunk.rows:
                 break
             after = chunk.rows[-1].id

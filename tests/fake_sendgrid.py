@@ -310,9 +310,16 @@ class FakeSendGrid:
     # See the uniqueness comment in _validate(); set False to mimic SendGrid exactly.
     strict = True
 
-    def __init__(self, api_key: str = "SG.test-key", host="127.0.0.1", port=0):
+    def __init__(self, api_key: str = "SG.test-key", host="127.0.0.1", port=0, keep: bool = True):
         self.api_key = api_key
         self.host, self.port = host, port
+        # keep=False (benchmarks): requests are validated as strictly, but instead of every
+        # request and rendered delivery only counts are kept (`stats`), and per address how
+        # often it was delivered, so a million recipients fit and duplicates still show.
+        self.keep = keep
+        self.counts = {"requests": 0, "accepted": 0, "recipients": 0, "body_bytes": 0,
+                       "personalization_bytes": 0}
+        self.received: dict[str, int] = {}
         self.requests: list[dict] = []
         self.deliveries: list[dict] = []
         self._faults: list[tuple[str, dict]] = []
@@ -390,16 +397,21 @@ class FakeSendGrid:
     def _handle(self, h: BaseHTTPRequestHandler):
         stopping = self._stopping
         raw = self._read_body(h)
+        if h.command == "GET" and h.path == "/__stats":  # the benchmark's view from outside
+            return self._reply(h, 200, self.stats())
         if h.command != "POST" or h.path.split("?")[0].rstrip("/") != "/v3/mail/send":
             return self._reply(h, 404, _errors("resource not found"))
 
         record = {"status": None, "body": None, "headers": dict(h.headers), "message_id": None, "fault": None}
-        try:
-            record["body"] = json.loads(raw) if raw is not None else None
-        except ValueError:
-            pass
+        if self.keep:
+            try:
+                record["body"] = json.loads(raw) if raw is not None else None
+            except ValueError:
+                pass
         with self._lock:
-            self.requests.append(record)
+            if self.keep:
+                self.requests.append(record)
+            self.counts["requests"] += 1
             fault, kw = self._faults.pop(0) if self._faults else (None, {})
         record["fault"] = fault
 
@@ -465,7 +477,27 @@ class FakeSendGrid:
         if _is_sandbox(body):
             return 200, [], None, []
         message_id = secrets.token_urlsafe(16)  # same shape as SendGrid's 22-char ids
+        if not self.keep:
+            self._count(body, len(raw))
+            return 202, [("X-Message-Id", message_id)], None, []
         return 202, [("X-Message-Id", message_id)], None, _deliveries(body, message_id)
+
+    def _count(self, body: dict, size: int) -> None:
+        rest = len(json.dumps({k: v for k, v in body.items() if k != "personalizations"}))
+        emails = [r["email"].lower() for p in body["personalizations"] for r in p.get("to", [])]
+        with self._lock:
+            c = self.counts
+            c["accepted"] += 1
+            c["recipients"] += len(emails)
+            c["body_bytes"] += size
+            c["personalization_bytes"] += size - rest
+            for e in emails:
+                self.received[e] = self.received.get(e, 0) + 1
+
+    def stats(self) -> dict:
+        with self._lock:
+            twice = sum(1 for n in self.received.values() if n > 1)
+            return {**self.counts, "distinct": len(self.received), "duplicates": twice}
 
     @staticmethod
     def _fault_response(fault, kw):
@@ -491,3 +523,24 @@ class FakeSendGrid:
         h.end_headers()
         h.wfile.write(data)
         h.close_connection = True
+
+
+def main(argv=None) -> None:
+    """Run the stand-in as its own process (the benchmark's SendGrid): prints its URL, serves
+    until killed.  python -m tests.fake_sendgrid [--port N] [--count-only]"""
+    import argparse
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--api-key", default="SG.bench-key")
+    parser.add_argument("--count-only", action="store_true", help="keep counts, not every request")
+    args = parser.parse_args(argv)
+    server = FakeSendGrid(api_key=args.api_key, port=args.port, keep=not args.count_only).start()
+    print(server.url, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

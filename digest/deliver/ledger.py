@@ -17,7 +17,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import and_, case, delete, exists, func, literal, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, literal, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from digest.store import ledger, subscribers, utcnow
@@ -43,7 +43,6 @@ class Chunk:
     """Pending rows of one digest (one section mask), claimed by one run."""
     section_mask: int
     rows: list[Row]
-    withdrawn: int  # rows of this window dropped because their subscriber left meanwhile
 
 
 # -- freezing -------------------------------------------------------------------------------
@@ -82,48 +81,73 @@ def pending_masks(engine: Engine, day: str) -> list[int]:
         return list(conn.execute(q).scalars())
 
 
+class Claimer:
+    """One run's statements for claiming and recording, built once (a send runs thousands).
+
+    Claiming a chunk is one UPDATE ... RETURNING: the next `size` pending rows of one
+    digest (ids above `after`, keyset order) whose subscriber is still active, so someone
+    who left during the run is not mailed.  Rows of people who left stay pending until
+    `withdraw_departed` drops them, at the start and the end of every run.
+    """
+
+    def __init__(self, engine: Engine, day: str, claim_id: str, size: int = CHUNK):
+        self.engine, self.day, self.claim_id = engine, day, claim_id
+        still_active = (select(subscribers.c.id).where(subscribers.c.id == ledger.c.subscriber_id,
+                                                       subscribers.c.status == "active").exists())
+        window = (select(ledger.c.id).where(ledger.c.edition == day, ledger.c.status == "pending",
+                                            ledger.c.section_mask == bindparam("mask"),
+                                            ledger.c.id > bindparam("after"))
+                  .order_by(ledger.c.id).limit(size))
+        self._claim = (update(ledger).where(ledger.c.id.in_(window.scalar_subquery()), still_active)
+                       .values(status="unknown", reason=IN_FLIGHT, claim=claim_id,
+                               attempts=ledger.c.attempts + 1, updated_at=bindparam("now"))
+                       .returning(ledger.c.id, ledger.c.subscriber_id, ledger.c.email, ledger.c.name))
+        self._record = (update(ledger).where(ledger.c.id.in_(bindparam("ids", expanding=True)))
+                        .values(status=bindparam("status"), message_id=bindparam("message_id"),
+                                reason=bindparam("reason"), updated_at=bindparam("now")))
+
+    def claim(self, section_mask: int, after_id: int = 0) -> Chunk:
+        with self.engine.begin() as conn:
+            claimed = conn.execute(self._claim, {"mask": section_mask, "after": after_id, "now": utcnow()}).all()
+        rows = sorted((Row(i, sid, email, name or "") for i, sid, email, name in claimed), key=lambda r: r.id)
+        return Chunk(section_mask, rows)
+
+    def record(self, outcomes) -> None:
+        """Write a batch's outcomes (each with .recipient.ledger_id) in one transaction.
+
+        Grouped by (status, message id, reason): a batch SendGrid accepted is one
+        UPDATE ... WHERE id IN (...), however many recipients it had.
+        """
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for o in outcomes:
+            groups[(o.status, o.message_id, (o.reason or "")[:2000] or None)].append(o.recipient.ledger_id)
+        if not groups:
+            return
+        now = utcnow()
+        with self.engine.begin() as conn:
+            for (status, message_id, reason), ids in groups.items():
+                conn.execute(self._record, {"ids": ids, "status": status, "message_id": message_id,
+                                            "reason": reason, "now": now})
+
+
 def claim_chunk(engine: Engine, day: str, section_mask: int, claim_id: str, after_id: int = 0,
                 size: int = CHUNK) -> Chunk:
-    """Claim the next pending rows of one digest (ids above `after_id`, keyset order).
+    """One chunk claimed with a Claimer of its own (tests, tools); the send loop keeps one."""
+    return Claimer(engine, day, claim_id, size).claim(section_mask, after_id)
 
-    One transaction, two statements: rows whose subscriber is no longer active are
-    withdrawn (so someone who left during the run is not mailed), then the rest of the
-    window is claimed and returned.  The DELETE comes first so SQLite takes the write lock
-    at the start of the transaction, never upgrading a read (which would fail when busy).
-    """
-    def window():
-        return (select(ledger.c.id).where(ledger.c.edition == day, ledger.c.status == "pending",
-                                          ledger.c.section_mask == section_mask, ledger.c.id > after_id)
-                .order_by(ledger.c.id).limit(size))
 
-    still_active = exists().where(subscribers.c.id == ledger.c.subscriber_id, subscribers.c.status == "active")
+def withdraw_departed(engine: Engine, day: str) -> int:
+    """Drop pending rows of people no longer active (they left after the freeze); how many."""
+    still_active = (select(subscribers.c.id).where(subscribers.c.id == ledger.c.subscriber_id,
+                                                   subscribers.c.status == "active").exists())
     with engine.begin() as conn:
-        withdrawn = conn.execute(delete(ledger).where(ledger.c.id.in_(window()), ~still_active)).rowcount
-        claimed = conn.execute(
-            update(ledger).where(ledger.c.id.in_(window()))
-            .values(status="unknown", reason=IN_FLIGHT, claim=claim_id, attempts=ledger.c.attempts + 1,
-                    updated_at=utcnow())
-            .returning(ledger.c.id, ledger.c.subscriber_id, ledger.c.email, ledger.c.name)).all()
-    rows = sorted((Row(i, sid, email, name or "") for i, sid, email, name in claimed), key=lambda r: r.id)
-    return Chunk(section_mask, rows, withdrawn)
+        return conn.execute(delete(ledger).where(ledger.c.edition == day, ledger.c.status == "pending",
+                                                 ~still_active)).rowcount
 
 
 def record(engine: Engine, outcomes) -> None:
-    """Write a batch's outcomes (each with .recipient.ledger_id) in one transaction.
-
-    Outcomes are grouped by (status, message id, reason): a batch SendGrid accepted is one
-    UPDATE ... WHERE id IN (...), however many recipients it had.
-    """
-    groups: dict[tuple, list[int]] = defaultdict(list)
-    for o in outcomes:
-        groups[(o.status, o.message_id, (o.reason or "")[:2000] or None)].append(o.recipient.ledger_id)
-    if not groups:
-        return
-    now = utcnow()
-    with engine.begin() as conn:
-        for (status, message_id, reason), ids in groups.items():
-            conn.execute(update(ledger).where(ledger.c.id.in_(ids))
-                         .values(status=status, message_id=message_id, reason=reason, updated_at=now))
+    """Outcomes written outside a send loop's Claimer (same statement, same grouping)."""
+    Claimer(engine, "", "").record(outcomes)
 
 
 def release(engine: Engine, ids, claim_id: str) -> None:
