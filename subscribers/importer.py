@@ -75,7 +75,7 @@ def read_rows(path: Path, settings: Settings, warnings: list | None = None) -> t
                                         "these lines were not imported"))
                 continue
             try:
-                email = store.normalize_email(values.get("email") or "")
+                email = store.normalize_email(unescape_formula(values.get("email") or ""))
                 row = {"email": email}
                 if "name" in fields:
                     row["name"] = store.clean_name(unescape_formula(values.get("name") or ""))
@@ -114,7 +114,7 @@ def import_csv(engine: Engine, path: Path, settings: Settings) -> ImportReport:
 
 
 def escape_formula(value: str) -> str:
-    """Keep a spreadsheet from running a name like '=HYPERLINK(...)': prefix a quote."""
+    """Keep a spreadsheet from running a cell like '=HYPERLINK(...)': prefix a quote."""
     return "'" + value if value.startswith(FORMULA_START) else value
 
 
@@ -128,5 +128,6 @@ def export_csv(engine: Engine, out) -> int:
     writer.writerow(HEADER)
     people = store.list_all(engine)
     for s in people:
-        writer.writerow([s.email, escape_formula(s.name), ";".join(s.sections), s.status])
+        # An address may start with = + or - too (`=1+2@example.com` is valid): escaped like a name.
+        writer.writerow([escape_formula(s.email), escape_formula(s.name), ";".join(s.sections), s.status])
     return len(people)

@@ -90,6 +90,20 @@ def test_export_round_trip(tmp_path, engine, settings):
     assert sorted(map(key, store.list_all(other))) == sorted(map(key, store.list_all(engine)))
 
 
+def test_exported_emails_are_formula_escaped_and_imported_back(tmp_path, engine, settings):
+    for email in ("=1+2@example.com", "+44@example.com", "-x@example.com"):
+        store.add(engine, email)
+    out = io.StringIO()
+    export_csv(engine, out)
+    cells = [row[0] for row in csv.reader(io.StringIO(out.getvalue()))][1:]
+    assert cells == ["'=1+2@example.com", "'+44@example.com", "'-x@example.com"]  # a spreadsheet runs none
+    from digest.store import open_store
+    other = open_store(f"sqlite:///{tmp_path / 'other.db'}")
+    report = import_csv(other, write_csv(tmp_path / "copy.csv", out.getvalue()), settings)
+    assert report.imported == 3 and not report.rejected
+    assert [s.email for s in store.list_all(other)] == ["=1+2@example.com", "+44@example.com", "-x@example.com"]
+
+
 def test_cli_subscribers(cli, workdir):
     assert cli("subscribers", "add", "jo@example.com", "--name", "Jo", "--sections", "tech,world").exit_code == 0
     assert cli("subscribers", "add", "jo@example.com").exit_code == 1
