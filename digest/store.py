@@ -8,6 +8,7 @@ brings a database from version n to n+1, and `open_store` runs whatever is missi
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from datetime import datetime, timezone
 
 from sqlalchemy import (
@@ -122,6 +123,17 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def transaction(conn_or_engine):
+    """A transaction: a new one on an Engine, or the caller's own on a Connection.
+
+    Why: a step that must commit together with the caller's other writes (the webhook
+    applies an event and records it as seen) runs inside the caller's transaction.
+    """
+    if isinstance(conn_or_engine, Engine):
+        return conn_or_engine.begin()
+    return nullcontext(conn_or_engine)
 
 
 def open_store(url: str) -> Engine:

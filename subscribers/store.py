@@ -15,7 +15,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Connection, Engine
 
-from digest.store import ledger, subscribers, utcnow
+from digest.store import ledger, subscribers, transaction, utcnow
 
 STATUSES = ("active", "pending", "paused", "unsubscribed", "bounced", "complained")
 # Statuses set by mailbox providers' reports; only the subscriber's own action clears them.
@@ -147,8 +147,8 @@ def update(engine: Engine, email: str, *, name: str | None = None, sections=None
         return get(conn, id=found.id)
 
 
-def set_status(engine: Engine, subscriber_id: int, status: str, reason: str | None = None) -> Subscriber | None:
-    with engine.begin() as conn:
+def set_status(conn_or_engine, subscriber_id: int, status: str, reason: str | None = None) -> Subscriber | None:
+    with transaction(conn_or_engine) as conn:
         conn.execute(subscribers.update().where(subscribers.c.id == subscriber_id)
                      .values(status=status, status_reason=reason, updated_at=utcnow()))
         return get(conn, id=subscriber_id)

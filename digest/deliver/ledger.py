@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.engine import Engine
 
-from digest.store import ledger, utcnow
+from digest.store import ledger, transaction, utcnow
 
 STATUSES = ("pending", "sent", "failed", "unknown")
 # Also what a concurrent run sees for rows another run is sending right now, hence the wording.
@@ -111,9 +111,9 @@ def withdraw(engine: Engine, ids) -> None:
         conn.execute(delete(ledger).where(ledger.c.id.in_(list(ids)), ledger.c.status == "pending"))
 
 
-def mark_sent_by_event(engine: Engine, day: str, subscriber_id: int, message_id: str | None) -> bool:
+def mark_sent_by_event(conn_or_engine, day: str, subscriber_id: int, message_id: str | None) -> bool:
     """Webhook reconciliation: an `unknown` row SendGrid says it processed becomes `sent`."""
-    with engine.begin() as conn:
+    with transaction(conn_or_engine) as conn:
         n = conn.execute(update(ledger).where(ledger.c.edition == day, ledger.c.subscriber_id == subscriber_id,
                                               ledger.c.status == "unknown")
                          .values(status="sent", message_id=message_id, reason=None, updated_at=utcnow())).rowcount
