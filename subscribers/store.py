@@ -174,15 +174,17 @@ def remove(engine: Engine, email: str) -> Subscriber:
 
 # -- sign-up helpers (double opt-in) --------------------------------------------------------------
 
-def activate_pending(engine: Engine, subscriber_id: int) -> Subscriber | None:
+def activate_pending(engine: Engine, subscriber_id: int, email: str) -> Subscriber | None:
     """pending -> active, in one conditional UPDATE; the subscriber, or None if they were not pending.
 
     Why only from pending: a confirmation link may finish a sign-up, never undo an
     unsubscribe, a bounce or a spam report; and once used it changes nothing (single use).
+    Why the address too: the link names an id and an address; both must still match.
     """
     with engine.begin() as conn:
         done = conn.execute(subscribers.update()
-                            .where(subscribers.c.id == subscriber_id, subscribers.c.status == "pending")
+                            .where(subscribers.c.id == subscriber_id, subscribers.c.email_key == email.lower(),
+                                   subscribers.c.status == "pending")
                             .values(status="active", status_reason=None, updated_at=utcnow())).rowcount
         return get(conn, id=subscriber_id) if done else None
 

@@ -255,20 +255,22 @@ class Site:
         """
         token = request.path_params["token"]
         try:
-            subscriber_id = self.signer.read_confirm_token(token)
+            subscriber_id, tag = self.signer.read_confirm_token(token)
         except TokenError:
             return self.bad_confirm_link()
+        subscriber = await run_in_threadpool(store.get, self.engine, id=subscriber_id)
+        # Erased since the email was sent, or the id now belongs to someone else (a restore
+        # that renumbered subscribers): the link must not confirm them.
+        if subscriber is None or not self.signer.belongs_to(tag, subscriber.email):
+            return self.bad_confirm_link()
         if request.method in SAFE_METHODS:
-            subscriber = await run_in_threadpool(store.get, self.engine, id=subscriber_id)
-            if subscriber is None:  # erased since the email was sent
-                return self.bad_confirm_link()
             if subscriber.status != "pending":
                 return self.nothing_to_confirm()
             return self.page("confirm.html.j2", token=token, csrf=self.guard.for_token(token),
                              masked_email=masked(subscriber.email))
         form = await self.read_form(request)
         self.check_form(request, form, token)
-        subscriber = await run_in_threadpool(self.signup.confirm, subscriber_id)
+        subscriber = await run_in_threadpool(self.signup.confirm, subscriber)
         if subscriber is None:
             return self.nothing_to_confirm()
         manage = self.signer.manage_token(subscriber.id, subscriber.email)

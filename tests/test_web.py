@@ -392,7 +392,7 @@ def test_head_requests_change_nothing_and_are_not_refused(site):
     sub = site.add("jo@example.com", "Jo", ("tech",))
     pending = site.add("pia@example.com", status="pending")
     for url in (site.prefs(sub), site.unsub(sub), "/digest/subscribe",
-                f"/digest/confirm/{site.signer.confirm_token(pending.id)}"):
+                f"/digest/confirm/{site.signer.confirm_token(pending.id, pending.email)}"):
         r = site.client.head(url)
         assert r.status_code == 200, url
     assert site.get("jo@example.com") == sub and site.get("pia@example.com") == pending
@@ -401,7 +401,7 @@ def test_head_requests_change_nothing_and_are_not_refused(site):
 @pytest.mark.parametrize("status", ["active", "paused", "unsubscribed", "bounced", "complained"])
 def test_a_confirmation_link_changes_only_a_pending_subscriber(site, status):
     sub = site.add("jo@example.com", status=status)
-    url = f"/digest/confirm/{site.signer.confirm_token(sub.id)}"
+    url = f"/digest/confirm/{site.signer.confirm_token(sub.id, sub.email)}"
     r = site.client.get(url)
     assert r.status_code == 200 and "Nothing to confirm" in r.text and "<form" not in r.text
     # Even a well-formed post (the form token the button would carry) changes nothing.
@@ -413,7 +413,7 @@ def test_a_confirmation_link_changes_only_a_pending_subscriber(site, status):
 
 def test_a_confirmation_link_works_once(site):
     sub = site.add("pia@example.com", status="pending")
-    url = f"/digest/confirm/{site.signer.confirm_token(sub.id)}"
+    url = f"/digest/confirm/{site.signer.confirm_token(sub.id, sub.email)}"
     csrf = hidden(site.client.get(url).text, "csrf")
     assert "You are subscribed" in site.client.post(url, data={"csrf": csrf}).text
     store.set_status(site.engine, sub.id, "unsubscribed", "unsubscribe page")  # later they leave
@@ -423,7 +423,7 @@ def test_a_confirmation_link_works_once(site):
 
 def test_confirming_needs_the_form_token_and_our_origin(site):
     sub = site.add("pia@example.com", status="pending")
-    url = f"/digest/confirm/{site.signer.confirm_token(sub.id)}"
+    url = f"/digest/confirm/{site.signer.confirm_token(sub.id, sub.email)}"
     csrf = hidden(site.client.get(url).text, "csrf")
     assert site.client.post(url, data={}).status_code == 403
     assert site.client.post(url, data={"csrf": "0" * 64}).status_code == 403
@@ -436,7 +436,7 @@ def test_file_parts_in_any_form_are_a_400_not_a_crash(tmp_path):
     site = make_site(tmp_path, raise_server_exceptions=False)
     sub = site.add("jo@example.com", "Jo", ("tech",))
     pending = site.add("pia@example.com", status="pending")
-    confirm_url = f"/digest/confirm/{site.signer.confirm_token(pending.id)}"
+    confirm_url = f"/digest/confirm/{site.signer.confirm_token(pending.id, pending.email)}"
     signup_csrf = hidden(site.client.get("/digest/subscribe").text, "csrf")
     upload = ("x.txt", b"world", "text/plain")
     posts = [
@@ -509,3 +509,29 @@ def test_a_link_never_reaches_whoever_later_holds_the_same_id(site):
     assert site.client.get(link).status_code == 404
     assert site.client.post(link, data={"List-Unsubscribe": "One-Click"}).status_code == 404
     assert site.get("second@example.com").status == "active"
+
+
+def test_a_confirmation_link_never_activates_whoever_later_holds_the_same_id(site):
+    old = site.add("first@example.com", status="pending")
+    url = f"/digest/confirm/{site.signer.confirm_token(old.id, old.email)}"
+    csrf = hidden(site.client.get(url).text, "csrf")
+    store.remove(site.engine, "first@example.com")
+    with site.engine.begin() as conn:  # a restore renumbered: another pending person has that id now
+        now = utcnow()
+        conn.execute(subscribers.insert().values(id=old.id, email="second@example.com", email_key="second@example.com",
+                                                 name="", sections=[], status="pending",
+                                                 created_at=now, updated_at=now))
+    r = site.client.get(url)
+    assert r.status_code == 404 and "This confirmation link does not work" in r.text
+    r = site.client.post(url, data={"csrf": csrf})
+    assert r.status_code == 404 and "This confirmation link does not work" in r.text
+    assert site.get("second@example.com").status == "pending"
+
+
+def test_an_old_confirmation_link_naming_only_an_id_is_refused_clearly(site):
+    from itsdangerous import URLSafeTimedSerializer
+    pending = site.add("pia@example.com", status="pending")
+    old_form = URLSafeTimedSerializer(site.settings.secret_key, salt="news-digest.confirm").dumps(pending.id)
+    r = site.client.get(f"/digest/confirm/{old_form}")
+    assert r.status_code == 404 and "This confirmation link does not work" in r.text and "Sign up again" in r.text
+    assert site.get("pia@example.com").status == "pending"
