@@ -14,11 +14,31 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from sqlalchemy.exc import OperationalError
+from typer.core import TyperGroup
 
 from digest.config import ConfigError, Settings, load_settings
-from digest.store import StoreError, open_store
+from digest.store import BUSY_MESSAGE, StoreError, is_busy, open_store
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+
+class _Commands(TyperGroup):
+    """Every command runs inside this: a busy database anywhere becomes one clear line.
+
+    Why here and not in each command: any statement of any command may meet another
+    process's write lock (a long import, a send), and that is never a traceback.
+    The failing statement's transaction was rolled back, so exit 2: nothing done.
+    """
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except OperationalError as e:
+            if not is_busy(e):
+                raise
+            fail(BUSY_MESSAGE, 2)
+
+
+app = typer.Typer(cls=_Commands, no_args_is_help=True, add_completion=False, rich_markup_mode=None,
                   help="news-digest: the daily email digest of curated, machine-summarised stories.")
 articles_app = typer.Typer(no_args_is_help=True, help="Import and list the site's stories.")
 subscribers_app = typer.Typer(no_args_is_help=True, help="Manage who gets the digest.")

@@ -117,10 +117,27 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+# How long a write waits for another process's write lock before giving up (milliseconds).
+BUSY_TIMEOUT_MS = 10_000
+BUSY_MESSAGE = "the database is busy (another process holds its write lock); nothing was changed, try again"
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether `exc` is the database refusing a write because another process holds the lock.
+
+    Why a test of the message: SQLite says "database is locked" (or "busy") through the
+    same OperationalError class as every other failure of the database.
+    """
+    if not isinstance(exc, OperationalError):
+        return False
+    words = str(exc.orig if exc.orig is not None else exc).lower()
+    return "locked" in words or "busy" in words
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_MS)}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
@@ -151,6 +168,8 @@ def open_store(url: str) -> Engine:
     try:
         migrate(engine)
     except OperationalError as e:
+        if is_busy(e):
+            raise StoreError(BUSY_MESSAGE) from None
         raise StoreError(f"cannot open database {engine.url.render_as_string(hide_password=True)}: {e.orig}") from None
     except SQLAlchemyError as e:
         raise StoreError(f"database error: {e}") from None

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import jinja2
 from itsdangerous import BadData, TimestampSigner
+from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -29,7 +30,7 @@ from starlette.routing import Route
 
 from digest.config import ConfigError, Settings
 from digest.render import TEMPLATES_DIR, section_title
-from digest.store import StoreError, open_store
+from digest.store import BUSY_MESSAGE, StoreError, is_busy, open_store
 from subscribers import store
 from subscribers.signup import Signup, make_mailer
 from subscribers.store import Subscriber, SubscriberError, normalize_email
@@ -64,6 +65,7 @@ ERRORS = {
                                      "Use the link at the bottom of your latest digest."),
     405: ("That did not work", "This page cannot be used that way."),
     500: ("Something went wrong on our side", "Please try again in a few minutes."),
+    503: ("Busy for a moment", "Nothing was changed. Please try again in a minute."),
 }
 
 
@@ -314,6 +316,19 @@ class Site:
         title, text = ERRORS.get(exc.status_code, ERRORS[400])
         return self.message(exc.status_code, title, text)
 
+    async def database_error(self, request: Request, exc: OperationalError) -> Response:
+        """A busy database (a long import or a send holds SQLite's write lock) is a 503,
+        not a 500: nothing was changed, and the same request works a little later."""
+        if not is_busy(exc):
+            raise exc  # a real failure: the server error page, and the traceback in the log
+        log.warning("%s %s: %s", request.method, redact(request.url.path), BUSY_MESSAGE)
+        headers = {"Retry-After": "30"}
+        if request.url.path == f"{self.root}/webhooks/sendgrid":  # SendGrid redelivers on a 5xx
+            return JSONResponse({"error": BUSY_MESSAGE}, status_code=503, headers=headers)
+        response = self.message(503, *ERRORS[503])
+        response.headers.update(headers)
+        return response
+
     async def server_error(self, request: Request, exc: Exception) -> Response:
         log.error("error on %s %s (the server logs the traceback)", request.method, redact(request.url.path))
         return self.message(500, *ERRORS[500])
@@ -474,7 +489,8 @@ def create_app(settings: Settings, engine=None) -> Starlette:
         yield
 
     app = Starlette(routes=site.routes(), lifespan=lifespan,
-                    exception_handlers={HTTPException: site.http_error, Exception: site.server_error})
+                    exception_handlers={HTTPException: site.http_error, OperationalError: site.database_error,
+                                        Exception: site.server_error})
     app.state.site = site
     return app
 

@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from digest.config import ConfigError
 from digest.deliver import ledger
 from digest.store import ledger as ledger_rows
-from digest.store import utcnow, webhook_events
+from digest.store import is_busy, utcnow, webhook_events
 from subscribers import store
 
 log = logging.getLogger("uvicorn.error")
@@ -218,7 +218,9 @@ def apply_events(engine: Engine, events: list[dict]) -> Tally:
                 outcome = _apply(conn, event)
         except _Duplicate:
             outcome = "duplicates"
-        except Exception:  # whatever it was, the rest of the batch still gets applied
+        except Exception as e:  # whatever it was, the rest of the batch still gets applied
+            if is_busy(e):  # so would the rest fail: stop, the web layer answers 503 and SendGrid redelivers
+                raise
             log.exception("a webhook event could not be applied (sg_event_id %r); it is left for redelivery", eid)
             tally.failed += 1
             continue

@@ -535,3 +535,13 @@ def test_an_old_confirmation_link_naming_only_an_id_is_refused_clearly(site):
     r = site.client.get(f"/digest/confirm/{old_form}")
     assert r.status_code == 404 and "This confirmation link does not work" in r.text and "Sign up again" in r.text
     assert site.get("pia@example.com").status == "pending"
+
+
+def test_a_busy_database_is_a_503_page_not_a_500(tmp_path, write_lock):
+    site = make_site(tmp_path)
+    sub = site.add("jo@example.com")
+    write_lock()
+    r = site.client.post(site.unsub(sub), data={"List-Unsubscribe": "One-Click"})
+    assert r.status_code == 503 and "Busy for a moment" in r.text and "Traceback" not in r.text
+    assert r.headers["retry-after"]
+    assert site.client.post(site.prefs(sub), data={"csrf": site.csrf(sub), "status": "paused"}).status_code == 503

@@ -282,7 +282,7 @@ def test_one_failing_event_leaves_the_others_applied_and_itself_for_redelivery(s
 
     def flaky(engine, sid, *args):
         if sid == jo.id:
-            raise OperationalError("UPDATE", {}, Exception("database is locked"))
+            raise OperationalError("UPDATE", {}, Exception("disk I/O error"))
         return real(engine, sid, *args)
     monkeypatch.setattr(store, "set_status", flaky)
     r = post(site, key, first, second)
@@ -322,3 +322,16 @@ def test_reconciliation_needs_the_events_address_to_match(site, key):
     assert r.json()["reconciled"] == 1
     by_id = {row.subscriber_id: row.status for row in ledger.rows(site.engine, day)}
     assert by_id == {jo.id: "unknown", ann.id: "sent"}
+
+
+def test_a_busy_database_is_a_503_and_the_redelivery_applies_the_events(tmp_path, key, write_lock):
+    site = make_site(tmp_path, sendgrid_webhook_public_key=key.public_b64)
+    jo = site.add("jo@example.com")
+    e = event(jo, event="spamreport")
+    holder = write_lock()
+    r = post(site, key, e)
+    assert r.status_code == 503 and "database is busy" in r.json()["error"]
+    assert seen(site) == 0 and site.get("jo@example.com").status == "active"
+    holder.rollback()  # the import finished
+    r = post(site, key, e)  # SendGrid's redelivery
+    assert r.status_code == 200 and r.json()["suppressed"] == 1 and site.get("jo@example.com").status == "complained"
