@@ -7,7 +7,6 @@ active, pending (double opt-in not yet confirmed), paused, unsubscribed, bounced
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -16,6 +15,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Connection, Engine
 
 from digest.store import ledger, subscribers, transaction, utcnow
+from digest.text import strip_not_text
 
 STATUSES = ("active", "pending", "paused", "unsubscribed", "bounced", "complained")
 # Statuses set by mailbox providers' reports; only the subscriber's own action clears them.
@@ -57,9 +57,10 @@ def normalize_email(raw: str) -> str:
 
 
 def clean_name(name: str | None) -> str:
-    """Whitespace folded; control characters (which could forge mail headers) dropped."""
-    name = "".join(ch for ch in (name or "") if unicodedata.category(ch) != "Cc" or ch in "\t\n\r")
-    name = " ".join(name.split())
+    """Whitespace folded; characters that are not text dropped: control characters (which
+    could forge mail headers), lone surrogates (undecodable bytes: no database stores
+    them) and noncharacters."""
+    name = " ".join(strip_not_text(name or "").split())
     if len(name) > 200:
         raise SubscriberError("name is longer than 200 characters")
     return name

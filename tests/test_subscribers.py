@@ -194,3 +194,10 @@ def test_site_sections_kept_when_the_newsletter_offers_fewer(tmp_path, engine, s
                         fewer)
     assert report.imported == 1 and store.get(engine, email="a@example.com").sections == ("gaming",)
     assert "unknown column 'sectoins'" in report.warnings[0][1]
+
+
+def test_names_lose_characters_that_are_not_text(engine):
+    assert store.clean_name("Jo\u0007 \u001b[1mSmith\ud800\uffff\ufdd0\U0001fffe") == "Jo [1mSmith"
+    s = store.add(engine, "jo@example.com", "Jo \udcff\udcfe Smith")  # non-UTF-8 bytes from argv
+    assert store.get(engine, email="jo@example.com").name == "Jo Smith" == s.name
+
