@@ -95,13 +95,21 @@ def emit_json(value) -> None:
     typer.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 
 
+# An edition's day is turned into a range of instants (its midnight to the next, in the
+# newsletter's zone): the last days Python can represent would overflow, so they are refused.
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(9998, 12, 31)
+
+
 def parse_day(value: Optional[str]) -> date:
     if value is None:
         return state.settings.today()
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         fail(f"--date {value!r} is not a date like 2026-11-25", 2)
+    if not FIRST_DAY <= day <= LAST_DAY:
+        fail(f"--date must be a date between {FIRST_DAY} and {LAST_DAY}", 2)
+    return day
 
 
 def parse_sections(value: Optional[str], option: str = "--sections"):

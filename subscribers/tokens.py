@@ -67,10 +67,14 @@ class Signer:
         return _id_and_tag(value)
 
 
+MAX_ID = 2**63  # ids are signed 64-bit in the database: a larger one names nobody (and would overflow the query)
+
+
 def _id_and_tag(value) -> tuple[int, str]:
     """A signed [id, address tag] pair, or TokenError for anything else."""
     if (not isinstance(value, list) or len(value) != 2 or isinstance(value[0], bool)
-            or not isinstance(value[0], int) or not isinstance(value[1], str)):
+            or not isinstance(value[0], int) or not isinstance(value[1], str)
+            or not 0 < value[0] < MAX_ID):
         raise TokenError("invalid link")
     return value[0], value[1]
 

@@ -97,6 +97,8 @@ def parse_events(body: bytes) -> list[dict]:
         events = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise MalformedEvents("the body is not JSON") from None
+    except RecursionError:  # arrays nested thousands deep: no event looks like that
+        raise MalformedEvents("the body is nested too deeply to be SendGrid's events") from None
     if not isinstance(events, list):
         raise MalformedEvents("the body must be a JSON array of event objects")
     # An element that is not an object is unusable, like an event with odd fields:

@@ -182,3 +182,11 @@ def test_addresses_differing_only_in_unsafe_characters_get_their_own_files(cli, 
     files = sorted((workdir / "out").glob("*.eml"))
     assert len(files) == 4 and "a_b@example.com.eml" in [f.name for f in files]  # a safe address keeps its plain name
     assert sorted(read_eml(f)[0]["To"].addresses[0].addr_spec for f in files) == sorted(people)
+
+
+def test_dates_past_9998_or_before_1970_are_a_clear_usage_error(cli, workdir):
+    for command in (("send", "--dry-run"), ("preview", "--sections", "world"), ("articles", "list"), ("status",)):
+        for day in ("9999-12-31", "0001-01-01"):
+            r = cli(*command, "--date", day)
+            assert r.exit_code == 2, (command, day, r.output)
+            assert r.stderr == "error: --date must be a date between 1970-01-01 and 9998-12-31\n"

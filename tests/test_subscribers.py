@@ -201,3 +201,8 @@ def test_names_lose_characters_that_are_not_text(engine):
     s = store.add(engine, "jo@example.com", "Jo \udcff\udcfe Smith")  # non-UTF-8 bytes from argv
     assert store.get(engine, email="jo@example.com").name == "Jo Smith" == s.name
 
+
+def test_cli_add_with_undecodable_bytes_in_the_name(cli, workdir):
+    name = b"Jo \xff\xfe Smith".decode("utf-8", "surrogateescape")  # what Python makes of non-UTF-8 argv
+    r = cli("subscribers", "add", "jo@example.com", "--name", name)
+    assert r.exit_code == 0 and cli.json("subscribers", "list", "--json")[0]["name"] == "Jo Smith"

@@ -545,3 +545,12 @@ def test_a_busy_database_is_a_503_page_not_a_500(tmp_path, write_lock):
     assert r.status_code == 503 and "Busy for a moment" in r.text and "Traceback" not in r.text
     assert r.headers["retry-after"]
     assert site.client.post(site.prefs(sub), data={"csrf": site.csrf(sub), "status": "paused"}).status_code == 503
+
+
+@pytest.mark.parametrize("huge_id", [2**63, 2**70, -1, 0])
+def test_a_signed_link_with_an_id_out_of_range_is_an_invalid_link(site, huge_id):
+    for url in (f"/digest/preferences/{site.signer.manage_token(huge_id, 'jo@example.com')}",
+                f"/digest/unsubscribe/{site.signer.manage_token(huge_id, 'jo@example.com')}",
+                f"/digest/confirm/{site.signer.confirm_token(huge_id, 'jo@example.com')}"):
+        r = site.client.get(url)
+        assert r.status_code == 404 and "does not work" in r.text, url

@@ -335,3 +335,9 @@ def test_a_busy_database_is_a_503_and_the_redelivery_applies_the_events(tmp_path
     holder.rollback()  # the import finished
     r = post(site, key, e)  # SendGrid's redelivery
     assert r.status_code == 200 and r.json()["suppressed"] == 1 and site.get("jo@example.com").status == "complained"
+
+
+def test_a_body_nested_100000_deep_is_a_400(site, key):
+    body = b"[" * 100_000 + b"]" * 100_000
+    r = site.client.post(URL, content=body, headers=key.headers(body))
+    assert r.status_code == 400 and "nested too deeply" in r.json()["error"]
