@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 
 from digest.config import ConfigError, Settings, load_settings
 from digest.store import BUSY_MESSAGE, StoreError, is_busy, open_store
+from digest.text import visible
 
 
 class _Commands(TyperGroup):
@@ -177,7 +178,8 @@ def articles_list(
         return
     for a in items:
         star = "*" if a.featured else " "
-        typer.echo(f"{star} {a.published:%Y-%m-%d %H:%M}Z  {','.join(a.sections):<18} {a.id}  {a.title}")
+        # Stored text is shown, not obeyed: an escape sequence in a title must not drive the terminal.
+        typer.echo(visible(f"{star} {a.published:%Y-%m-%d %H:%M}Z  {','.join(a.sections):<18} {a.id}  {a.title}"))
     note(f"{len(items)} stor{'y' if len(items) == 1 else 'ies'}")
 
 
@@ -219,7 +221,9 @@ def subscribers_import(file: Path = typer.Argument(..., metavar="FILE.csv")):
     """
     from subscribers.importer import CSVFileError, import_csv
     if not file.is_file():
-        fail(f"{file}: {'is a folder, not a file' if file.is_dir() else 'no such file'}", 2)
+        why = ("is a folder, not a file" if file.is_dir() else
+               "not a regular file (a pipe or device?)" if file.exists() else "no such file")
+        fail(f"{file}: {why}", 2)
     try:
         report = import_csv(state.engine(), file, state.settings)
     except CSVFileError as e:

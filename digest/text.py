@@ -25,3 +25,8 @@ def not_text(value: str) -> str:
 
 def strip_not_text(value: str) -> str:
     return NOT_TEXT.sub("", value)
+
+
+def visible(value: str) -> str:
+    """`value` for a terminal: each character that is not text shown as U+FFFD."""
+    return NOT_TEXT.sub("\ufffd", value)

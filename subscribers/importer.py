@@ -54,6 +54,9 @@ def read_rows(path: Path, settings: Settings, warnings: list | None = None) -> t
     fields = [f.strip().lower() for f in (reader.fieldnames or [])]
     if "email" not in fields:
         raise CSVFileError(f"{path}: line 1: the header must name the columns email,name,sections")
+    twice = sorted({f for f in fields if fields.count(f) > 1 and f})
+    if twice:  # csv.DictReader would silently keep the last of them
+        raise CSVFileError(f"{path}: line 1: the header names the column {', '.join(map(repr, twice))} twice")
     reader.fieldnames = fields
     if warnings is not None:
         warnings += [("line 1", f"unknown column '{f}' ignored (known: {', '.join(HEADER)})")

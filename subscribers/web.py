@@ -491,6 +491,9 @@ def create_app(settings: Settings, engine=None) -> Starlette:
     app = Starlette(routes=site.routes(), lifespan=lifespan,
                     exception_handlers={HTTPException: site.http_error, OperationalError: site.database_error,
                                         Exception: site.server_error})
+    # Starlette answers /subscribe/ with a redirect built from the request's Host header,
+    # which a client chooses: no such redirects (a trailing slash is simply not found).
+    app.router.redirect_slashes = False
     app.state.site = site
     return app
 

@@ -215,3 +215,24 @@ def test_a_lone_surrogate_or_a_raw_control_character_never_drops_the_good_files(
     assert "'id' contains characters that are not text (U+0007)" in reasons[str(folder / "bad-id.md")]
     titles = {a.id: a.title for a in articles_published_on(engine, date(2026, 11, 25), settings.tz)}
     assert titles == {"good": "Good", "surrogate": "Half a character"}
+
+
+def test_a_fifo_is_not_a_regular_file(tmp_path, engine, settings):
+    import os
+    os.mkfifo(tmp_path / "pipe.md")
+    report = import_articles(engine, [tmp_path / "pipe.md"], settings)
+    assert report.rejected == [(str(tmp_path / "pipe.md"), "not a regular file (a pipe or device?)")]
+
+
+def test_articles_list_shows_control_characters_instead_of_sending_them_to_the_terminal(cli, workdir, settings):
+    from digest.articles import Article
+    from digest.articles.repository import save_articles
+    from digest.importing import ImportReport
+    from digest.store import open_store
+    engine = open_store(f"sqlite:///{workdir / 'digest.db'}")  # stored before imports cleaned titles
+    save_articles(engine, [Article(id="old", title="Red \x1b[31malert\x07", url="https://x.example/o",
+                                   published=datetime(2026, 11, 25, 7, tzinfo=timezone.utc), sections=("world",))],
+                  ImportReport())
+    r = cli("articles", "list", "--date", "2026-11-25")
+    assert r.exit_code == 0 and "\x1b" not in r.stdout and "\x07" not in r.stdout
+    assert "Red \ufffd[31malert\ufffd" in r.stdout

@@ -206,3 +206,19 @@ def test_cli_add_with_undecodable_bytes_in_the_name(cli, workdir):
     name = b"Jo \xff\xfe Smith".decode("utf-8", "surrogateescape")  # what Python makes of non-UTF-8 argv
     r = cli("subscribers", "add", "jo@example.com", "--name", name)
     assert r.exit_code == 0 and cli.json("subscribers", "list", "--json")[0]["name"] == "Jo Smith"
+
+
+@pytest.mark.parametrize("header, column", [("email,name,email", "'email'"), ("email,Name,sections,name", "'name'")])
+def test_a_column_named_twice_in_the_header_is_a_file_error(tmp_path, engine, settings, header, column):
+    from subscribers.importer import CSVFileError
+    path = write_csv(tmp_path / "s.csv", f"{header}\na@example.com,A,b@example.com\n")
+    with pytest.raises(CSVFileError, match=f"line 1: the header names the column {column} twice"):
+        import_csv(engine, path, settings)
+    assert store.list_all(engine) == []
+
+
+def test_importing_a_fifo_says_it_is_not_a_regular_file(cli, workdir):
+    import os
+    os.mkfifo(workdir / "pipe.csv")
+    r = cli("subscribers", "import", "pipe.csv")
+    assert r.exit_code == 2 and "pipe.csv: not a regular file" in r.stderr

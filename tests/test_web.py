@@ -554,3 +554,9 @@ def test_a_signed_link_with_an_id_out_of_range_is_an_invalid_link(site, huge_id)
                 f"/digest/confirm/{site.signer.confirm_token(huge_id, 'jo@example.com')}"):
         r = site.client.get(url)
         assert r.status_code == 404 and "does not work" in r.text, url
+
+
+def test_a_trailing_slash_is_not_redirected_to_the_requests_host(site):
+    for path in ("/digest/subscribe/", "/digest/static/style.css/"):
+        r = site.client.get(path, headers={"Host": "evil.example"})
+        assert r.status_code == 404 and "location" not in r.headers and "evil.example" not in r.text

@@ -37,7 +37,7 @@ def find_markdown_files(paths) -> tuple[list[Path], list[tuple[str, str]]]:
         elif p.is_file():
             found = [p]
         else:
-            problems.append((str(p), "no such file or folder"))
+            problems.append((str(p), "not a regular file (a pipe or device?)" if p.exists() else "no such file or folder"))
             continue
         for f in found:  # overlapping arguments (a folder and a file in it) read a file once
             if f.resolve() not in seen:
