@@ -14,11 +14,32 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from sqlalchemy.exc import OperationalError
+from typer.core import TyperGroup
 
 from digest.config import ConfigError, Settings, load_settings
-from digest.store import StoreError, open_store
+from digest.store import BUSY_MESSAGE, StoreError, is_busy, open_store
+from digest.text import visible
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+
+class _Commands(TyperGroup):
+    """Every command runs inside this: a busy database anywhere becomes one clear line.
+
+    Why here and not in each command: any statement of any command may meet another
+    process's write lock (a long import, a send), and that is never a traceback.
+    The failing statement's transaction was rolled back, so exit 2: nothing done.
+    """
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except OperationalError as e:
+            if not is_busy(e):
+                raise
+            fail(BUSY_MESSAGE, 2)
+
+
+app = typer.Typer(cls=_Commands, no_args_is_help=True, add_completion=False, rich_markup_mode=None,
                   help="news-digest: the daily email digest of curated, machine-summarised stories.")
 articles_app = typer.Typer(no_args_is_help=True, help="Import and list the site's stories.")
 subscribers_app = typer.Typer(no_args_is_help=True, help="Manage who gets the digest.")
@@ -75,13 +96,21 @@ def emit_json(value) -> None:
     typer.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 
 
+# An edition's day is turned into a range of instants (its midnight to the next, in the
+# newsletter's zone): the last days Python can represent would overflow, so they are refused.
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(9998, 12, 31)
+
+
 def parse_day(value: Optional[str]) -> date:
     if value is None:
         return state.settings.today()
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         fail(f"--date {value!r} is not a date like 2026-11-25", 2)
+    if not FIRST_DAY <= day <= LAST_DAY:
+        fail(f"--date must be a date between {FIRST_DAY} and {LAST_DAY}", 2)
+    return day
 
 
 def parse_sections(value: Optional[str], option: str = "--sections"):
@@ -149,7 +178,8 @@ def articles_list(
         return
     for a in items:
         star = "*" if a.featured else " "
-        typer.echo(f"{star} {a.published:%Y-%m-%d %H:%M}Z  {','.join(a.sections):<18} {a.id}  {a.title}")
+        # Stored text is shown, not obeyed: an escape sequence in a title must not drive the terminal.
+        typer.echo(visible(f"{star} {a.published:%Y-%m-%d %H:%M}Z  {','.join(a.sections):<18} {a.id}  {a.title}"))
     note(f"{len(items)} stor{'y' if len(items) == 1 else 'ies'}")
 
 
@@ -191,7 +221,9 @@ def subscribers_import(file: Path = typer.Argument(..., metavar="FILE.csv")):
     """
     from subscribers.importer import CSVFileError, ImportInterrupted, import_csv
     if not file.is_file():
-        fail(f"{file}: {'is a folder, not a file' if file.is_dir() else 'no such file'}", 2)
+        why = ("is a folder, not a file" if file.is_dir() else
+               "not a regular file (a pipe or device?)" if file.exists() else "no such file")
+        fail(f"{file}: {why}", 2)
     try:
         report = import_csv(state.engine(), file, state.settings)
     except CSVFileError as e:

@@ -270,6 +270,8 @@ def _validate(v: dict, source: str, origin: dict | None = None) -> Settings:
 
     if "sendgrid_timeout" in v:
         try:
+            if isinstance(v["sendgrid_timeout"], bool):  # float(True) is 1.0: `timeout = true` is a slip, not 1 s
+                raise TypeError
             t = float(v["sendgrid_timeout"])
         except (TypeError, ValueError):
             fail("SENDGRID_TIMEOUT / [sendgrid] timeout", f"{v['sendgrid_timeout']!r} is not a number of seconds")
@@ -281,12 +283,16 @@ def _validate(v: dict, source: str, origin: dict | None = None) -> Settings:
         cats = v["sendgrid_categories"]
         if not isinstance(cats, list) or len(cats) > 10 or not all(isinstance(c, str) and 0 < len(c) <= 255 for c in cats):
             fail("[sendgrid] categories", "must be a list of at most 10 strings")
+        twice = sorted({c for c in cats if cats.count(c) > 1})
+        if twice:  # SendGrid refuses every request whose categories repeat one
+            fail("[sendgrid] categories", f"names {', '.join(map(repr, twice))} twice")
         v["sendgrid_categories"] = tuple(cats)
 
     if "sendgrid_asm_group_id" in v:
         g = v["sendgrid_asm_group_id"]
-        if isinstance(g, bool) or not isinstance(g, int) or g <= 0:
-            fail("[sendgrid] asm_group_id", "must be a positive whole number")
+        # SendGrid's unsubscribe group ids are 32-bit: a larger number names no group.
+        if isinstance(g, bool) or not isinstance(g, int) or not 0 < g <= 2**31 - 1:
+            fail("[sendgrid] asm_group_id", "must be a whole number from 1 to 2147483647 (a SendGrid group id)")
 
     if "sendgrid_max_attempts" in v:
         n = v["sendgrid_max_attempts"]

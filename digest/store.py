@@ -8,6 +8,7 @@ brings a database from version n to n+1, and `open_store` runs whatever is missi
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from datetime import datetime, timezone
 
 from sqlalchemy import (
@@ -144,6 +145,23 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+# How long a write waits for another process's write lock before giving up (milliseconds).
+BUSY_TIMEOUT_MS = 10_000
+BUSY_MESSAGE = "the database is busy (another process holds its write lock); nothing was changed, try again"
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether `exc` is the database refusing a write because another process holds the lock.
+
+    Why a test of the message: SQLite says "database is locked" (or "busy") through the
+    same OperationalError class as every other failure of the database.
+    """
+    if not isinstance(exc, OperationalError):
+        return False
+    words = str(exc.orig if exc.orig is not None else exc).lower()
+    return "locked" in words or "busy" in words
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -154,9 +172,20 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     # risks is only an OS crash or power cut rolling back the last commits before a
     # checkpoint.  The send commits twice per request, so a fsync each would be most of its time.
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_MS)}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def transaction(conn_or_engine):
+    """A transaction: a new one on an Engine, or the caller's own on a Connection.
+
+    Why: a step that must commit together with the caller's other writes (the webhook
+    applies an event and records it as seen) runs inside the caller's transaction.
+    """
+    if isinstance(conn_or_engine, Engine):
+        return conn_or_engine.begin()
+    return nullcontext(conn_or_engine)
 
 
 def open_store(url: str) -> Engine:
@@ -174,6 +203,8 @@ def open_store(url: str) -> Engine:
     try:
         migrate(engine)
     except OperationalError as e:
+        if is_busy(e):
+            raise StoreError(BUSY_MESSAGE) from None
         raise StoreError(f"cannot open database {engine.url.render_as_string(hide_password=True)}: {e.orig}") from None
     except SQLAlchemyError as e:
         raise StoreError(f"database error: {e}") from None

@@ -60,6 +60,9 @@ def read_records(path: Path, warnings: list) -> tuple[list[str], Iterator[tuple[
     fields = [f.strip().lower() for f in (reader.fieldnames or [])]
     if "email" not in fields:
         raise CSVFileError(f"{path}: line 1: the header must name the columns email,name,sections")
+    twice = sorted({f for f in fields if fields.count(f) > 1 and f})
+    if twice:  # csv.DictReader would silently keep the last of them
+        raise CSVFileError(f"{path}: line 1: the header names the column {', '.join(map(repr, twice))} twice")
     reader.fieldnames = fields
     warnings += [("line 1", f"unknown column '{f}' ignored (known: {', '.join(HEADER)})")
                  for f in fields if f not in HEADER]
@@ -88,7 +91,7 @@ def read_records(path: Path, warnings: list) -> tuple[list[str], Iterator[tuple[
 
 def check_row(values: dict, fields: list[str], settings: Settings) -> dict:
     """One row's values checked and normalised (the address validated, once); SubscriberError if not."""
-    email = store.normalize_email(values.get("email") or "")
+    email = store.normalize_email(unescape_formula(values.get("email") or ""))
     row = {"email": email}
     if "name" in fields:
         row["name"] = store.clean_name(unescape_formula(values.get("name") or ""))
@@ -227,7 +230,7 @@ def _save_chunk(engine: Engine, rows: dict[str, dict], report: ImportReport, fir
 
 
 def escape_formula(value: str) -> str:
-    """Keep a spreadsheet from running a name like '=HYPERLINK(...)': prefix a quote."""
+    """Keep a spreadsheet from running a cell like '=HYPERLINK(...)': prefix a quote."""
     return "'" + value if value.startswith(FORMULA_START) else value
 
 
@@ -241,5 +244,6 @@ def export_csv(engine: Engine, out) -> int:
     writer.writerow(HEADER)
     people = store.list_all(engine)
     for s in people:
-        writer.writerow([s.email, escape_formula(s.name), ";".join(s.sections), s.status])
+        # An address may start with = + or - too (`=1+2@example.com` is valid): escaped like a name.
+        writer.writerow([escape_formula(s.email), escape_formula(s.name), ";".join(s.sections), s.status])
     return len(people)

@@ -24,7 +24,7 @@ import jinja2
 from sqlalchemy.engine import Engine
 
 from digest.config import Settings
-from digest.deliver.outbox import safe_name
+from digest.deliver.outbox import file_stem
 from digest.deliver.transport import Batch, FatalTransportError, Recipient
 from digest.message import build_message
 from digest.render import Rendered
@@ -48,7 +48,7 @@ class OutboxMailer:
         self.folder.mkdir(parents=True, exist_ok=True)
         msg = build_message(rendered, subscriber.email, subscriber.name, {}, self.settings)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
-        (self.folder / f"{stamp}-{safe_name(subscriber.email)}.eml").write_bytes(msg.as_bytes())
+        (self.folder / f"{stamp}-{file_stem(subscriber.email)}.eml").write_bytes(msg.as_bytes())
 
 
 class SendGridMailer:
@@ -106,7 +106,7 @@ class Signup:
                      subscriber.id, SIGNUP_EMAIL_INTERVAL.seconds // 60)
             return
         if subscriber.status == "pending":
-            link = f"{self.settings.links_base}/confirm/{self.signer.confirm_token(subscriber.id)}"
+            link = f"{self.settings.links_base}/confirm/{self.signer.confirm_token(subscriber.id, subscriber.email)}"
             # The stored name of a pending row was typed by whoever filled the form: keep it
             # out of the email (greeting and To:), so the form cannot put text in strangers' inboxes.
             anonymous = dataclasses.replace(subscriber, name="")
@@ -116,9 +116,9 @@ class Signup:
             kind = "left" if subscriber.status == "unsubscribed" else "already"
             self.mailer.send(subscriber, self._email(subscriber, kind, link))
 
-    def confirm(self, subscriber_id: int) -> Subscriber | None:
+    def confirm(self, subscriber: Subscriber) -> Subscriber | None:
         """Activate a pending subscriber; None if they are not pending (used link, or they left since)."""
-        return store.activate_pending(self.engine, subscriber_id)
+        return store.activate_pending(self.engine, subscriber.id, subscriber.email)
 
     def _email(self, subscriber: Subscriber, kind: str, link: str) -> Rendered:
         """kind: confirm (a pending sign-up), already (gets the digest), left (unsubscribed earlier)."""

@@ -7,7 +7,6 @@ active, pending (double opt-in not yet confirmed), paused, unsubscribed, bounced
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -17,7 +16,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from digest.config import mask_sections, section_mask
 from digest.deliver import ledger
-from digest.store import subscribers, utcnow
+from digest.store import subscribers, transaction, utcnow
+from digest.text import strip_not_text
 
 STATUSES = ("active", "pending", "paused", "unsubscribed", "bounced", "complained")
 # Statuses set by mailbox providers' reports; only the subscriber's own action clears them.
@@ -59,9 +59,10 @@ def normalize_email(raw: str) -> str:
 
 
 def clean_name(name: str | None) -> str:
-    """Whitespace folded; control characters (which could forge mail headers) dropped."""
-    name = "".join(ch for ch in (name or "") if unicodedata.category(ch) != "Cc" or ch in "\t\n\r")
-    name = " ".join(name.split())
+    """Whitespace folded; characters that are not text dropped: control characters (which
+    could forge mail headers), lone surrogates (undecodable bytes: no database stores
+    them) and noncharacters."""
+    name = " ".join(strip_not_text(name or "").split())
     if len(name) > 200:
         raise SubscriberError("name is longer than 200 characters")
     return name
@@ -149,8 +150,8 @@ def update(engine: Engine, email: str, *, name: str | None = None, sections=None
         return get(conn, id=found.id)
 
 
-def set_status(engine: Engine, subscriber_id: int, status: str, reason: str | None = None) -> Subscriber | None:
-    with engine.begin() as conn:
+def set_status(conn_or_engine, subscriber_id: int, status: str, reason: str | None = None) -> Subscriber | None:
+    with transaction(conn_or_engine) as conn:
         conn.execute(subscribers.update().where(subscribers.c.id == subscriber_id)
                      .values(status=status, status_reason=reason, updated_at=utcnow()))
         return get(conn, id=subscriber_id)
@@ -176,15 +177,17 @@ def remove(engine: Engine, email: str) -> Subscriber:
 
 # -- sign-up helpers (double opt-in) --------------------------------------------------------------
 
-def activate_pending(engine: Engine, subscriber_id: int) -> Subscriber | None:
+def activate_pending(engine: Engine, subscriber_id: int, email: str) -> Subscriber | None:
     """pending -> active, in one conditional UPDATE; the subscriber, or None if they were not pending.
 
     Why only from pending: a confirmation link may finish a sign-up, never undo an
     unsubscribe, a bounce or a spam report; and once used it changes nothing (single use).
+    Why the address too: the link names an id and an address; both must still match.
     """
     with engine.begin() as conn:
         done = conn.execute(subscribers.update()
-                            .where(subscribers.c.id == subscriber_id, subscribers.c.status == "pending")
+                            .where(subscribers.c.id == subscriber_id, subscribers.c.email_key == email.lower(),
+                                   subscribers.c.status == "pending")
                             .values(status="active", status_reason=None, updated_at=utcnow())).rowcount
         return get(conn, id=subscriber_id) if done else None
 

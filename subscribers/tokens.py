@@ -3,8 +3,9 @@
 A manage token names a subscriber by database id plus a short keyed hash of their
 address (never the address itself), signed with DIGEST_SECRET_KEY (HMAC via
 itsdangerous).  The hash ties the link to the person: after a restore into a new
-database, where ids can shift, an old link stops working instead of reaching someone else.  Manage tokens do not expire, so links in old
-emails keep working; confirmation tokens for double opt-in expire after a week.
+database, where ids can shift, an old link stops working instead of reaching someone else.
+Confirmation tokens for double opt-in carry the same pair and expire after a week; manage
+tokens do not expire, so links in old emails keep working.
 """
 
 from __future__ import annotations
@@ -65,34 +66,38 @@ class Signer:
             value = self._manage.loads(token)
         except (BadData, ValueError, TypeError, UnicodeError):
             raise TokenError("invalid link") from None
-        if (not isinstance(value, list) or len(value) != 2 or isinstance(value[0], bool)
-                or not isinstance(value[0], int) or not isinstance(value[1], str)):
-            raise TokenError("invalid link")
-        return value[0], value[1]
+        return _id_and_tag(value)
 
     def belongs_to(self, tag: str, email: str) -> bool:
         return hmac.compare_digest(tag, self.address_tag(email))
 
-    def confirm_token(self, subscriber_id: int) -> str:
-        return self._confirm.dumps(subscriber_id)
+    def confirm_token(self, subscriber_id: int, email: str) -> str:
+        # Bound to the address like a manage token: after a restore renumbers ids, an old
+        # confirmation link must not activate whoever is pending under that id now.
+        return self._confirm.dumps([subscriber_id, self.address_tag(email)])
 
-    def read_confirm_token(self, token: str) -> int:
+    def read_confirm_token(self, token: str) -> tuple[int, str]:
+        """(subscriber id, address tag), like read_manage_token.  A token of the old form
+        (a bare id, not bound to an address) is refused as invalid."""
         try:
-            return self._read(lambda t: self._confirm.loads(t, max_age=CONFIRM_MAX_AGE), token)
+            value = self._confirm.loads(token, max_age=CONFIRM_MAX_AGE)
         except SignatureExpired:
             raise TokenError("this confirmation link has expired") from None
-
-    @staticmethod
-    def _read(loads, token: str) -> int:
-        try:
-            value = loads(token)
-        except SignatureExpired:
-            raise
         except (BadData, ValueError, TypeError, UnicodeError):
             raise TokenError("invalid link") from None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TokenError("invalid link")
-        return value
+        return _id_and_tag(value)
+
+
+MAX_ID = 2**63  # ids are signed 64-bit in the database: a larger one names nobody (and would overflow the query)
+
+
+def _id_and_tag(value) -> tuple[int, str]:
+    """A signed [id, address tag] pair, or TokenError for anything else."""
+    if (not isinstance(value, list) or len(value) != 2 or isinstance(value[0], bool)
+            or not isinstance(value[0], int) or not isinstance(value[1], str)
+            or not 0 < value[0] < MAX_ID):
+        raise TokenError("invalid link")
+    return value[0], value[1]
 
 
 def throwaway_key() -> str:

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import jinja2
 from itsdangerous import BadData, TimestampSigner
+from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -29,7 +30,7 @@ from starlette.routing import Route
 
 from digest.config import ConfigError, Settings
 from digest.render import TEMPLATES_DIR, section_title
-from digest.store import StoreError, open_store
+from digest.store import BUSY_MESSAGE, StoreError, is_busy, open_store
 from subscribers import store
 from subscribers.signup import Signup, make_mailer
 from subscribers.store import Subscriber, SubscriberError, normalize_email
@@ -64,6 +65,7 @@ ERRORS = {
                                      "Use the link at the bottom of your latest digest."),
     405: ("That did not work", "This page cannot be used that way."),
     500: ("Something went wrong on our side", "Please try again in a few minutes."),
+    503: ("Busy for a moment", "Nothing was changed. Please try again in a minute."),
 }
 
 
@@ -255,20 +257,22 @@ class Site:
         """
         token = request.path_params["token"]
         try:
-            subscriber_id = self.signer.read_confirm_token(token)
+            subscriber_id, tag = self.signer.read_confirm_token(token)
         except TokenError:
             return self.bad_confirm_link()
+        subscriber = await run_in_threadpool(store.get, self.engine, id=subscriber_id)
+        # Erased since the email was sent, or the id now belongs to someone else (a restore
+        # that renumbered subscribers): the link must not confirm them.
+        if subscriber is None or not self.signer.belongs_to(tag, subscriber.email):
+            return self.bad_confirm_link()
         if request.method in SAFE_METHODS:
-            subscriber = await run_in_threadpool(store.get, self.engine, id=subscriber_id)
-            if subscriber is None:  # erased since the email was sent
-                return self.bad_confirm_link()
             if subscriber.status != "pending":
                 return self.nothing_to_confirm()
             return self.page("confirm.html.j2", token=token, csrf=self.guard.for_token(token),
                              masked_email=masked(subscriber.email))
         form = await self.read_form(request)
         self.check_form(request, form, token)
-        subscriber = await run_in_threadpool(self.signup.confirm, subscriber_id)
+        subscriber = await run_in_threadpool(self.signup.confirm, subscriber)
         if subscriber is None:
             return self.nothing_to_confirm()
         manage = self.signer.manage_token(subscriber.id, subscriber.email)
@@ -311,6 +315,19 @@ class Site:
     async def http_error(self, request: Request, exc: HTTPException) -> Response:
         title, text = ERRORS.get(exc.status_code, ERRORS[400])
         return self.message(exc.status_code, title, text)
+
+    async def database_error(self, request: Request, exc: OperationalError) -> Response:
+        """A busy database (a long import or a send holds SQLite's write lock) is a 503,
+        not a 500: nothing was changed, and the same request works a little later."""
+        if not is_busy(exc):
+            raise exc  # a real failure: the server error page, and the traceback in the log
+        log.warning("%s %s: %s", request.method, redact(request.url.path), BUSY_MESSAGE)
+        headers = {"Retry-After": "30"}
+        if request.url.path == f"{self.root}/webhooks/sendgrid":  # SendGrid redelivers on a 5xx
+            return JSONResponse({"error": BUSY_MESSAGE}, status_code=503, headers=headers)
+        response = self.message(503, *ERRORS[503])
+        response.headers.update(headers)
+        return response
 
     async def server_error(self, request: Request, exc: Exception) -> Response:
         log.error("error on %s %s (the server logs the traceback)", request.method, redact(request.url.path))
@@ -472,7 +489,11 @@ def create_app(settings: Settings, engine=None) -> Starlette:
         yield
 
     app = Starlette(routes=site.routes(), lifespan=lifespan,
-                    exception_handlers={HTTPException: site.http_error, Exception: site.server_error})
+                    exception_handlers={HTTPException: site.http_error, OperationalError: site.database_error,
+                                        Exception: site.server_error})
+    # Starlette answers /subscribe/ with a redirect built from the request's Host header,
+    # which a client chooses: no such redirects (a trailing slash is simply not found).
+    app.router.redirect_slashes = False
     app.state.site = site
     return app
 

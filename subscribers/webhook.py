@@ -24,13 +24,12 @@ from dataclasses import dataclass
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
 from sendgrid.helpers.eventwebhook import EventWebhook
-from sqlalchemy import delete
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from digest.config import ConfigError
 from digest.deliver import ledger
-from digest.store import utcnow, webhook_events
+from digest.store import is_busy, utcnow, webhook_events
 from subscribers import store
 
 log = logging.getLogger("uvicorn.error")
@@ -96,6 +95,8 @@ def parse_events(body: bytes) -> list[dict]:
         events = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise MalformedEvents("the body is not JSON") from None
+    except RecursionError:  # arrays nested thousands deep: no event looks like that
+        raise MalformedEvents("the body is nested too deeply to be SendGrid's events") from None
     if not isinstance(events, list):
         raise MalformedEvents("the body must be a JSON array of event objects")
     # An element that is not an object is unusable, like an event with odd fields:
@@ -199,9 +200,10 @@ def apply_events(engine: Engine, events: list[dict]) -> Tally:
     """Apply each event not seen before; every event on its own, so one bad event never
     keeps the others of its batch from being applied.
 
-    An event is claimed first (its sg_event_id inserted: a unique key, so two concurrent
-    deliveries cannot both apply it), then applied; if applying fails, the claim is
-    released so SendGrid's redelivery can apply it (the caller answers 5xx to ask for one).
+    An event is recorded as seen (its sg_event_id inserted: a unique key, so two
+    concurrent deliveries cannot both apply it) and applied in one transaction: if
+    applying fails, or the process dies halfway, neither happened, and SendGrid's
+    redelivery applies it (the caller answers 5xx to ask for one).
     """
     tally = Tally(received=len(events))
     for event in events:
@@ -209,42 +211,41 @@ def apply_events(engine: Engine, events: list[dict]) -> Tally:
         if eid is None:
             tally.ignored += 1
             continue
-        claimed = False
         try:
-            if eid:
-                if not _claim(engine, eid, event):
-                    tally.duplicates += 1
-                    continue
-                claimed = True
-            outcome = _apply(engine, event)
-        except Exception:  # whatever it was, the rest of the batch still gets applied
+            with engine.begin() as conn:
+                if eid:
+                    _mark_seen(conn, eid, event)
+                outcome = _apply(conn, event)
+        except _Duplicate:
+            outcome = "duplicates"
+        except Exception as e:  # whatever it was, the rest of the batch still gets applied
+            if is_busy(e):  # so would the rest fail: stop, the web layer answers 503 and SendGrid redelivers
+                raise
             log.exception("a webhook event could not be applied (sg_event_id %r); it is left for redelivery", eid)
-            if claimed:
-                _release(engine, eid)
             tally.failed += 1
             continue
         setattr(tally, outcome, getattr(tally, outcome) + 1)
     return tally
 
 
-def _apply(engine: Engine, event: dict) -> str:
-    """Apply one event; return the Tally field it counts toward."""
+def _apply(conn: Connection, event: dict) -> str:
+    """Apply one event inside the caller's transaction; return the Tally field it counts toward."""
     kind = text(event, "event")
     if kind in ("processed", "delivered"):
         edition, sid = edition_of(event), subscriber_id(event)
-        if (edition and sid is not None and _sent_to(engine, edition, sid, email_of(event))
-                and ledger.mark_sent_by_event(engine, edition, sid, message_id(event))):
+        if (edition and sid is not None and _sent_to(conn, edition, sid, email_of(event))
+                and ledger.mark_sent_by_event(conn, edition, sid, message_id(event))):
             return "reconciled"
         return "ignored"
     change = suppression(event)
-    subscriber = _subscriber_of(engine, event) if change else None
+    subscriber = _subscriber_of(conn, event) if change else None
     if not subscriber or RANK.get(subscriber.status, 0) >= RANK[change[0]]:
         return "ignored"
-    store.set_status(engine, subscriber.id, change[0], change[1])
+    store.set_status(conn, subscriber.id, change[0], change[1])
     return "suppressed"
 
 
-def _sent_to(engine: Engine, edition: str, sid: int, email: str) -> bool:
+def _sent_to(conn: Connection, edition: str, sid: int, email: str) -> bool:
     """Whether the event's address (when it names one) is the ledger row's or the subscriber's.
 
     Why: only an event about the message we sent that person may mark their row sent; a
@@ -252,38 +253,31 @@ def _sent_to(engine: Engine, edition: str, sid: int, email: str) -> bool:
     """
     if not email:
         return True
-    row_email = ledger.row_email(engine, edition, sid)
-    subscriber = store.get(engine, id=sid)
+    row_email = ledger.row_email(conn, edition, sid)
+    subscriber = store.get(conn, id=sid)
     known = {e.lower() for e in (row_email, subscriber.email if subscriber else None) if e}
     return email.lower() in known
 
 
-def _subscriber_of(engine: Engine, event: dict) -> store.Subscriber | None:
+def _subscriber_of(conn: Connection, event: dict) -> store.Subscriber | None:
     """By our subscriber_id custom arg when it matches the address, else by the address."""
     email = email_of(event)
     sid = subscriber_id(event)
-    found = store.get(engine, id=sid) if sid is not None else None
+    found = store.get(conn, id=sid) if sid is not None else None
     if found and (not email or found.email.lower() == email.lower()):
         return found
-    return store.get(engine, email=email) if email else None
+    return store.get(conn, email=email) if email else None
 
 
-def _claim(engine: Engine, eid: str, event: dict) -> bool:
-    """Record the event as ours to apply; False if it was recorded before (a duplicate)."""
+class _Duplicate(Exception):
+    """This event was applied before; raised to roll its transaction back."""
+
+
+def _mark_seen(conn: Connection, eid: str, event: dict) -> None:
+    """Record the event as seen, in the transaction that applies it; _Duplicate if it was seen before."""
     try:
-        with engine.begin() as conn:
-            conn.execute(webhook_events.insert().values(
-                sg_event_id=eid, event=text(event, "event")[:40], email=email_of(event) or None,
-                received_at=utcnow()))
-        return True
+        conn.execute(webhook_events.insert().values(
+            sg_event_id=eid, event=text(event, "event")[:40], email=email_of(event) or None,
+            received_at=utcnow()))
     except IntegrityError:
-        return False
-
-
-def _release(engine: Engine, eid: str) -> None:
-    """Forget a claimed event that could not be applied, so its redelivery is not a duplicate."""
-    try:
-        with engine.begin() as conn:
-            conn.execute(delete(webhook_events).where(webhook_events.c.sg_event_id == eid))
-    except Exception:  # the database is failing; the original error is logged already
-        log.exception("could not release webhook event %r: its redelivery will count as a duplicate", eid)
+        raise _Duplicate(eid) from None

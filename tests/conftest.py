@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from dataclasses import replace
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 
 from digest.cli import app
 from digest.config import load_settings
+from digest import store as digest_store
 from digest.store import open_store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -100,6 +102,24 @@ def write_article(folder: Path, name: str, **fields) -> Path:
     path = folder / f"{name}.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def write_lock(tmp_path, monkeypatch):
+    """`write_lock()` makes another connection hold the write lock of tmp_path/digest.db (as a
+    long import would) until the test ends; stores opened afterwards wait only 50 ms for it."""
+    monkeypatch.setattr(digest_store, "BUSY_TIMEOUT_MS", 50)
+    holders = []
+
+    def take():
+        holder = sqlite3.connect(tmp_path / "digest.db", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        holders.append(holder)
+        return holder  # holder.rollback() lets go early
+    yield take
+    for holder in holders:
+        holder.rollback()
+        holder.close()
 
 
 def freeze_and_claim_everyone(engine, settings, day: str) -> None:

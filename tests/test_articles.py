@@ -181,3 +181,58 @@ def test_unknown_keys_are_imported_with_a_warning(cli, workdir):
     result = cli("articles", "import", workdir / "in")
     assert result.exit_code == 0 and "imported 1" in result.stdout
     assert "warning" in result.stderr and "unknown key 'featurd'" in result.stderr
+
+
+def test_characters_that_are_not_text_are_removed_per_field_and_the_digest_still_renders(cli, workdir):
+    write_article(workdir / "a", "noisy", title="Bell\u0007 and \u001b[31mescape", question="Lone \ud800 half?",
+                  summary="Non\ufffe\uffffcharacters", image_alt="nul\u0000", image="https://x.example/i.jpg",
+                  featured=True, body="A bell\u0007 in the body.\n\n## Why it matters\n\nBecause\u001b.")
+    r = cli("articles", "import", workdir / "a")
+    assert r.exit_code == 0, r.stderr
+    for field, chars in (("'title'", "U+0007, U+001B"), ("'question'", "U+D800"), ("'summary'", "U+FFFE, U+FFFF"),
+                         ("'image_alt'", "U+0000"), ("the body", "U+0007, U+001B")):
+        assert f"warning {workdir / 'a' / 'noisy.md'}: {field}: removed characters that are not text ({chars})" \
+            in r.stderr
+    [story] = cli.json("articles", "list", "--date", "2026-11-25", "--json")
+    assert (story["title"], story["question"], story["summary"], story["image_alt"]) == \
+        ("Bell and [31mescape", "Lone half?", "Noncharacters", "nul")
+    assert cli("subscribers", "add", "jo@example.com").exit_code == 0
+    r = cli("send", "--dry-run", "--date", "2026-11-25")
+    assert r.exit_code == 0 and "1 emails written" in r.stdout
+
+
+def test_a_lone_surrogate_or_a_raw_control_character_never_drops_the_good_files(tmp_path, engine, settings):
+    folder = tmp_path / "a"
+    write_article(folder, "good")
+    write_article(folder, "surrogate", title="Half \udc80 a character")
+    raw = write_article(folder, "raw", title="placeholder")
+    raw.write_text(raw.read_text().replace('"placeholder"', "Bell \x07 raw"), encoding="utf-8")
+    write_article(folder, "bad-id", id="id\u0007x")
+    report = import_articles(engine, [folder], settings)
+    assert report.imported == 2  # good and surrogate (cleaned)
+    reasons = dict(report.rejected)
+    assert "'title' (front matter line 2) has the control character U+0007" in reasons[str(folder / "raw.md")]
+    assert "'id' contains characters that are not text (U+0007)" in reasons[str(folder / "bad-id.md")]
+    titles = {a.id: a.title for a in articles_published_on(engine, date(2026, 11, 25), settings.tz)}
+    assert titles == {"good": "Good", "surrogate": "Half a character"}
+
+
+def test_a_fifo_is_not_a_regular_file(tmp_path, engine, settings):
+    import os
+    os.mkfifo(tmp_path / "pipe.md")
+    report = import_articles(engine, [tmp_path / "pipe.md"], settings)
+    assert report.rejected == [(str(tmp_path / "pipe.md"), "not a regular file (a pipe or device?)")]
+
+
+def test_articles_list_shows_control_characters_instead_of_sending_them_to_the_terminal(cli, workdir, settings):
+    from digest.articles import Article
+    from digest.articles.repository import save_articles
+    from digest.importing import ImportReport
+    from digest.store import open_store
+    engine = open_store(f"sqlite:///{workdir / 'digest.db'}")  # stored before imports cleaned titles
+    save_articles(engine, [Article(id="old", title="Red \x1b[31malert\x07", url="https://x.example/o",
+                                   published=datetime(2026, 11, 25, 7, tzinfo=timezone.utc), sections=("world",))],
+                  ImportReport())
+    r = cli("articles", "list", "--date", "2026-11-25")
+    assert r.exit_code == 0 and "\x1b" not in r.stdout and "\x07" not in r.stdout
+    assert "Red \ufffd[31malert\ufffd" in r.stdout

@@ -46,6 +46,10 @@ def test_config_option_and_env_var(tmp_path):
     ('base_url = "ftp://x"', "base_url"),
     ('base_url = "https://x.example/digest?x=1"', "must not have a query"),
     ("[sendgrid]\ntimeout = -1", "timeout"),
+    ("[sendgrid]\ntimeout = true", "timeout"),
+    ('[sendgrid]\ncategories = ["daily", "daily"]', "'daily' twice"),
+    ("[sendgrid]\nasm_group_id = 12345678901234567890", "asm_group_id"),
+    ("[sendgrid]\nasm_group_id = 2147483648", "asm_group_id"),
 ])
 def test_bad_config_names_the_problem(tmp_path, text, words):
     cfg = tmp_path / "digest.toml"

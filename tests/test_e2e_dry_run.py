@@ -154,3 +154,39 @@ def test_non_editable_install_finds_its_templates(tmp_path):
 def test_outbox_without_dry_run_is_a_usage_error(run_digest):
     r = run_digest("send", "--date", SAMPLE_DAY, "--outbox", "x")
     assert r.returncode == 2 and "--outbox goes with --dry-run" in r.stderr
+
+
+def test_outbox_marker_cannot_delete_files_outside_the_folder(tmp_path, settings):
+    from digest.deliver.outbox import MARKER, OutboxTransport
+    outbox = tmp_path / "outbox"
+    (outbox / "sub").mkdir(parents=True)
+    victims = [tmp_path / "victim.txt", tmp_path / "victim.eml", outbox / "sub" / "inner.eml", outbox / ".hidden.eml"]
+    for v in victims:
+        v.write_text("keep me")
+    (outbox / "ours.eml").write_text("an earlier run's")
+    (outbox / MARKER).write_text("../victim.txt\n../victim.eml\n" + str(tmp_path / "victim.eml") +
+                                 "\nsub/inner.eml\n.hidden.eml\nours.eml\n")
+    OutboxTransport(outbox, settings).prepare()
+    assert all(v.read_text() == "keep me" for v in victims)
+    assert not (outbox / "ours.eml").exists()
+
+
+def test_addresses_differing_only_in_unsafe_characters_get_their_own_files(cli, workdir):
+    write_article(workdir / "a", "only-world", section="world")
+    cli("articles", "import", workdir / "a")
+    people = ["a_b@example.com", "a=b@example.com", "a'b@example.com", "a#b@example.com"]
+    for email in people:
+        assert cli("subscribers", "add", email, "--sections", "world").exit_code == 0
+    r = cli("send", "--dry-run", "--date", "2026-11-25", "--outbox", "out")
+    assert r.exit_code == 0 and "4 emails written" in r.stdout
+    files = sorted((workdir / "out").glob("*.eml"))
+    assert len(files) == 4 and "a_b@example.com.eml" in [f.name for f in files]  # a safe address keeps its plain name
+    assert sorted(read_eml(f)[0]["To"].addresses[0].addr_spec for f in files) == sorted(people)
+
+
+def test_dates_past_9998_or_before_1970_are_a_clear_usage_error(cli, workdir):
+    for command in (("send", "--dry-run"), ("preview", "--sections", "world"), ("articles", "list"), ("status",)):
+        for day in ("9999-12-31", "0001-01-01"):
+            r = cli(*command, "--date", day)
+            assert r.exit_code == 2, (command, day, r.output)
+            assert r.stderr == "error: --date must be a date between 1970-01-01 and 9998-12-31\n"

@@ -162,3 +162,14 @@ def test_a_heavier_day_drops_teasers_rather_than_be_clipped(settings):
     assert len(m.html.encode()) < GMAIL_CLIP_BYTES and r.oversized == []
     assert "world headline number 5" in m.html  # every story kept, as title and link
     assert m.html.count("An unusually long") <= 4  # only the lead keeps its teaser and why-it-matters
+
+
+def test_text_part_clips_and_wraps_long_titles_and_questions(settings):
+    huge = Article(id="huge", title="Headline " * 10_000 + "x" * 100_000, url="https://x.example/h",
+                   published=T0, sections=("food",), question="Why? " * 20_000, featured=True, body="Tea.")
+    plain = Article(id="plain", title="y" * 100_000, url="https://x.example/p", published=T0,
+                    sections=("food",), question="z" * 50_000, body="Tea " * 30_000)
+    text = render(settings, Edition(DAY, (huge, plain)), ["food"]).text
+    longest = max((line for line in text.splitlines() if "://" not in line), key=len)  # links are not wrapped
+    assert len(longest) <= 80, longest[:100]
+    assert len(text) < 5_000  # clipped like the HTML (200 for a title, 160 for a question), not wrapped whole

@@ -34,3 +34,21 @@ def test_foreign_database_is_refused(tmp_path):
 def test_unusable_url_exits_2(cli):
     result = cli("subscribers", "list", env={"DIGEST_DATABASE_URL": "nosuchdb://x"})
     assert result.exit_code == 2 and "database URL" in result.stderr
+
+
+@pytest.mark.parametrize("command", [
+    ("subscribers", "add", "new@example.com"),
+    ("subscribers", "update", "jo@example.com", "--name", "Joanna"),
+    ("subscribers", "unsubscribe", "jo@example.com"),
+    ("subscribers", "remove", "jo@example.com"),
+    ("articles", "import", "stories"),
+])
+def test_a_busy_database_is_one_clear_line_and_exit_2(cli, workdir, write_lock, command):
+    from tests.conftest import write_article
+    write_article(workdir / "stories", "a-story")
+    assert cli("subscribers", "add", "jo@example.com").exit_code == 0
+    write_lock()
+    result = cli(*command)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == ("error: the database is busy (another process holds its write lock); "
+                             "nothing was changed, try again\n")

@@ -90,6 +90,20 @@ def test_export_round_trip(tmp_path, engine, settings):
     assert sorted(map(key, store.list_all(other))) == sorted(map(key, store.list_all(engine)))
 
 
+def test_exported_emails_are_formula_escaped_and_imported_back(tmp_path, engine, settings):
+    for email in ("=1+2@example.com", "+44@example.com", "-x@example.com"):
+        store.add(engine, email)
+    out = io.StringIO()
+    export_csv(engine, out)
+    cells = [row[0] for row in csv.reader(io.StringIO(out.getvalue()))][1:]
+    assert cells == ["'=1+2@example.com", "'+44@example.com", "'-x@example.com"]  # a spreadsheet runs none
+    from digest.store import open_store
+    other = open_store(f"sqlite:///{tmp_path / 'other.db'}")
+    report = import_csv(other, write_csv(tmp_path / "copy.csv", out.getvalue()), settings)
+    assert report.imported == 3 and not report.rejected
+    assert [s.email for s in store.list_all(other)] == ["=1+2@example.com", "+44@example.com", "-x@example.com"]
+
+
 def test_cli_subscribers(cli, workdir):
     assert cli("subscribers", "add", "jo@example.com", "--name", "Jo", "--sections", "tech,world").exit_code == 0
     assert cli("subscribers", "add", "jo@example.com").exit_code == 1
@@ -180,3 +194,31 @@ def test_site_sections_kept_when_the_newsletter_offers_fewer(tmp_path, engine, s
                         fewer)
     assert report.imported == 1 and store.get(engine, email="a@example.com").sections == ("gaming",)
     assert "unknown column 'sectoins'" in report.warnings[0][1]
+
+
+def test_names_lose_characters_that_are_not_text(engine):
+    assert store.clean_name("Jo\u0007 \u001b[1mSmith\ud800\uffff\ufdd0\U0001fffe") == "Jo [1mSmith"
+    s = store.add(engine, "jo@example.com", "Jo \udcff\udcfe Smith")  # non-UTF-8 bytes from argv
+    assert store.get(engine, email="jo@example.com").name == "Jo Smith" == s.name
+
+
+def test_cli_add_with_undecodable_bytes_in_the_name(cli, workdir):
+    name = b"Jo \xff\xfe Smith".decode("utf-8", "surrogateescape")  # what Python makes of non-UTF-8 argv
+    r = cli("subscribers", "add", "jo@example.com", "--name", name)
+    assert r.exit_code == 0 and cli.json("subscribers", "list", "--json")[0]["name"] == "Jo Smith"
+
+
+@pytest.mark.parametrize("header, column", [("email,name,email", "'email'"), ("email,Name,sections,name", "'name'")])
+def test_a_column_named_twice_in_the_header_is_a_file_error(tmp_path, engine, settings, header, column):
+    from subscribers.importer import CSVFileError
+    path = write_csv(tmp_path / "s.csv", f"{header}\na@example.com,A,b@example.com\n")
+    with pytest.raises(CSVFileError, match=f"line 1: the header names the column {column} twice"):
+        import_csv(engine, path, settings)
+    assert store.list_all(engine) == []
+
+
+def test_importing_a_fifo_says_it_is_not_a_regular_file(cli, workdir):
+    import os
+    os.mkfifo(workdir / "pipe.csv")
+    r = cli("subscribers", "import", "pipe.csv")
+    assert r.exit_code == 2 and "pipe.csv: not a regular file" in r.stderr

@@ -392,7 +392,7 @@ def test_head_requests_change_nothing_and_are_not_refused(site):
     sub = site.add("jo@example.com", "Jo", ("tech",))
     pending = site.add("pia@example.com", status="pending")
     for url in (site.prefs(sub), site.unsub(sub), "/digest/subscribe",
-                f"/digest/confirm/{site.signer.confirm_token(pending.id)}"):
+                f"/digest/confirm/{site.signer.confirm_token(pending.id, pending.email)}"):
         r = site.client.head(url)
         assert r.status_code == 200, url
     assert site.get("jo@example.com") == sub and site.get("pia@example.com") == pending
@@ -401,7 +401,7 @@ def test_head_requests_change_nothing_and_are_not_refused(site):
 @pytest.mark.parametrize("status", ["active", "paused", "unsubscribed", "bounced", "complained"])
 def test_a_confirmation_link_changes_only_a_pending_subscriber(site, status):
     sub = site.add("jo@example.com", status=status)
-    url = f"/digest/confirm/{site.signer.confirm_token(sub.id)}"
+    url = f"/digest/confirm/{site.signer.confirm_token(sub.id, sub.email)}"
     r = site.client.get(url)
     assert r.status_code == 200 and "Nothing to confirm" in r.text and "<form" not in r.text
     # Even a well-formed post (the form token the button would carry) changes nothing.
@@ -413,7 +413,7 @@ def test_a_confirmation_link_changes_only_a_pending_subscriber(site, status):
 
 def test_a_confirmation_link_works_once(site):
     sub = site.add("pia@example.com", status="pending")
-    url = f"/digest/confirm/{site.signer.confirm_token(sub.id)}"
+    url = f"/digest/confirm/{site.signer.confirm_token(sub.id, sub.email)}"
     csrf = hidden(site.client.get(url).text, "csrf")
     assert "You are subscribed" in site.client.post(url, data={"csrf": csrf}).text
     store.set_status(site.engine, sub.id, "unsubscribed", "unsubscribe page")  # later they leave
@@ -423,7 +423,7 @@ def test_a_confirmation_link_works_once(site):
 
 def test_confirming_needs_the_form_token_and_our_origin(site):
     sub = site.add("pia@example.com", status="pending")
-    url = f"/digest/confirm/{site.signer.confirm_token(sub.id)}"
+    url = f"/digest/confirm/{site.signer.confirm_token(sub.id, sub.email)}"
     csrf = hidden(site.client.get(url).text, "csrf")
     assert site.client.post(url, data={}).status_code == 403
     assert site.client.post(url, data={"csrf": "0" * 64}).status_code == 403
@@ -436,7 +436,7 @@ def test_file_parts_in_any_form_are_a_400_not_a_crash(tmp_path):
     site = make_site(tmp_path, raise_server_exceptions=False)
     sub = site.add("jo@example.com", "Jo", ("tech",))
     pending = site.add("pia@example.com", status="pending")
-    confirm_url = f"/digest/confirm/{site.signer.confirm_token(pending.id)}"
+    confirm_url = f"/digest/confirm/{site.signer.confirm_token(pending.id, pending.email)}"
     signup_csrf = hidden(site.client.get("/digest/subscribe").text, "csrf")
     upload = ("x.txt", b"world", "text/plain")
     posts = [
@@ -509,3 +509,54 @@ def test_a_link_never_reaches_whoever_later_holds_the_same_id(site):
     assert site.client.get(link).status_code == 404
     assert site.client.post(link, data={"List-Unsubscribe": "One-Click"}).status_code == 404
     assert site.get("second@example.com").status == "active"
+
+
+def test_a_confirmation_link_never_activates_whoever_later_holds_the_same_id(site):
+    old = site.add("first@example.com", status="pending")
+    url = f"/digest/confirm/{site.signer.confirm_token(old.id, old.email)}"
+    csrf = hidden(site.client.get(url).text, "csrf")
+    store.remove(site.engine, "first@example.com")
+    with site.engine.begin() as conn:  # a restore renumbered: another pending person has that id now
+        now = utcnow()
+        conn.execute(subscribers.insert().values(id=old.id, email="second@example.com", email_key="second@example.com",
+                                                 name="", section_mask=0, status="pending",
+                                                 created_at=now, updated_at=now))
+    r = site.client.get(url)
+    assert r.status_code == 404 and "This confirmation link does not work" in r.text
+    r = site.client.post(url, data={"csrf": csrf})
+    assert r.status_code == 404 and "This confirmation link does not work" in r.text
+    assert site.get("second@example.com").status == "pending"
+
+
+def test_an_old_confirmation_link_naming_only_an_id_is_refused_clearly(site):
+    from itsdangerous import URLSafeTimedSerializer
+    pending = site.add("pia@example.com", status="pending")
+    old_form = URLSafeTimedSerializer(site.settings.secret_key, salt="news-digest.confirm").dumps(pending.id)
+    r = site.client.get(f"/digest/confirm/{old_form}")
+    assert r.status_code == 404 and "This confirmation link does not work" in r.text and "Sign up again" in r.text
+    assert site.get("pia@example.com").status == "pending"
+
+
+def test_a_busy_database_is_a_503_page_not_a_500(tmp_path, write_lock):
+    site = make_site(tmp_path)
+    sub = site.add("jo@example.com")
+    write_lock()
+    r = site.client.post(site.unsub(sub), data={"List-Unsubscribe": "One-Click"})
+    assert r.status_code == 503 and "Busy for a moment" in r.text and "Traceback" not in r.text
+    assert r.headers["retry-after"]
+    assert site.client.post(site.prefs(sub), data={"csrf": site.csrf(sub), "status": "paused"}).status_code == 503
+
+
+@pytest.mark.parametrize("huge_id", [2**63, 2**70, -1, 0])
+def test_a_signed_link_with_an_id_out_of_range_is_an_invalid_link(site, huge_id):
+    for url in (f"/digest/preferences/{site.signer.manage_token(huge_id, 'jo@example.com')}",
+                f"/digest/unsubscribe/{site.signer.manage_token(huge_id, 'jo@example.com')}",
+                f"/digest/confirm/{site.signer.confirm_token(huge_id, 'jo@example.com')}"):
+        r = site.client.get(url)
+        assert r.status_code == 404 and "does not work" in r.text, url
+
+
+def test_a_trailing_slash_is_not_redirected_to_the_requests_host(site):
+    for path in ("/digest/subscribe/", "/digest/static/style.css/"):
+        r = site.client.get(path, headers={"Host": "evil.example"})
+        assert r.status_code == 404 and "location" not in r.headers and "evil.example" not in r.text

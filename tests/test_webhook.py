@@ -279,7 +279,7 @@ def test_one_failing_event_leaves_the_others_applied_and_itself_for_redelivery(s
 
     def flaky(engine, sid, *args):
         if sid == jo.id:
-            raise OperationalError("UPDATE", {}, Exception("database is locked"))
+            raise OperationalError("UPDATE", {}, Exception("disk I/O error"))
         return real(engine, sid, *args)
     monkeypatch.setattr(store, "set_status", flaky)
     r = post(site, key, first, second)
@@ -292,15 +292,20 @@ def test_one_failing_event_leaves_the_others_applied_and_itself_for_redelivery(s
     assert site.get("jo@example.com").status == "complained"
 
 
-def test_an_event_is_claimed_before_it_is_applied(site, key, monkeypatch):
+def test_a_crash_between_marking_seen_and_applying_loses_no_suppression(site, monkeypatch):
     sub = site.add("jo@example.com")
     e = event(sub, event="spamreport")
-    claimed_while_applying = []
-    real = webhook._apply
-    monkeypatch.setattr(webhook, "_apply", lambda engine, ev: (claimed_while_applying.append(seen(site)),
-                                                               real(engine, ev))[1])
-    post(site, key, e)
-    assert claimed_while_applying == [1]
+
+    def killed(*args):  # the process dies after the event was marked seen, before it is applied
+        raise KeyboardInterrupt
+    monkeypatch.setattr(store, "set_status", killed)
+    with pytest.raises(KeyboardInterrupt):
+        webhook.apply_events(site.engine, [e])
+    assert seen(site) == 0 and site.get("jo@example.com").status == "active"  # neither happened
+    monkeypatch.undo()
+    tally = webhook.apply_events(site.engine, [e])  # SendGrid's redelivery
+    assert (tally.suppressed, tally.duplicates) == (1, 0) and site.get("jo@example.com").status == "complained"
+    assert seen(site) == 1 and webhook.apply_events(site.engine, [e]).duplicates == 1
 
 
 def test_reconciliation_needs_the_events_address_to_match(site, key):
@@ -312,3 +317,22 @@ def test_reconciliation_needs_the_events_address_to_match(site, key):
     assert r.json()["reconciled"] == 1
     by_id = {row.subscriber_id: row.status for row in ledger.rows(site.engine, day)}
     assert by_id == {jo.id: "unknown", ann.id: "sent"}
+
+
+def test_a_busy_database_is_a_503_and_the_redelivery_applies_the_events(tmp_path, key, write_lock):
+    site = make_site(tmp_path, sendgrid_webhook_public_key=key.public_b64)
+    jo = site.add("jo@example.com")
+    e = event(jo, event="spamreport")
+    holder = write_lock()
+    r = post(site, key, e)
+    assert r.status_code == 503 and "database is busy" in r.json()["error"]
+    assert seen(site) == 0 and site.get("jo@example.com").status == "active"
+    holder.rollback()  # the import finished
+    r = post(site, key, e)  # SendGrid's redelivery
+    assert r.status_code == 200 and r.json()["suppressed"] == 1 and site.get("jo@example.com").status == "complained"
+
+
+def test_a_body_nested_100000_deep_is_a_400(site, key):
+    body = b"[" * 100_000 + b"]" * 100_000
+    r = site.client.post(URL, content=body, headers=key.headers(body))
+    assert r.status_code == 400 and "nested too deeply" in r.json()["error"]

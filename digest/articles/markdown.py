@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import date, datetime, time, timezone
 from pathlib import Path
@@ -11,6 +12,7 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from digest.articles import Article, ArticleError
+from digest.text import not_text, strip_not_text
 from digest.config import ConfigError, Settings
 
 
@@ -35,7 +37,7 @@ def find_markdown_files(paths) -> tuple[list[Path], list[tuple[str, str]]]:
         elif p.is_file():
             found = [p]
         else:
-            problems.append((str(p), "no such file or folder"))
+            problems.append((str(p), "not a regular file (a pipe or device?)" if p.exists() else "no such file or folder"))
             continue
         for f in found:  # overlapping arguments (a folder and a file in it) read a file once
             if f.resolve() not in seen:
@@ -59,7 +61,10 @@ def parse_file(path: Path, settings: Settings, warnings: list | None = None) -> 
         raise ArticleError(f"not UTF-8 text (byte {e.start})") from None
     if "\x00" in text:
         raise ArticleError("not a text file")
-    return parse_text(text, default_id=path.stem, settings=settings, source=str(path), warnings=warnings)
+    # A file name that is not UTF-8 reaches us with surrogates, which no database stores:
+    # show its odd bytes as U+FFFD instead.
+    source = os.fsencode(path).decode("utf-8", "replace")
+    return parse_text(text, default_id=Path(source).stem, settings=settings, source=source, warnings=warnings)
 
 
 def parse_text(text: str, default_id: str, settings: Settings, source: str = "",
@@ -69,18 +74,24 @@ def parse_text(text: str, default_id: str, settings: Settings, source: str = "",
         raise ArticleError("no front matter (the file must start with a '---' line and close it with another)")
     try:
         meta = yaml.load(m.group(1), Loader=_FrontMatterLoader)
+    except yaml.reader.ReaderError as e:  # a raw control character: YAML allows none
+        raise ArticleError(raw_character_problem(m.group(1), e)) from None
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         line = f" at line {where.line + 2}" if where else ""
         raise ArticleError(f"broken front matter{line}: {getattr(e, 'problem', None) or e}") from None
     if not isinstance(meta, dict):
         raise ArticleError("front matter is not a list of 'key: value' lines")
-    body = m.group(2).strip()
-    if warnings is not None:  # a misspelt `featurd:` would otherwise pass unseen
-        warnings += [f"unknown key '{k}' ignored (known: {', '.join(sorted(KNOWN_KEYS))})"
-                     for k in sorted(map(str, meta)) if k not in KNOWN_KEYS]
+    notes = warnings if warnings is not None else []
+    # A misspelt `featurd:` would otherwise pass unseen.
+    notes += [f"unknown key '{k}' ignored (known: {', '.join(sorted(KNOWN_KEYS))})"
+              for k in sorted(map(str, meta)) if k not in KNOWN_KEYS]
+    body = clean(m.group(2).strip(), "the body", notes)
 
-    def text_field(key, required=False) -> str:
+    def text_field(key, required=False, cleanable=True) -> str:
+        """A one-line text value.  Characters that are not text (from YAML escapes such as
+        "\a" or "\ud800") are removed with a warning, or refused in an id or URL,
+        where removing them would quietly make another key."""
         value = meta.get(key)
         if value is None or (isinstance(value, str) and not value.strip()):
             if required:
@@ -88,11 +99,18 @@ def parse_text(text: str, default_id: str, settings: Settings, source: str = "",
             return ""
         if isinstance(value, (dict, list)):
             raise ArticleError(f"'{key}' must be text")
-        return " ".join(str(value).split())
+        value = str(value)
+        if not cleanable and not_text(value):
+            raise ArticleError(f"'{key}' contains characters that are not text ({not_text(value)})")
+        return " ".join(clean(value, f"'{key}'", notes).split())
 
-    article_id = text_field("id") or default_id
+    article_id = text_field("id", cleanable=False) or default_id
+    if not_text(article_id):
+        raise ArticleError(f"the id {article_id!r} contains characters that are not text; give an 'id'")
     title = text_field("title", required=True)
-    url = check_url(text_field("url", required=True), "url")
+    if not title:
+        raise ArticleError("'title' has no text left once the characters that are not text are removed")
+    url = check_url(text_field("url", required=True, cleanable=False), "url")
     published = parse_published(meta.get("published"), settings.tz)
 
     raw_sections, section_key = [], "section"
@@ -125,7 +143,7 @@ def parse_text(text: str, default_id: str, settings: Settings, source: str = "",
         featured = featured.strip().lower() == "true"  # "true" in quotes is still clearly meant
     if not isinstance(featured, bool):
         raise ArticleError(f"'featured' must be true or false, not {show(featured)}")
-    image = text_field("image")
+    image = text_field("image", cleanable=False)
     if image:
         image = check_url(image, "image")
 
@@ -135,6 +153,26 @@ def parse_text(text: str, default_id: str, settings: Settings, source: str = "",
         summary=text_field("summary"), body=body, image=image,
         image_alt=text_field("image_alt"), source=source,
     )
+
+
+def clean(value: str, what: str, notes: list) -> str:
+    """`value` without the characters that are not text, noting which ones went."""
+    removed = not_text(value)
+    if not removed:
+        return value
+    notes.append(f"{what}: removed characters that are not text ({removed})")
+    return strip_not_text(value)
+
+
+def raw_character_problem(front_matter: str, e: yaml.reader.ReaderError) -> str:
+    """A raw control character in the front matter, with its line and key."""
+    line_no = front_matter[:e.position].count("\n")
+    line = front_matter.splitlines()[line_no] if front_matter.splitlines() else ""
+    key = line.split(":", 1)[0].strip() if ":" in line else ""
+    where = f"'{key}' (front matter line {line_no + 2})" if key else f"front matter line {line_no + 2}"
+    char = e.character if isinstance(e.character, str) else chr(e.character or 0)
+    return (f"{where} has the control character U+{ord(char):04X}, which YAML does not allow: "
+            "remove it (or write it as an escape in double quotes, and it will be removed)")
 
 
 def show(value) -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, bindparam, case, delete, func, literal, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from digest.store import ledger, subscribers, utcnow
+from digest.store import ledger, subscribers, transaction, utcnow
 
 STATUSES = ("pending", "sent", "failed", "unknown")
 # Also what a concurrent run sees for rows another run is sending right now, hence the wording.
@@ -215,9 +215,9 @@ def report(engine: Engine, day: str) -> dict:
     return {"date": day, "counts": counts(engine, day), "problems": problems(engine, day)}
 
 
-def row_email(engine: Engine, day: str, subscriber_id: int) -> str | None:
+def row_email(conn_or_engine, day: str, subscriber_id: int) -> str | None:
     """The address an edition was sent to (the webhook checks events against it)."""
-    with engine.connect() as conn:
+    with transaction(conn_or_engine) as conn:
         return conn.execute(select(ledger.c.email).where(
             ledger.c.edition == day, ledger.c.subscriber_id == subscriber_id)).scalar()
 
@@ -229,9 +229,9 @@ def erase_subscriber(conn: Connection, subscriber_id: int) -> None:
     conn.execute(delete(ledger).where(ledger.c.subscriber_id == subscriber_id))
 
 
-def mark_sent_by_event(engine: Engine, day: str, subscriber_id: int, message_id: str | None) -> bool:
+def mark_sent_by_event(conn_or_engine, day: str, subscriber_id: int, message_id: str | None) -> bool:
     """Webhook reconciliation: an `unknown` row SendGrid says it processed becomes `sent`."""
-    with engine.begin() as conn:
+    with transaction(conn_or_engine) as conn:
         n = conn.execute(update(ledger).where(ledger.c.edition == day, ledger.c.subscriber_id == subscriber_id,
                                               ledger.c.status == "unknown")
                          .values(status="sent", message_id=message_id, reason=None, updated_at=utcnow())).rowcount

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -28,8 +29,11 @@ class OutboxTransport:
         """
         marker = self.folder / MARKER
         if marker.is_file():
-            for name in marker.read_text(encoding="utf-8").split():
-                (self.folder / name).unlink(missing_ok=True)
+            for name in marker.read_text(encoding="utf-8", errors="replace").split():
+                # The marker is only a list someone could edit: delete nothing but plain
+                # .eml names directly in this folder (never `../x` or an absolute path).
+                if is_our_file_name(name):
+                    (self.folder / name).unlink(missing_ok=True)
         self.folder.mkdir(parents=True, exist_ok=True)
         marker.write_text("", encoding="utf-8")
         self._prepared = True
@@ -41,7 +45,7 @@ class OutboxTransport:
         for r in batch.recipients:
             msg = build_message(personalize(batch.rendered, r.substitutions), r.email, r.name,
                                 {**batch.headers, **r.headers}, self.settings)
-            path = self.folder / f"{safe_name(r.email)}.eml"
+            path = self.folder / f"{file_stem(r.email)}.eml"
             path.write_bytes(msg.as_bytes())
             names.append(path.name)
             outcomes.append(Outcome(r, "sent", message_id=msg["Message-ID"]))
@@ -53,3 +57,23 @@ class OutboxTransport:
 def safe_name(email: str) -> str:
     """A file name from an address: lower-cased, only characters safe on every filesystem."""
     return re.sub(r"[^a-z0-9@._+-]", "_", email.lower())[:200]
+
+
+def file_stem(email: str) -> str:
+    """safe_name, plus `~` and a short hash of the address when safe_name had to change it.
+
+    Why: `a_b@x.com`, `a=b@x.com` and `a#b@x.com` all map to `a_b@x.com`, and one file
+    would overwrite the other.  The hash keeps them apart; `~` is a character safe_name
+    never writes, so a hashed name cannot meet the plain name of another address.
+    """
+    key = email.lower()
+    name = safe_name(email)
+    if name == key:
+        return name
+    return f"{name}~{hashlib.sha256(key.encode('utf-8', 'surrogatepass')).hexdigest()[:10]}"
+
+
+def is_our_file_name(name: str) -> bool:
+    """A name this outbox could have written: `<something>.eml`, no folder part, not hidden."""
+    return (name.endswith(".eml") and not name.startswith(".")
+            and "/" not in name and "\\" not in name and "\0" not in name)
