@@ -377,6 +377,8 @@ def send(
                                               "(spread over the distinct digests)."),
     outbox: Optional[Path] = typer.Option(None, "--outbox", metavar="DIR", help="Default: outbox/<date>/."),
     retry: Optional[Retry] = typer.Option(None, "--retry", help="Resend the edition's failed or unknown rows."),
+    refreeze: bool = typer.Option(False, "--refreeze", help="A started edition takes the day's stories as stored "
+                                  "now (after fixing a broken story); sent rows are not resent."),
     sandbox: bool = typer.Option(False, "--sandbox", help="SendGrid sandbox mode: validated, not delivered, not recorded."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
@@ -396,6 +398,8 @@ def send(
         fail("--outbox goes with --dry-run (a real send writes no files)", 2)
     if sample is not None and not dry_run:
         fail("--sample goes with --dry-run", 2)
+    if refreeze and (dry_run or sandbox):
+        fail("--refreeze goes with a real send (a dry run freezes nothing)", 2)
     if dry_run:
         folder = outbox or Path(settings.outbox) / the_day.isoformat()
         transport = OutboxTransport(folder, settings)
@@ -424,7 +428,7 @@ def send(
                                            progress=progress.advance)
             else:
                 summary = sending.send(engine, settings, the_day, transport, signer,
-                                       retry=retry.value if retry else None,
+                                       retry=retry.value if retry else None, refreeze=refreeze,
                                        progress=progress.advance, on_plan=progress.start)
     _report_send(summary, as_json)
     raise typer.Exit(summary.exit_code)

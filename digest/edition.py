@@ -62,6 +62,21 @@ def freeze(engine: Engine, edition: Edition, settings: Settings) -> Frozen:
     return Frozen(replace(edition, frozen=True), written, active - written)
 
 
+def refreeze(engine: Engine, day: date, settings: Settings) -> int | None:
+    """Replace a frozen edition's stories with the day's stories as stored now; how many.
+
+    The way out when a frozen story is broken (its digests cannot render, so their rows
+    failed): fix the file, import it again, then `digest send --refreeze --retry failed`.
+    The audience and every ledger row stay: nobody sent is sent again; only rows not yet
+    sent get the corrected stories.  None if the edition was never frozen.
+    """
+    stories = articles_published_on(engine, day, settings.tz)
+    with engine.begin() as conn:
+        n = conn.execute(update(editions).where(editions.c.date == day.isoformat())
+                         .values(articles=[a.to_dict() for a in stories])).rowcount
+    return len(stories) if n else None
+
+
 def is_frozen(engine: Engine, day: date) -> bool:
     """Has the real send of `day` started?"""
     with engine.connect() as conn:

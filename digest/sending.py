@@ -27,7 +27,10 @@ from sqlalchemy.engine import Engine
 from digest.config import Settings, mask_sections
 from digest.deliver import ledger
 from digest.deliver.transport import Batch, FatalTransportError, Outcome, Recipient, Transport
-from digest.edition import freeze, load_edition, release_send_lock, sender_name, take_send_lock, touch_send_lock
+from digest.edition import (
+    freeze, load_edition, release_send_lock, sender_name, take_send_lock, touch_send_lock,
+)
+from digest.edition import refreeze as refreeze_edition
 from digest.message import ONE_CLICK
 from digest.render import TOKENS, Rendered, RenderError, Renderer
 from digest.select import Digest, Edition, resolved_mask, select_digest
@@ -150,10 +153,20 @@ class Planner:
 
 def send(engine: Engine, settings: Settings, day: date, transport: Transport, signer: Signer,
          retry: str | None = None, progress: Callable[[int], None] | None = None,
-         on_plan: Callable[[int], None] | None = None) -> Summary:
-    """Deliver the edition of `day` to every pending ledger row; safe to rerun at any time."""
+         on_plan: Callable[[int], None] | None = None, refreeze: bool = False) -> Summary:
+    """Deliver the edition of `day` to every pending ledger row; safe to rerun at any time.
+
+    `refreeze`: an edition already frozen takes the day's stories as stored now (see
+    digest.edition.refreeze); rows already sent are untouched.
+    """
+    notes = []
+    if refreeze:
+        n = refreeze_edition(engine, day, settings)
+        notes.append(f"the frozen edition now holds the {n} stories stored for {day.isoformat()}; "
+                     "rows already sent are not sent again" if n is not None
+                     else "--refreeze: the edition was not frozen yet; it is frozen now")
     edition = load_edition(engine, day, settings)
-    summary = Summary(date=day.isoformat(), mode="send", stories=len(edition.articles))
+    summary = Summary(date=day.isoformat(), mode="send", stories=len(edition.articles), notes=notes)
     if not edition.articles:
         summary.counts = ledger.counts(engine, summary.date)
         return summary
