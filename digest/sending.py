@@ -11,12 +11,10 @@ The loop depends on two seams only, digest.deliver.ledger and a Transport.
 
 from __future__ import annotations
 
-import html
 import json
 import math
-import re
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Callable, Iterator
@@ -26,20 +24,18 @@ from sqlalchemy.engine import Engine
 
 from digest.config import Settings, mask_sections
 from digest.deliver import ledger
-from digest.deliver.transport import Batch, FatalTransportError, Outcome, Recipient, Transport
+from digest.deliver.transport import Batch, Transport
+from digest.deliver.workers import MAX_PROBLEMS, Builder, Pool, Settled
 from digest.edition import (
     freeze, load_edition, release_send_lock, sender_name, take_send_lock, touch_send_lock,
 )
 from digest.edition import refreeze as refreeze_edition
-from digest.message import ONE_CLICK
-from digest.render import TOKENS, Rendered, RenderError, Renderer
+from digest.render import Rendered, RenderError, Renderer
 from digest.select import Digest, Edition, resolved_mask, select_digest
 from digest.store import subscribers
 from subscribers.tokens import Signer
 
 CHUNK = ledger.CHUNK
-NAME_HTML, NAME_TEXT, TOKEN = TOKENS["name_html"], TOKENS["name_text"], TOKENS["token"]
-_NEEDS_ESCAPE = re.compile("[&<>\"']")
 
 
 @dataclass
@@ -66,7 +62,7 @@ class Summary:
     fatal_code: int = 2
     busy: str | None = None    # another run is sending this edition
 
-    MAX_PROBLEMS = 1000  # listed in the summary; `digest status` lists them all
+    MAX_PROBLEMS = MAX_PROBLEMS  # listed in the summary; `digest status` lists them all
 
     @property
     def exit_code(self) -> int:
@@ -91,17 +87,13 @@ class Summary:
             d["sent"] = self.delivered
         return d
 
-    def tally(self, outcomes: list[Outcome]) -> None:
-        for o in outcomes:
-            if o.status == "sent":
-                self.delivered += 1
-                continue
-            if o.status == "failed":
-                self.failed += 1
-            else:
-                self.unknown += 1
-            if len(self.problems) < self.MAX_PROBLEMS:
-                self.problems.append({"email": o.recipient.email, "status": o.status, "reason": o.reason or ""})
+    def add(self, settled: Settled) -> None:
+        self.delivered += settled.sent
+        self.failed += settled.failed
+        self.unknown += settled.unknown
+        self.problems += settled.problems[:max(0, self.MAX_PROBLEMS - len(self.problems))]
+        if settled.fatal and not self.fatal:
+            self.fatal, self.fatal_code = settled.fatal, settled.fatal_code
 
 
 class Planner:
@@ -110,14 +102,11 @@ class Planner:
     def __init__(self, edition: Edition, settings: Settings, signer: Signer, renderer: Renderer | None = None):
         self.edition = edition
         self.settings = settings
-        self.signer = signer
         self.renderer = renderer or Renderer(settings)
         self.rendering = self.renderer.edition(edition)
+        self.builder = Builder(signer, settings.links_base, edition.date.isoformat())
+        self.headers, self.custom_args = self.builder.headers, self.builder.custom_args
         self._digests: dict[int, Digest] = {}
-        self.base = settings.links_base.rstrip("/")
-        # What every recipient shares goes once per request, not once per personalization.
-        self.headers = dict(ONE_CLICK)
-        self.custom_args = {"edition": edition.date.isoformat()}
 
     def digest(self, mask: int) -> Digest:
         """The digest of one resolved section mask (selected once per mask, not per person)."""
@@ -128,33 +117,24 @@ class Planner:
     def rendered(self, mask: int) -> Rendered:
         return self.rendering.render(self.digest(mask))
 
-    def recipient(self, subscriber_id: int, email: str, name: str, ledger_id: int | None = None) -> Recipient:
-        """The only per-recipient work: one signed token, the name, the unsubscribe header.
-
-        Run a million times a morning, so written out: digest.render.Personal is the same
-        rule (tests/test_send.py checks they agree).
-        """
-        token = self.signer.manage_token(subscriber_id, email)
-        greeting = ", " + name if name else ""
-        return Recipient(subscriber_id, email, name,
-                         {NAME_HTML: html.escape(greeting) if _NEEDS_ESCAPE.search(greeting) else greeting,
-                          NAME_TEXT: greeting, TOKEN: token},
-                         {"List-Unsubscribe": f"<{self.base}/unsubscribe/{token}>"},
-                         {"subscriber_id": str(subscriber_id)}, ledger_id)
+    def recipient(self, subscriber_id: int, email: str, name: str, ledger_id: int | None = None):
+        return self.builder.recipient(subscriber_id, email, name, ledger_id)
 
     def batch(self, mask: int, people) -> Batch:
         """`people`: (subscriber_id, email, name, ledger_id) of one digest, at most CHUNK."""
-        recipient = self.recipient
-        return Batch(self.rendered(mask), [recipient(sid, email, name, lid) for sid, email, name, lid in people],
-                     self.headers, self.custom_args)
+        return self.builder.batch(self.rendered(mask), people)
 
 
 # -- the real send ----------------------------------------------------------------------------
 
 def send(engine: Engine, settings: Settings, day: date, transport: Transport, signer: Signer,
          retry: str | None = None, progress: Callable[[int], None] | None = None,
-         on_plan: Callable[[int], None] | None = None, refreeze: bool = False) -> Summary:
+         on_plan: Callable[[int], None] | None = None, refreeze: bool = False, processes: bool = False) -> Summary:
     """Deliver the edition of `day` to every pending ledger row; safe to rerun at any time.
+
+    `processes`: build and deliver batches in forked worker processes (one per request in
+    flight, `[sendgrid] concurrency`), to use every core; the transport must then keep
+    no state this process needs to see (SendGridTransport keeps none).
 
     `refreeze`: an edition already frozen takes the day's stories as stored now (see
     digest.edition.refreeze); rows already sent are untouched.
@@ -196,15 +176,15 @@ def send(engine: Engine, settings: Settings, day: date, transport: Transport, si
             on_plan(ledger.counts(engine, summary.date)["pending"])
         summary.withdrawn += ledger.withdraw_departed(engine, summary.date)
         claimer = ledger.Claimer(engine, summary.date, claim_id)
-        chunks = _claimed_batches(engine, summary, planner, claimer)
         alive = Heartbeat(lambda: touch_send_lock(engine, day, me))
 
-        def record(outcomes):
-            claimer.record(outcomes)
+        def record(settled: Settled) -> None:
+            claimer.record_groups(settled.groups)
+            ledger.release(engine, settled.unsent, claim_id)
             alive.beat()
 
-        _deliver(chunks, transport, settings.sendgrid_concurrency, summary, progress, record=record,
-                 release=lambda rows: ledger.release(engine, [r.ledger_id for r in rows], claim_id))
+        with claimer, Pool(planner, transport, settings.sendgrid_concurrency, processes=processes) as pool:
+            _deliver(_claimed_jobs(engine, summary, claimer), pool, summary, progress, record)
         # Whoever left while the run went on was skipped by the claims; drop their rows now.
         summary.withdrawn += ledger.withdraw_departed(engine, summary.date)
     finally:
@@ -227,15 +207,12 @@ class Heartbeat:
             self.last = time.monotonic()
 
 
-def _claimed_batches(engine: Engine, summary: Summary, planner: Planner,
-                     claimer: ledger.Claimer) -> Iterator[Batch | list[Outcome]]:
-    """Claim chunk after chunk, digest by digest; yield each as a Batch ready to deliver.
+Job = tuple  # (section mask, people, prebuilt batch or None)
 
-    A digest that cannot be rendered yields its rows' `failed` outcomes instead (recorded
-    like any other), so one broken story fails its own readers, not the run.
-    """
-    day = summary.date
-    for mask in ledger.pending_masks(engine, day):
+
+def _claimed_jobs(engine: Engine, summary: Summary, claimer: ledger.Claimer) -> Iterator[Job]:
+    """Claim chunk after chunk, digest by digest (section mask by section mask)."""
+    for mask in ledger.pending_masks(engine, summary.date):
         summary.digests += 1
         after = 0
         while True:
@@ -243,69 +220,45 @@ def _claimed_batches(engine: Engine, summary: Summary, planner: Planner,
             if not chunk.rows:
                 break
             after = chunk.rows[-1].id
-            people = [(r.subscriber_id, r.email, r.name, r.id) for r in chunk.rows]
-            try:
-                yield planner.batch(mask, people)
-            except RenderError as e:
-                yield [Outcome(Recipient(sid, email, name, {}, {}, {}, lid), "failed", reason=str(e))
-                       for sid, email, name, lid in people]
+            yield mask, [(r.subscriber_id, r.email, r.name, r.id) for r in chunk.rows], None
 
 
-def _deliver(batches: Iterator[Batch | list[Outcome]], transport: Transport, concurrency: int, summary: Summary,
-             progress, record: Callable[[list[Outcome]], None], release: Callable[[list[Recipient]], None]) -> None:
-    """Keep up to `concurrency` batches in flight; record each outcome as it returns.
+def _deliver(jobs: Iterator[Job], pool: Pool, summary: Summary, progress, record: Callable[[Settled], None]) -> None:
+    """Keep up to `pool.size` batches in flight; record each one's outcomes as it returns.
 
-    A batch is taken from `batches` (which claims it) only when a slot is free, so every
+    A job is taken from `jobs` (which claims its rows) only when a slot is free, so every
     claimed row is on its way at once.  Ledger writes stay on this thread: one writer,
-    in order.  A FatalTransportError stops taking batches; those still in flight finish
-    and are recorded, and the fatal batch's unsent rows go back to pending.
+    in order.  A fatal outcome (the key refused, SendGrid unreachable) stops taking jobs;
+    those in flight finish and are recorded, and rows never sent go back to pending.
     """
-    running: dict[Future, Batch] = {}
+    running: set[Future] = set()
 
-    def settle(block: bool) -> None:
-        done, _ = wait(running, return_when=FIRST_COMPLETED) if block else (set(), None)
+    def settle(settled: Settled) -> None:
+        record(settled)
+        summary.add(settled)
+        summary.requests += 1 if settled.count else 0
+        if progress:
+            progress(settled.count)
+
+    def wait_one() -> None:
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
         for future in done:
-            batch = running.pop(future)
-            try:
-                outcomes = future.result()
-            except FatalTransportError as e:
-                settled = list(e.done)
-                record(settled)
-                summary.tally(settled)
-                finished = {id(o.recipient) for o in settled}
-                release([r for r in batch.recipients if id(r) not in finished])
-                if not summary.fatal:
-                    summary.fatal, summary.fatal_code = str(e), e.exit_code
-                continue
-            except Exception as e:  # a bug, not SendGrid: the request may have left
-                outcomes = [Outcome(r, "unknown", reason=f"the sender failed mid-request ({type(e).__name__}: {e}); "
-                                                          "the request may have left")
-                            for r in batch.recipients]
-                if not summary.fatal:
-                    summary.fatal, summary.fatal_code = f"internal error: {type(e).__name__}: {e}", 2
-            record(outcomes)
-            summary.tally(outcomes)
-            summary.requests += 1
-            if progress:
-                progress(len(outcomes))
+            running.discard(future)
+            settle(future.result())
 
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="deliver") as pool:
-        while not summary.fatal:
-            while len(running) >= concurrency:
-                settle(block=True)
-            if summary.fatal:
-                break
-            batch = next(batches, None)
-            if batch is None:
-                break
-            if isinstance(batch, list):  # outcomes settled without a request (render failure)
-                record(batch)
-                summary.tally(batch)
-                continue
-            summary.recipients += len(batch.recipients)
-            running[pool.submit(transport.deliver, batch)] = batch
-        while running:
-            settle(block=True)
+    while not summary.fatal:
+        while len(running) >= pool.size:
+            wait_one()
+        if summary.fatal:
+            break
+        job = next(jobs, None)
+        if job is None:
+            break
+        mask, people, batch = job
+        summary.recipients += len(people) if batch is None else len(batch.recipients)
+        running.add(pool.submit(mask, people, batch))
+    while running:
+        wait_one()
 
 
 # -- rehearsals: dry run and sandbox ------------------------------------------------------------
@@ -345,7 +298,7 @@ def rehearse(engine: Engine, settings: Settings, day: date, transport: Transport
     taken: dict[int, int] = {}
     seen: set[int] = set()
 
-    def batches() -> Iterator[Batch | list[Outcome]]:
+    def jobs() -> Iterator[Job]:
         for rows in active_chunks(engine):
             for mask, group in _by_mask(rows, settings):
                 digest = planner.digest(mask)
@@ -355,26 +308,29 @@ def rehearse(engine: Engine, settings: Settings, day: date, transport: Transport
                 if mask not in seen:
                     seen.add(mask)
                     summary.digests += 1
+                if quota is None:
+                    yield mask, group, None
+                    continue
+                # A sample: build and check everyone's request, hand over only the sample.
                 try:
                     batch = planner.batch(mask, group)
-                    if quota is not None:
-                        check_request(batch, settings)
-                except RenderError as e:
-                    yield [Outcome(Recipient(sid, email, name, {}, {}, {}), "failed", reason=str(e))
-                           for sid, email, name, _ in group]
+                except RenderError:
+                    yield mask, group, None  # fails them, with the reason
                     continue
-                if quota is not None:
-                    room = min(quota - taken.get(mask, 0), sample - sum(taken.values()))
-                    built = len(batch.recipients)
-                    batch.recipients = batch.recipients[:max(room, 0)]
-                    taken[mask] = taken.get(mask, 0) + len(batch.recipients)
-                    summary.recipients += built - len(batch.recipients)  # built and checked, not written
-                    if not batch.recipients:
-                        continue
-                yield batch
+                problem = check_request(batch, settings)
+                if problem:
+                    summary.add(Settled.failing(group, problem))
+                    continue
+                room = max(0, min(quota - taken.get(mask, 0), sample - sum(taken.values())))
+                summary.recipients += len(group) - room  # built and checked, not written
+                if room:
+                    taken[mask] = taken.get(mask, 0) + room
+                    batch.recipients = batch.recipients[:room]
+                    yield mask, group[:room], batch
 
-    _deliver(batches(), transport, 1 if mode == "dry-run" else settings.sendgrid_concurrency, summary, progress,
-             record=lambda outcomes: None, release=lambda rows: None)
+    concurrency = 1 if mode == "dry-run" else settings.sendgrid_concurrency
+    with Pool(planner, transport, concurrency) as pool:
+        _deliver(jobs(), pool, summary, progress, record=lambda settled: None)
     _size_notes(summary, planner.renderer)
     return summary
 
@@ -393,12 +349,13 @@ def _by_mask(rows, settings: Settings):
         yield current, group
 
 
-def check_request(batch: Batch, settings: Settings) -> None:
-    """Encode the request SendGrid would get for `batch` and check it is within its limits."""
+def check_request(batch: Batch, settings: Settings) -> str | None:
+    """Encode the request SendGrid would get for `batch`; what is wrong with it, if anything."""
     from digest.deliver.sendgrid import MAX_REQUEST_BYTES, request_body
     size = len(json.dumps(request_body(settings, batch.rendered, batch)))
     if size > MAX_REQUEST_BYTES:
-        raise RenderError(f"the request for this digest would be {size:,} bytes, over SendGrid's 30 MB")
+        return f"the request for this digest would be {size:,} bytes, over SendGrid's 30 MB"
+    return None
 
 
 def _size_notes(summary: Summary, renderer: Renderer) -> None:

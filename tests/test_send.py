@@ -696,3 +696,26 @@ def test_stale_rate_limit_reset_still_backs_off(sg):
     assert sleeps[0] >= 0.5
     t._wait(1, "rate limited", retry_after="4")
     assert 4.0 <= sleeps[1] <= 4.3
+
+
+# -- requests in flight from worker processes ---------------------------------------------------
+
+def test_worker_processes_reach_everyone_once_and_record_every_outcome(site, sg):
+    (site.folder / "digest.toml").write_text(TOML.replace("concurrency = 1", "concurrency = 4"), encoding="utf-8")
+    result = site.send("--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["sent"] == 8 and summary["requests"] == 7 and summary["renders"] == 1
+    assert_each_once(sg)
+    ids = dict(site.db("SELECT lower(email), message_id FROM ledger WHERE edition = ?", DAY))
+    assert ids == {d["to"].lower(): d["message_id"] for d in sg.deliveries}
+
+
+def test_a_refused_key_in_a_worker_process_stops_the_run_and_leaves_the_rest_pending(site, sg):
+    (site.folder / "digest.toml").write_text(TOML.replace("concurrency = 1", "concurrency = 2"), encoding="utf-8")
+    result = site.send(SENDGRID_API_KEY="SG.revoked-key")
+    assert result.returncode == 2 and "API key" in result.stderr
+    assert sg.deliveries == []
+    assert site.status()["counts"] == {"pending": 8, "sent": 0, "failed": 0, "unknown": 0}
+    assert site.send().returncode == 0
+    assert_each_once(sg)

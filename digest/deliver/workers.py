@@ -1,0 +1,178 @@
+"""Where batches are built and delivered: threads of this process, or forked processes.
+
+The send loop claims rows and records outcomes (the ledger has one writer); a job is
+one digest's message and up to 1000 people (subscriber_id, email, name, ledger_id).
+A worker builds their recipients (one signed token each), hands the batch to the
+transport and returns a `Settled`: the outcomes grouped the way the ledger records them.
+
+Why processes: the per-recipient work (HMACs, building and JSON-encoding a million
+personalizations) is CPU-bound Python, and threads of one process run it one at a
+time.  Forked workers share nothing writable but the rate-limit pause (shared memory,
+see SendGridTransport), and a worker killed with its parent leaves claimed rows
+`unknown`, as a killed thread would.  Threads stay for transports that must be seen
+from this process (the tests' scripted ones, the outbox).
+"""
+
+from __future__ import annotations
+
+import html
+import multiprocessing
+import re
+from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from digest.deliver.transport import Batch, FatalTransportError, Outcome, Recipient, Transport
+from digest.message import ONE_CLICK
+from digest.render import TOKENS, Rendered, RenderError
+from subscribers.tokens import Signer
+
+NAME_HTML, NAME_TEXT, TOKEN = TOKENS["name_html"], TOKENS["name_text"], TOKENS["token"]
+_NEEDS_ESCAPE = re.compile("[&<>\"']")
+MAX_PROBLEMS = 1000  # failed/unknown recipients listed per run; `digest status` lists them all
+
+
+class Builder:
+    """Recipients for people: the only per-recipient work of a send."""
+
+    def __init__(self, signer: Signer, links_base: str, edition: str):
+        self.signer = signer
+        self.base = links_base.rstrip("/")
+        # What every recipient shares goes once per request, not once per personalization.
+        self.headers = dict(ONE_CLICK)
+        self.custom_args = {"edition": edition}
+
+    def recipient(self, subscriber_id: int, email: str, name: str, ledger_id: int | None = None) -> Recipient:
+        """One signed token, the name, the unsubscribe header.
+
+        Run a million times a morning, so written out: digest.render.Personal is the same
+        rule (tests check they agree).
+        """
+        token = self.signer.manage_token(subscriber_id, email)
+        greeting = ", " + name if name else ""
+        return Recipient(subscriber_id, email, name,
+                         {NAME_HTML: html.escape(greeting) if _NEEDS_ESCAPE.search(greeting) else greeting,
+                          NAME_TEXT: greeting, TOKEN: token},
+                         {"List-Unsubscribe": f"<{self.base}/unsubscribe/{token}>"},
+                         {"subscriber_id": str(subscriber_id)}, ledger_id)
+
+    def batch(self, rendered: Rendered, people) -> Batch:
+        """`people`: (subscriber_id, email, name, ledger_id) sharing one digest, at most 1000."""
+        recipient = self.recipient
+        return Batch(rendered, [recipient(sid, email, name, lid) for sid, email, name, lid in people],
+                     self.headers, self.custom_args)
+
+
+@dataclass
+class Settled:
+    """One batch's outcomes, as the ledger records them and the summary counts them."""
+    groups: dict = field(default_factory=dict)   # (status, message_id, reason) -> [ledger ids]
+    problems: list = field(default_factory=list)  # {"email", "status", "reason"}: failed or unknown
+    sent: int = 0
+    failed: int = 0
+    unknown: int = 0
+    unsent: list = field(default_factory=list)    # ledger ids certainly never sent: back to pending
+    fatal: str | None = None
+    fatal_code: int = 2
+
+    @classmethod
+    def of(cls, outcomes, **kw) -> Settled:
+        settled = cls(**kw)
+        groups: dict[tuple, list] = defaultdict(list)
+        for o in outcomes:
+            groups[(o.status, o.message_id, (o.reason or "")[:2000] or None)].append(o.recipient.ledger_id)
+            if o.status == "sent":
+                settled.sent += 1
+                continue
+            if o.status == "failed":
+                settled.failed += 1
+            else:
+                settled.unknown += 1
+            if len(settled.problems) < MAX_PROBLEMS:
+                settled.problems.append({"email": o.recipient.email, "status": o.status, "reason": o.reason or ""})
+        settled.groups = dict(groups)
+        return settled
+
+    @classmethod
+    def failing(cls, people, reason: str) -> Settled:
+        """No request was made (the digest cannot be rendered): every one of them failed."""
+        return cls.of([Outcome(Recipient(sid, email, name, {}, {}, {}, lid), "failed", reason=reason)
+                       for sid, email, name, lid in people])
+
+    @property
+    def count(self) -> int:
+        return self.sent + self.failed + self.unknown
+
+
+def deliver(planner, transport: Transport, mask: int, people, batch: Batch | None = None) -> Settled:
+    """Build (unless given) and deliver one batch of the digest of `mask`; never raises.
+
+    `planner` is digest.sending.Planner: the edition's rendered parts and a Builder.
+    A digest that cannot be rendered fails its people without a request.
+    """
+    if batch is None:
+        try:
+            batch = planner.batch(mask, people)
+        except RenderError as e:
+            return Settled.failing(people, str(e))
+    try:
+        return Settled.of(transport.deliver(batch))
+    except FatalTransportError as e:
+        finished = {id(o.recipient) for o in e.done}
+        return Settled.of(e.done, unsent=[r.ledger_id for r in batch.recipients if id(r) not in finished],
+                          fatal=str(e), fatal_code=e.exit_code)
+    except Exception as e:  # noqa: BLE001 - a bug, not SendGrid: the request may have left
+        why = f"the sender failed mid-request ({type(e).__name__}: {e}); the request may have left"
+        return Settled.of([Outcome(r, "unknown", reason=why) for r in batch.recipients],
+                          fatal=f"internal error: {type(e).__name__}: {e}")
+
+
+class Pool:
+    """Runs `deliver` jobs: in threads (`processes=False`) or forked processes.
+
+    The processes are forked when the pool is made, before the send loop starts any
+    thread (forking a process with threads running can copy a held lock), and after the
+    edition's parts are rendered: each worker inherits them and assembles digests itself,
+    so a job carries only a section mask and its people.
+    """
+
+    def __init__(self, planner, transport: Transport, size: int, processes: bool = False):
+        self.planner, self.transport, self.size = planner, transport, size
+        self.processes = processes
+        if processes:
+            planner.rendering.parts()  # render once, here, before forking
+            self._workers = multiprocessing.get_context("fork").Pool(size, _adopt, (planner, transport))
+        else:
+            self._threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="deliver")
+
+    def submit(self, mask: int, people, batch: Batch | None = None) -> Future:
+        if not self.processes:
+            return self._threads.submit(deliver, self.planner, self.transport, mask, people, batch)
+        future: Future = Future()
+        self._workers.apply_async(_deliver_here, (mask, people),
+                                  callback=future.set_result, error_callback=future.set_exception)
+        return future
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.processes:
+            self._workers.close()
+            self._workers.join()
+        else:
+            self._threads.shutdown(wait=True)
+
+
+_adopted: tuple | None = None
+
+
+def _adopt(planner, transport: Transport) -> None:
+    """In a forked worker: keep the parent's planner and transport (inherited, not pickled)."""
+    global _adopted
+    _adopted = (planner, transport)
+
+
+def _deliver_here(mask: int, people) -> Settled:
+    planner, transport = _adopted
+    return deliver(planner, transport, mask, people)
