@@ -222,3 +222,31 @@ def test_importing_a_fifo_says_it_is_not_a_regular_file(cli, workdir):
     os.mkfifo(workdir / "pipe.csv")
     r = cli("subscribers", "import", "pipe.csv")
     assert r.exit_code == 2 and "pipe.csv: not a regular file" in r.stderr
+
+
+def test_remembered_domain_checks_give_the_libraries_own_answers():
+    """subscribers.store caches email-validator's domain check; the answers must not change."""
+    import importlib
+    from email_validator import EmailNotValidError, validate_email
+    module = importlib.import_module("email_validator.validate_email")
+    cached = module.validate_email_domain_name
+    assert hasattr(cached, "cache_info")  # the cache is in place (else imports run at half speed)
+    addresses = ["Ann@Example.COM", "bo@bücher.example", "x@xn--bcher-kva.example", "a@b", "a@-bad.example",
+                 "a@exa mple.com", "c@example.com", "d@EXAMPLE.com", "e@sub.example.co.uk", "f@bücher.example"]
+
+    def answers():
+        out = []
+        for a in addresses * 2:  # twice: the second round is answered from the cache
+            try:
+                r = validate_email(a, check_deliverability=False, allow_smtputf8=False)
+                out.append((r.normalized, r.ascii_email, r.domain, r.ascii_domain))
+            except EmailNotValidError as e:
+                out.append(("error", str(e)))
+        return out
+    with_cache = answers()
+    module.validate_email_domain_name = cached.__wrapped__
+    try:
+        without = answers()
+    finally:
+        module.validate_email_domain_name = cached
+    assert with_cache == without and any(a[0] == "error" for a in without)
