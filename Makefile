@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 DEMO_DATE ?= 2026-11-25
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test chromium clean
+.PHONY: demo test bench chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ demo: $(STAMP)
 	cd demo && $(DIGEST) send --dry-run --date $(DEMO_DATE)
 	cd demo && $(DIGEST) preview --date $(DEMO_DATE) --subscriber dev.lab@example.com --format text | head -n 30
 	@echo "demo: the emails are in demo/outbox/$(DEMO_DATE)/ (open one with any mail client)"
+
+# The scale benchmark (BENCHMARKS.md): import and send beside the naive pipeline and the
+# floor, at 100,000 and at 1,000,000 subscribers (about ten minutes on a 2-core machine).
+BENCH_SIZES ?= 100000 1000000
+bench: $(STAMP)
+	@for n in $(BENCH_SIZES); do $(PY) -m benchmarks.scale --subscribers $$n || exit 1; done
 
 clean:
 	rm -rf demo $(VENV) *.egg-info .pytest_cache

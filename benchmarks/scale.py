@@ -23,6 +23,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import replace
@@ -55,12 +56,50 @@ def write_edition(folder: Path) -> None:
         (folder / f"{a.id}.md").write_text("\n".join(lines), encoding="utf-8")
 
 
+def tree_pss(root: int) -> int:
+    """Proportional set size (bytes) of a process and its descendants: memory that forked
+    workers share with their parent is counted once, not once per process as RSS would."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    tree, grew = {root}, True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= more
+        grew = bool(more)
+    total = 0
+    for pid in tree:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return total
+
+
 def peak_rss_of(cmd: list[str], env: dict, cwd: Path) -> tuple[float, int, subprocess.CompletedProcess]:
-    """Like `timed`, but the peak RSS of this one process tree (os.wait4), not of all children so far."""
+    """Wall seconds and peak memory of one command: the larger of its own peak RSS
+    (os.wait4) and the peak PSS of its process tree (sampled), so worker processes count."""
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=err, text=True)
+        peak = [0]
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.wait(0.25):
+                peak[0] = max(peak[0], tree_pss(proc.pid))
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)
+        stop.set()
+        sampler.join()
         seconds = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
@@ -68,7 +107,7 @@ def peak_rss_of(cmd: list[str], env: dict, cwd: Path) -> tuple[float, int, subpr
         done = subprocess.CompletedProcess(cmd, proc.returncode, out.read(), err.read())
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} exited {done.returncode}:\n{done.stderr[-2000:]}")
-    return seconds, usage.ru_maxrss * 1024, done
+    return seconds, max(usage.ru_maxrss * 1024, peak[0]), done
 
 
 class StandIn:
@@ -192,7 +231,7 @@ def main(argv=None) -> int:
     ]
     print(f"\n{n:,} subscribers, {sent:,} sent, edition of {DAY} ({summary['stories']} stories, "
           f"{summary['digests']:,} distinct digests); every recipient exactly once: {exactly_once}\n")
-    print("| step | wall s | recipients/s | peak RSS | renders | requests | bytes/recipient | vs naive | vs floor |")
+    print("| step | wall s | recipients/s | peak memory | renders | requests | bytes/recipient | vs naive | vs floor |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, wall, per_s, rss, renders, requests, per_r, vs_naive, vs_floor in rows:
         rss_text = f"{rss / 2**20:,.0f} MB" if rss else "-"
