@@ -429,8 +429,7 @@ def send(
             else:
                 summary = sending.send(engine, settings, the_day, transport, signer,
                                        retry=retry.value if retry else None, refreeze=refreeze,
-                                       progress=progress.advance, on_plan=progress.start,
-                                       processes=settings.sendgrid_concurrency > 1)
+                                       progress=progress.advance, on_plan=progress.start)
     _report_send(summary, as_json)
     raise typer.Exit(summary.exit_code)
 

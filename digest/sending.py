@@ -12,14 +12,13 @@ The loop depends on two seams only, digest.deliver.ledger and a Transport.
 from __future__ import annotations
 
 import json
-import math
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Callable, Iterator
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import select, tuple_
 from sqlalchemy.engine import Engine
 
 from digest.config import Settings, mask_sections
@@ -129,12 +128,8 @@ class Planner:
 
 def send(engine: Engine, settings: Settings, day: date, transport: Transport, signer: Signer,
          retry: str | None = None, progress: Callable[[int], None] | None = None,
-         on_plan: Callable[[int], None] | None = None, refreeze: bool = False, processes: bool = False) -> Summary:
+         on_plan: Callable[[int], None] | None = None, refreeze: bool = False) -> Summary:
     """Deliver the edition of `day` to every pending ledger row; safe to rerun at any time.
-
-    `processes`: build and deliver batches in forked worker processes (one per request in
-    flight, `[sendgrid] concurrency`), to use every core; the transport must then keep
-    no state this process needs to see (SendGridTransport keeps none).
 
     `refreeze`: an edition already frozen takes the day's stories as stored now (see
     digest.edition.refreeze); rows already sent are untouched.
@@ -183,7 +178,7 @@ def send(engine: Engine, settings: Settings, day: date, transport: Transport, si
             ledger.release(engine, settled.unsent, claim_id)
             alive.beat()
 
-        with claimer, Pool(planner, transport, settings.sendgrid_concurrency, processes=processes) as pool:
+        with claimer, Pool(planner, transport, settings.sendgrid_concurrency) as pool:
             _deliver(_claimed_jobs(engine, summary, claimer), pool, summary, progress, record)
         # Whoever left while the run went on was skipped by the claims; drop their rows now.
         summary.withdrawn += ledger.withdraw_departed(engine, summary.date)
@@ -289,14 +284,21 @@ def rehearse(engine: Engine, settings: Settings, day: date, transport: Transport
     edition = load_edition(engine, day, settings)
     summary = Summary(date=day.isoformat(), mode=mode, stories=len(edition.articles), sample=sample)
     planner = Planner(edition, settings, signer)
-    quota = None
     if sample is not None:
-        with engine.connect() as conn:
-            n = conn.execute(select(func.count(subscribers.c.section_mask.distinct()))
-                             .where(subscribers.c.status == "active")).scalar_one()
-        quota = max(1, math.ceil(sample / max(n, 1)))
+        with engine.connect() as conn:  # the distinct section sets: a few thousand at most
+            chosen = conn.execute(select(subscribers.c.section_mask.distinct())
+                                  .where(subscribers.c.status == "active")).scalars()
+            digests = {resolved_mask(m, settings) for m in chosen}
+        n = sum(1 for m in digests if not planner.digest(m).is_empty)
+        # Every digest gets sample // n files, the first sample % n digests one more: when
+        # the sample is at least the number of digests, each digest has one.
+        base, extra = divmod(sample, max(n, 1))
+
+        def quota(index: int) -> int:
+            return base + (1 if index < extra else 0)
     taken: dict[int, int] = {}
-    seen: set[int] = set()
+    written = [0]
+    order: dict[int, int] = {}  # digest -> its position among the digests met so far
 
     def jobs() -> Iterator[Job]:
         for rows in active_chunks(engine):
@@ -305,10 +307,10 @@ def rehearse(engine: Engine, settings: Settings, day: date, transport: Transport
                 if digest.is_empty:
                     summary.skipped_empty += len(group)
                     continue
-                if mask not in seen:
-                    seen.add(mask)
+                if mask not in order:
+                    order[mask] = len(order)
                     summary.digests += 1
-                if quota is None:
+                if sample is None:
                     yield mask, group, None
                     continue
                 # A sample: build and check everyone's request, hand over only the sample.
@@ -321,10 +323,11 @@ def rehearse(engine: Engine, settings: Settings, day: date, transport: Transport
                 if problem:
                     summary.add(Settled.failing(group, problem))
                     continue
-                room = max(0, min(quota - taken.get(mask, 0), sample - sum(taken.values())))
+                room = max(0, min(quota(order[mask]) - taken.get(mask, 0), sample - written[0]))
                 summary.recipients += len(group) - room  # built and checked, not written
                 if room:
                     taken[mask] = taken.get(mask, 0) + room
+                    written[0] += room
                     batch.recipients = batch.recipients[:room]
                     yield mask, group[:room], batch
 

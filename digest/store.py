@@ -172,9 +172,6 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     # risks is only an OS crash or power cut rolling back the last commits before a
     # checkpoint.  The send commits twice per request, so a fsync each would be most of its time.
     cur.execute("PRAGMA synchronous=NORMAL")
-    # 64 MB of page cache (the default is 2 MB): freezing a million-row audience updates
-    # three ledger indexes, which thrash a small cache.
-    cur.execute("PRAGMA cache_size=-65536")
     cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_MS)}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()

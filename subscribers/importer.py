@@ -213,13 +213,17 @@ def _save_chunk(engine: Engine, rows: dict[str, dict], report: ImportReport, fir
         if new:
             conn.execute(t.insert(), new)
             report.imported += len(new)
-        # Only the columns the file has change; an import never changes a status.
+        # Only the columns the file has change; an import never changes the status of
+        # someone it did not add.  A row for an address this import added in an earlier
+        # chunk is a later row of the same file: it wins whole, as within one chunk.
         changed: dict[tuple, list[dict]] = {}
         for key, r in rows.items():
             if key in found:
                 values = {k: v for k, v in (("name", r.get("name")),
                                             ("section_mask", section_mask(r["sections"]) if "sections" in r else None))
                           if v is not None}
+                if found[key] >= first_new_id:
+                    values.update(email=r["email"], **({"status": r["status"]} if "status" in r else {}))
                 changed.setdefault(tuple(sorted(values)), []).append(
                     {"key_": key, **{"v_" + k: v for k, v in values.items()}})
                 if found[key] < first_new_id:  # not a row this import inserted in an earlier chunk

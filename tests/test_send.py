@@ -698,9 +698,9 @@ def test_stale_rate_limit_reset_still_backs_off(sg):
     assert 4.0 <= sleeps[1] <= 4.3
 
 
-# -- requests in flight from worker processes ---------------------------------------------------
+# -- several requests in flight ------------------------------------------------------------------
 
-def test_worker_processes_reach_everyone_once_and_record_every_outcome(site, sg):
+def test_requests_in_flight_reach_everyone_once_and_record_every_outcome(site, sg):
     (site.folder / "digest.toml").write_text(TOML.replace("concurrency = 1", "concurrency = 4"), encoding="utf-8")
     result = site.send("--json")
     assert result.returncode == 0, result.stderr
@@ -711,7 +711,7 @@ def test_worker_processes_reach_everyone_once_and_record_every_outcome(site, sg)
     assert ids == {d["to"].lower(): d["message_id"] for d in sg.deliveries}
 
 
-def test_a_refused_key_in_a_worker_process_stops_the_run_and_leaves_the_rest_pending(site, sg):
+def test_a_refused_key_with_requests_in_flight_stops_the_run_and_leaves_the_rest_pending(site, sg):
     (site.folder / "digest.toml").write_text(TOML.replace("concurrency = 1", "concurrency = 2"), encoding="utf-8")
     result = site.send(SENDGRID_API_KEY="SG.revoked-key")
     assert result.returncode == 2 and "API key" in result.stderr

@@ -20,8 +20,8 @@ from __future__ import annotations
 import http.client
 import json
 import random
-import multiprocessing
 import socket
+import threading
 import time
 import urllib.error
 from typing import Callable
@@ -108,8 +108,7 @@ def request_body(settings: Settings, rendered: Rendered, batch: Batch, recipient
 class SendGridTransport:
     """Thread-safe: the send loop keeps several requests in flight through one transport.
 
-    A 429 pauses every thread until the rate limit resets (one shared `_resume_at`, in
-    shared memory, so forked worker processes of digest.deliver.workers share it too).
+    A 429 pauses every thread until the rate limit resets (one shared `_resume_at`).
     """
 
     def __init__(self, settings: Settings, sandbox: bool = False, log: Callable[[str], None] | None = None,
@@ -127,9 +126,8 @@ class SendGridTransport:
         # than exactly "application/json" makes python-http-client send our string as it is
         # instead of encoding the dict a second time.
         self.client.client.request_headers["Content-Type"] = "application/json; charset=utf-8"
-        # The monotonic time before which no request may leave (after a 429); CLOCK_MONOTONIC
-        # is the same clock in every process of the machine.
-        self._resume_at = multiprocessing.get_context("fork").Value("d", 0.0)
+        self._lock = threading.Lock()
+        self._resume_at = 0.0  # monotonic time before which no request may leave (after a 429)
 
     # -- delivery ---------------------------------------------------------------------
 
@@ -213,8 +211,8 @@ class SendGridTransport:
         return [Outcome(r, "unknown", reason=reason) for r in recipients]
 
     def _wait_for_rate_limit(self) -> None:
-        with self._resume_at.get_lock():
-            pause = self._resume_at.value - time.monotonic()
+        with self._lock:
+            pause = self._resume_at - time.monotonic()
         if pause > 0:
             self.sleep(pause)
 
@@ -238,8 +236,8 @@ class SendGridTransport:
         delay = min(delay, MAX_WAIT)
         self.log(f"{why}; retrying in {delay:.1f} s (attempt {attempt + 1} of {self.max_attempts})")
         if everyone:  # a rate limit is the account's: no request of this run leaves before it resets
-            with self._resume_at.get_lock():  # (the next attempt's _wait_for_rate_limit waits)
-                self._resume_at.value = max(self._resume_at.value, time.monotonic() + delay)
+            with self._lock:  # (the next attempt's _wait_for_rate_limit does the waiting)
+                self._resume_at = max(self._resume_at, time.monotonic() + delay)
         else:
             self.sleep(delay)
 

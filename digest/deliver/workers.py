@@ -1,22 +1,15 @@
-"""Where batches are built and delivered: threads of this process, or forked processes.
+"""Where batches are built and delivered: a few threads, one request in flight each.
 
-The send loop claims rows and records outcomes (the ledger has one writer); a job is
-one digest's message and up to 1000 people (subscriber_id, email, name, ledger_id).
-A worker builds their recipients (one signed token each), hands the batch to the
-transport and returns a `Settled`: the outcomes grouped the way the ledger records them.
-
-Why processes: the per-recipient work (HMACs, building and JSON-encoding a million
-personalizations) is CPU-bound Python, and threads of one process run it one at a
-time.  Forked workers share nothing writable but the rate-limit pause (shared memory,
-see SendGridTransport), and a worker killed with its parent leaves claimed rows
-`unknown`, as a killed thread would.  Threads stay for transports that must be seen
-from this process (the tests' scripted ones, the outbox).
+The send loop claims rows and records outcomes (the ledger has one writer, the loop's
+thread); a job is one digest's section mask and up to 1000 people (subscriber_id,
+email, name, ledger_id).  A worker thread builds their recipients (one signed token
+each), hands the batch to the transport and returns a `Settled`: the outcomes grouped
+the way the ledger records them, so recording a batch is one statement per outcome.
 """
 
 from __future__ import annotations
 
 import html
-import multiprocessing
 import re
 from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -128,51 +121,17 @@ def deliver(planner, transport: Transport, mask: int, people, batch: Batch | Non
 
 
 class Pool:
-    """Runs `deliver` jobs: in threads (`processes=False`) or forked processes.
+    """Runs `deliver` jobs on `size` threads: that many requests in flight at once."""
 
-    The processes are forked when the pool is made, before the send loop starts any
-    thread (forking a process with threads running can copy a held lock), and after the
-    edition's parts are rendered: each worker inherits them and assembles digests itself,
-    so a job carries only a section mask and its people.
-    """
-
-    def __init__(self, planner, transport: Transport, size: int, processes: bool = False):
+    def __init__(self, planner, transport: Transport, size: int):
         self.planner, self.transport, self.size = planner, transport, size
-        self.processes = processes
-        if processes:
-            planner.rendering.parts()  # render once, here, before forking
-            self._workers = multiprocessing.get_context("fork").Pool(size, _adopt, (planner, transport))
-        else:
-            self._threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="deliver")
+        self._threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="deliver")
 
     def submit(self, mask: int, people, batch: Batch | None = None) -> Future:
-        if not self.processes:
-            return self._threads.submit(deliver, self.planner, self.transport, mask, people, batch)
-        future: Future = Future()
-        self._workers.apply_async(_deliver_here, (mask, people),
-                                  callback=future.set_result, error_callback=future.set_exception)
-        return future
+        return self._threads.submit(deliver, self.planner, self.transport, mask, people, batch)
 
     def __enter__(self) -> Pool:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.processes:
-            self._workers.close()
-            self._workers.join()
-        else:
-            self._threads.shutdown(wait=True)
-
-
-_adopted: tuple | None = None
-
-
-def _adopt(planner, transport: Transport) -> None:
-    """In a forked worker: keep the parent's planner and transport (inherited, not pickled)."""
-    global _adopted
-    _adopted = (planner, transport)
-
-
-def _deliver_here(mask: int, people) -> Settled:
-    planner, transport = _adopted
-    return deliver(planner, transport, mask, people)
+        self._threads.shutdown(wait=True)
