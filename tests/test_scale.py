@@ -420,3 +420,186 @@ def test_someone_who_leaves_while_the_run_goes_on_is_not_mailed(sample_site, run
         assert summary["counts"] == {"pending": 0, "sent": 7, "failed": 0, "unknown": 0}
         assert ALEX not in ledger_status(folder)  # withdrawn, not left pending or marked sent
         assert all(ALEX not in request_recipients(r) for r in sg.requests)
+
+
+# -- 5. bulk import: parallel and serial give the same store ------------------------------------
+
+ROWS = 25_000
+
+
+def big_csv(path: Path) -> tuple[dict[int, str], dict[str, tuple]]:
+    """A 25,000-row CSV with bad rows and later duplicates; -> (bad line -> why, expected store).
+
+    Duplicates keep the address's case and status (where "later wins" is unambiguous) and
+    change name and sections; some are far later (another chunk), some close (the same one).
+    """
+    rng = random.Random(25_000)
+    bad: dict[int, str] = {}
+    expected: dict[str, tuple] = {}
+    lines = ["email,name,sections,status"]
+    seen: list[tuple[str, str]] = []
+    for i in range(ROWS):
+        line = len(lines) + 1
+        kind = rng.random()
+        if kind < 0.01:
+            row, why = [f"broken{i}.example.com", "No At", "world", "active"], "not a valid email address"
+        elif kind < 0.015:
+            row, why = [f"sect{i}@example.com", "Bad Section", "world;weather", "active"], "weather"
+        elif kind < 0.02:
+            row, why = [f"stat{i}@example.com", "Bad Status", "tech", "zombie"], "unknown status"
+        elif kind < 0.022:
+            row, why = [f"long{i}@example.com", "n" * 201, "tech", "active"], "longer than 200"
+        elif kind < 0.10 and seen:
+            address, status = seen[rng.randrange(len(seen))] if rng.random() < 0.5 else seen[-1]
+            sections = tuple(sorted(rng.sample(SECTIONS, rng.randint(0, 3)), key=SECTIONS.index))
+            row, why = [address, f"Renamed {i}", ";".join(sections), status], None
+        else:
+            address = f"Person{i:05d}@Example{i % 7}.com"
+            status = rng.choice(["active"] * 8 + ["paused", "unsubscribed"])
+            sections = tuple(sorted(rng.sample(SECTIONS, rng.randint(0, 3)), key=SECTIONS.index))
+            row, why = [address, f"Person {i}", ";".join(sections), status], None
+            seen.append((address, status))
+        if why:
+            bad[line] = why
+        else:
+            stored = address.split("@")[0] + "@" + address.split("@")[1].lower()  # the domain is lower-cased
+            expected[stored.lower()] = (stored, row[1], sections, row[3])
+        out = []
+        for value in row:
+            out.append(f'"{value}"' if ";" in value or "," in value else value)
+        lines.append(",".join(out))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return bad, expected
+
+
+def store_contents(engine) -> dict[str, tuple]:
+    from subscribers import store as subscriber_store
+    return {s.email.lower(): (s.email, s.name, s.sections, s.status) for s in subscriber_store.list_all(engine)}
+
+
+def test_bulk_import_in_parallel_gives_exactly_the_serial_result(tmp_path, settings, monkeypatch):
+    from digest.store import open_store
+    from subscribers import importer
+    path = tmp_path / "big.csv"
+    bad, expected = big_csv(path)
+    used = []
+    real = importer._checked_chunks
+
+    def spy(records, fields, settings, parallel):
+        used.append(parallel)
+        return real(records, fields, settings, parallel)
+    monkeypatch.setattr(importer, "_checked_chunks", spy)
+
+    parallel_engine = open_store(f"sqlite:///{tmp_path / 'parallel.db'}")
+    parallel = importer.import_csv(parallel_engine, path, settings)
+    monkeypatch.setattr(importer, "PARALLEL_FROM", 10**9)  # the same file, checked in this process
+    serial_engine = open_store(f"sqlite:///{tmp_path / 'serial.db'}")
+    serial = importer.import_csv(serial_engine, path, settings)
+    assert used == [True, False]  # the file is big enough for the parallel path, and it was taken
+
+    for report in (parallel, serial):
+        assert report.interrupted is None and report.warnings == []
+        assert report.imported == len(expected) and report.updated == 0
+        assert [where for where, _ in report.rejected] == [f"line {n}" for n in sorted(bad)]
+        for (where, why), n in zip(report.rejected, sorted(bad)):
+            assert bad[n] in why, (where, why)
+    assert parallel.rejected == serial.rejected
+    assert (parallel.imported, parallel.updated) == (serial.imported, serial.updated)
+
+    got = store_contents(parallel_engine)
+    assert got == store_contents(serial_engine)
+    assert got == expected  # later rows won, bad rows left nothing behind
+    assert len(got) > 20_000
+
+
+def test_a_reimport_updates_everyone_the_same_way_in_parallel_and_serially(tmp_path, settings, monkeypatch):
+    """Importing the file into a store that already holds it: everyone 'updated', statuses kept."""
+    from digest.store import open_store
+    from subscribers import importer
+    path = tmp_path / "big.csv"
+    _, expected = big_csv(path)
+    engine = open_store(f"sqlite:///{tmp_path / 'd.db'}")
+    importer.import_csv(engine, path, settings)
+    again = importer.import_csv(engine, path, settings)
+    monkeypatch.setattr(importer, "PARALLEL_FROM", 10**9)
+    third = importer.import_csv(engine, path, settings)
+    assert again.imported == third.imported == 0
+    assert again.updated == third.updated
+    assert again.rejected == third.rejected
+    assert store_contents(engine) == expected
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: the result of a CSV import depends on where the CHUNK (5000-row) boundaries fall. A new address "
+    "that appears twice in one file takes the later row's status and address case when both rows are in "
+    "the same chunk (import_csv collapses them in a dict before inserting), but keeps the FIRST row's status "
+    "and case when the later row falls in another chunk (by then the address exists, and _save_chunk never "
+    "changes an existing subscriber's status or address). The importer before chunking (9fd81e4^) collapsed "
+    "the whole file, so the later row won in full; issue 7 asks for 'same results'"))
+def test_a_duplicate_address_gives_the_same_subscriber_wherever_the_chunk_boundary_falls(
+        tmp_path, settings, monkeypatch):
+    from digest.store import open_store
+    from subscribers import importer
+    path = tmp_path / "dups.csv"
+    path.write_text("email,name,sections,status\n"
+                    "ann@example.com,Ann,world,active\n"
+                    "bob@example.com,Bob,tech,active\n"
+                    "carl@example.com,Carl,food,active\n"
+                    "ANN@example.com,Ann Again,tech,unsubscribed\n", encoding="utf-8")
+    results = {}
+    for chunk in (5000, 2):
+        monkeypatch.setattr(importer, "CHUNK", chunk)
+        engine = open_store(f"sqlite:///{tmp_path / f'chunk{chunk}.db'}")
+        importer.import_csv(engine, path, settings)
+        results[chunk] = store_contents(engine)
+    assert results[2] == results[5000]
+
+
+def test_an_interrupted_import_says_which_rows_were_saved_and_exactly_those_are(tmp_path, engine, settings,
+                                                                                monkeypatch):
+    from subscribers import importer
+    path = tmp_path / "people.csv"
+    rows = [f"p{i:02d}@example.com,P {i},tech" for i in range(35)]
+    rows[3] = "not-an-address,Bad,tech"  # line 5, in the first chunk
+    path.write_text("email,name,sections\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    monkeypatch.setattr(importer, "CHUNK", 10)
+    real, calls = importer._save_chunk, []
+
+    def failing(*args, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("disk I/O error")
+        return real(*args, **kw)
+    monkeypatch.setattr(importer, "_save_chunk", failing)
+
+    with pytest.raises(importer.ImportInterrupted) as info:
+        importer.import_csv(engine, path, settings)
+    report = info.value.report
+    assert "the rows up to line 11 were saved" in report.interrupted
+    assert "disk I/O error" in report.interrupted and str(info.value) == report.interrupted
+    assert report.imported == 9 and [w for w, _ in report.rejected] == ["line 5"]
+    saved = {e for e, *_ in store_contents(engine).values()}
+    assert saved == {f"p{i:02d}@example.com" for i in range(10) if i != 3}  # lines 2-11, nothing after
+
+
+def test_an_interrupted_import_through_the_cli_prints_what_was_saved_and_exits_1(cli, workdir, monkeypatch):
+    from subscribers import importer
+    path = workdir / "people.csv"
+    path.write_text("email,name,sections\n" + "".join(f"q{i:02d}@example.com,Q {i},world\n" for i in range(25)),
+                    encoding="utf-8")
+    monkeypatch.setattr(importer, "CHUNK", 10)
+    real, calls = importer._save_chunk, []
+
+    def failing(*args, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("disk I/O error")
+        return real(*args, **kw)
+    monkeypatch.setattr(importer, "_save_chunk", failing)
+    result = cli("subscribers", "import", path)
+    assert result.exit_code == 1
+    assert "error: the import stopped (RuntimeError: disk I/O error)" in result.stderr
+    assert "the rows up to line 11 were saved" in result.stderr and "Traceback" not in result.output
+    assert "imported 10, updated 0, rejected 0" in result.stdout
+    listed = cli.json("subscribers", "list", "--json")
+    assert sorted(s["email"] for s in listed) == [f"q{i:02d}@example.com" for i in range(10)]
