@@ -603,3 +603,94 @@ def test_an_interrupted_import_through_the_cli_prints_what_was_saved_and_exits_1
     assert "imported 10, updated 0, rejected 0" in result.stdout
     listed = cli.json("subscribers", "list", "--json")
     assert sorted(s["email"] for s in listed) == [f"q{i:02d}@example.com" for i in range(10)]
+
+
+# -- 8. the per-recipient fast path agrees with digest.render.Personal ---------------------------
+
+NAMES = ["", "Jo", "Tom & Jerry", "<b>Bold</b>", 'Say "hi"', "O'Brien", "a&<>\"'b", "&amp; already",
+         "Zoë Ünïcode", "Smith, Jo", "x" * 200, " ", "<script>alert('x')</script>", "1 < 2 > 0"]
+
+
+@pytest.mark.parametrize("base", [BASE_URL, BASE_URL + "/", "", "https://example.org"])
+def test_planner_recipient_matches_personal_and_writes_the_unsubscribe_header(settings, base):
+    from dataclasses import replace
+    from digest.render import Personal
+    from digest.select import Edition
+    from digest.sending import Planner
+    from subscribers.tokens import Signer
+    settings = replace(settings, base_url=base)
+    signer = Signer(SECRET)
+    planner = Planner(Edition(date.fromisoformat(DAY), ()), settings, signer)
+    expected_base = (base or settings.links_base).rstrip("/")
+    for i, name in enumerate(NAMES, start=1):
+        address = f"reader{i}@example.com"
+        r = planner.recipient(i, address, name, ledger_id=100 + i)
+        token = signer.manage_token(i, address)
+        assert r.substitutions == Personal(name, token).substitutions(), name
+        assert r.headers == {"List-Unsubscribe": f"<{expected_base}/unsubscribe/{token}>"}
+        assert r.custom_args == {"subscriber_id": str(i)}
+        assert (r.subscriber_id, r.email, r.name, r.ledger_id) == (i, address, name, 100 + i)
+    assert planner.headers == {"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+
+
+# -- 10. a 429 seen by one thread pauses the others ---------------------------------------------
+
+def test_a_429_on_one_thread_pauses_the_next_request_of_another(monkeypatch):
+    from digest.deliver.sendgrid import SendGridTransport
+    from digest.deliver.transport import Batch
+    from tests.test_send import RENDERED, recipient
+
+    class Timed(FakeSendGrid):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            self.arrivals: list[tuple[float, str]] = []
+
+        def _handle(self, h):
+            raw = h.rfile.read(int(h.headers.get("Content-Length") or 0))
+            who = json.loads(raw)["personalizations"][0]["to"][0]["email"]
+            with self._lock:
+                self.arrivals.append((time.monotonic(), who))
+            h.rfile = _Replay(raw)
+            super()._handle(h)
+
+    sleeps: list[tuple[str, float, float]] = []  # (thread, when, seconds)
+    a_paused = threading.Event()
+
+    def sleep(seconds: float) -> None:
+        sleeps.append((threading.current_thread().name, time.monotonic(), seconds))
+        if threading.current_thread().name == "A":
+            a_paused.set()
+        time.sleep(seconds)
+
+    with Timed() as sg:
+        s = Settings(sendgrid_api_key=sg.api_key, sendgrid_host=sg.url, sendgrid_retry_base_delay=0.0,
+                     sendgrid_timeout=5.0)
+        t = SendGridTransport(s, sleep=sleep)
+        sg.inject("429", reset_in=2)
+        outcomes = {}
+
+        def run(who: int):
+            outcomes[who] = t.deliver(Batch(RENDERED, [recipient(who)]))
+
+        a = threading.Thread(target=run, args=(1,), name="A")
+        a.start()
+        assert a_paused.wait(10), "A never waited for the rate limit"
+        b_started = time.monotonic()
+        b = threading.Thread(target=run, args=(2,), name="B")  # B starts while A waits out the 429
+        b.start()
+        a.join(15)
+        b.join(15)
+
+    assert [o.status for o in outcomes[1] + outcomes[2]] == ["sent", "sent"]
+    assert [r["status"] for r in sg.requests] == [429, 202, 202]
+    (t429, first), *rest = sg.arrivals
+    assert first == "r1@example.com"
+    b_arrival = next(when for when, who in rest if who == "r2@example.com")
+    # B had not been rate limited itself, yet it waited for the reset A was told about (~2 s).
+    b_sleeps = [(when, seconds) for name, when, seconds in sleeps if name == "B"]
+    assert len(b_sleeps) == 1 and b_sleeps[0][0] >= b_started and b_sleeps[0][1] > 0.5
+    assert b_arrival - t429 >= 1.9
+    assert b_arrival >= b_sleeps[0][0] + b_sleeps[0][1] - 0.05
+    # A's own retry waited too, and only once (no second 429 was needed).
+    a_sleeps = [seconds for name, _, seconds in sleeps if name == "A"]
+    assert len(a_sleeps) == 1 and a_sleeps[0] >= 1.9
