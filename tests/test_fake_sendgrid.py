@@ -432,3 +432,82 @@ def test_reset_clears_everything(server):
 def test_url_requires_start():
     with pytest.raises(RuntimeError):
         FakeSendGrid().url
+
+
+# -- counting mode (keep=False): what the benchmark's stand-in keeps ------------------------
+
+def _post_raw(server, data: bytes, content_type="application/json"):
+    """POST exact bytes (so the test knows the body size); -> (status, headers, parsed body or None)."""
+    request = urllib.request.Request(f"{server.url}/v3/mail/send", data=data, method="POST", headers={
+        "Authorization": f"Bearer {server.api_key}", "Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def _personalized(*emails):
+    body = mail()
+    body["personalizations"] = [{"to": [{"email": e}], "substitutions": {"[%nd:greeting%]": f"Hi {e}"}}
+                                for e in emails]
+    return body
+
+
+def test_counting_mode_keeps_no_requests_but_counts_recipients_duplicates_and_bytes():
+    import json
+    with FakeSendGrid(keep=False) as server:
+        first = json.dumps(_personalized("a@example.com", "b@example.com", "c@example.com")).encode()
+        second = json.dumps(_personalized("B@example.com", "d@example.com")).encode()  # b again, other case
+        third = json.dumps(_personalized("a@example.com")).encode()
+        for data in (first, second, third):
+            status, headers, _ = _post_raw(server, data)
+            assert status == 202 and headers.get("X-Message-Id")
+        # The official client goes through the same path (the stand-in's keep flag is not the client's).
+        send(server, _personalized("e@example.com"))
+
+        assert server.requests == [] and server.deliveries == []
+        client_bytes = len(json.dumps(_personalized("e@example.com")))  # python-http-client's own json.dumps
+        stats = server.stats()
+        assert stats["requests"] == 4 and stats["accepted"] == 4
+        assert stats["recipients"] == 3 + 2 + 1 + 1
+        assert stats["distinct"] == 5
+        assert stats["duplicates"] == 2  # a and b were each delivered twice, across requests
+        assert server.received == {"a@example.com": 2, "b@example.com": 2, "c@example.com": 1,
+                                   "d@example.com": 1, "e@example.com": 1}
+        assert stats["body_bytes"] == len(first) + len(second) + len(third) + client_bytes
+        shared = len(json.dumps({k: v for k, v in mail().items() if k != "personalizations"}))
+        assert stats["personalization_bytes"] == stats["body_bytes"] - 4 * shared
+        assert 0 < stats["personalization_bytes"] < stats["body_bytes"]
+
+        # GET /__stats serves the same numbers, as JSON, from outside the process.
+        with urllib.request.urlopen(f"{server.url}/__stats", timeout=5) as response:
+            assert response.status == 200
+            assert json.loads(response.read()) == stats
+        assert server.stats() == stats  # asking for stats is not a request
+
+
+def test_counting_mode_still_rejects_invalid_bodies_with_400_and_counts_no_delivery():
+    import json
+    with FakeSendGrid(keep=False) as server:
+        bad = _personalized("not-an-address")
+        status, _, payload = _post_raw(server, json.dumps(bad).encode())
+        assert status == 400
+        assert json.loads(payload)["errors"][0]["field"] == "personalizations.0.to.0.email"
+        twice = _personalized("a@example.com", "A@example.com")  # strict: unique across the request
+        assert _post_raw(server, json.dumps(twice).encode())[0] == 400
+        assert _post_raw(server, b"{not json")[0] == 400
+        assert _post_raw(server, json.dumps(_personalized("a@example.com")).encode(), "text/plain")[0] == 400
+        no_subject = mail()
+        del no_subject["subject"]
+        exc = send_error(server, no_subject)
+        assert exc.status_code == 400 and first_error(exc)["field"] == "subject"
+        stats = server.stats()
+        assert stats["requests"] == 5 and stats["accepted"] == 0
+        assert stats["recipients"] == stats["body_bytes"] == stats["distinct"] == stats["duplicates"] == 0
+        assert server.received == {} and server.requests == [] and server.deliveries == []
+        # Faults still apply in counting mode, and a valid body afterwards is counted.
+        server.inject("503")
+        assert _post_raw(server, json.dumps(_personalized("a@example.com")).encode())[0] == 503
+        assert _post_raw(server, json.dumps(_personalized("a@example.com")).encode())[0] == 202
+        assert server.stats()["accepted"] == 1 and server.received == {"a@example.com": 1}
