@@ -264,11 +264,7 @@ def written(outbox: Path) -> list[str]:
 
 @pytest.mark.parametrize("n", [
     10, 1, 30,
-    pytest.param(45, marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG: send --dry-run --sample N with N >= the number of distinct digests does not cover every "
-        "digest: rehearse() gives each digest a quota of ceil(N / digests) files and hands them out in "
-        "mask order, so with 30 digests and N=45 the first 22 digests get 2 files and the 23rd one; "
-        "7 digests get no sample at all although 45 files were written")))])
+    45])  # more files than digests: every digest gets one, some two
 def test_dry_run_sample_writes_n_files_spread_over_distinct_digests(tmp_path, run_digest, thirty_digests, n):
     store, who = thirty_digests
     copy_store(store, tmp_path)
@@ -529,13 +525,6 @@ def test_a_reimport_updates_everyone_the_same_way_in_parallel_and_serially(tmp_p
     assert store_contents(engine) == expected
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the result of a CSV import depends on where the CHUNK (5000-row) boundaries fall. A new address "
-    "that appears twice in one file takes the later row's status and address case when both rows are in "
-    "the same chunk (import_csv collapses them in a dict before inserting), but keeps the FIRST row's status "
-    "and case when the later row falls in another chunk (by then the address exists, and _save_chunk never "
-    "changes an existing subscriber's status or address). The importer before chunking (9fd81e4^) collapsed "
-    "the whole file, so the later row won in full; issue 7 asks for 'same results'"))
 def test_a_duplicate_address_gives_the_same_subscriber_wherever_the_chunk_boundary_falls(
         tmp_path, settings, monkeypatch):
     from digest.store import open_store
