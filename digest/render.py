@@ -21,6 +21,7 @@ from __future__ import annotations
 import html
 import logging
 import re
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,6 +185,7 @@ class EditionRenderer:
         self._cache: OrderedDict[tuple, Rendered] = OrderedDict()
         self._macros = None
         self._text_parts: dict[str, str] = {}
+        self._lock = threading.RLock()
 
     # -- parts ------------------------------------------------------------------------------
 
@@ -209,9 +211,10 @@ class EditionRenderer:
         return tuple(blocks)
 
     def parts(self) -> dict[str, str]:
-        if self._parts is None:
-            self._parts = self._render_parts()
-        return self._parts
+        with self._lock:  # the send's threads ask at once; the pipeline must still run once
+            if self._parts is None:
+                self._parts = self._render_parts()
+            return self._parts
 
     def _render_parts(self) -> dict[str, str]:
         try:
@@ -241,13 +244,15 @@ class EditionRenderer:
     def render(self, digest: Digest) -> Rendered:
         """The digest's message (tokens unfilled), assembled from the edition's parts."""
         key = digest.key
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
         rendered = self._assemble(digest)
-        self._cache[key] = rendered
-        if len(self._cache) > self.CACHE:
-            self._cache.popitem(last=False)
+        with self._lock:
+            self._cache[key] = rendered
+            if len(self._cache) > self.CACHE:
+                self._cache.popitem(last=False)
         return rendered
 
     def _assemble(self, digest: Digest) -> Rendered:
@@ -294,6 +299,10 @@ class EditionRenderer:
         return _SLOT.sub(lambda mt: values[_SLOT_NAMES[mt.group(0)]], "".join(out) + "\n")
 
     def _text_macros(self):
+        with self._lock:
+            return self._make_text_macros()
+
+    def _make_text_macros(self):
         if self._macros is None:
             self._macros = self.renderer.env.get_template("digest.txt.j2").make_module(
                 {**self.base_context(), "digest": _NO_DIGEST})

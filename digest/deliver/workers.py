@@ -125,6 +125,7 @@ class Pool:
 
     def __init__(self, planner, transport: Transport, size: int):
         self.planner, self.transport, self.size = planner, transport, size
+        planner.rendering.parts()  # the edition's one pipeline run, before any thread needs it
         self._threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="deliver")
 
     def submit(self, mask: int, people, batch: Batch | None = None) -> Future:
