@@ -27,14 +27,14 @@ class InlineEverything(Renderer):
 
 def main() -> None:
     settings = load_settings(env={})
-    digest = select_digest(busy_edition(), [], settings)
-    person = Personal("Alex Reader", "https://news.example.com/digest/preferences/" + "x" * 40,
-                      "https://news.example.com/digest/unsubscribe/" + "x" * 40)
+    digest_edition = busy_edition()
+    digest = select_digest(digest_edition, [], settings)
+    person = Personal("Alex Reader", "x" * 60)  # a manage token is about 60 characters
     for label, renderer in (("ours (MJML reset left alone)", Renderer(settings)),
                             ("naive (reset inlined too)", InlineEverything(settings))):
-        renderer._render(digest)  # warm up: template compilation, CSS parsing
+        renderer.edition(digest_edition).full_render(digest)  # warm up: templates, CSS parsing
         start = time.perf_counter()
-        html = personalize(renderer._render(digest), person.substitutions()).html
+        html = personalize(renderer.edition(digest_edition).full_render(digest), person.substitutions()).html
         ms = (time.perf_counter() - start) * 1000
         size = len(html.encode("utf-8"))
         print(f"{label:<30} {size:>7,} bytes  {size / GMAIL_CLIP_BYTES:5.1%} of Gmail's clip  "
