@@ -544,13 +544,9 @@ def test_a_duplicate_address_gives_the_same_subscriber_wherever_the_chunk_bounda
     assert results[2] == results[5000]
 
 
-def test_an_interrupted_import_says_which_rows_were_saved_and_exactly_those_are(tmp_path, engine, settings,
-                                                                                monkeypatch):
+def second_chunk_fails(monkeypatch) -> None:
+    """Chunks of 10 rows, and saving the second one fails as a full disk would."""
     from subscribers import importer
-    path = tmp_path / "people.csv"
-    rows = [f"p{i:02d}@example.com,P {i},tech" for i in range(35)]
-    rows[3] = "not-an-address,Bad,tech"  # line 5, in the first chunk
-    path.write_text("email,name,sections\n" + "\n".join(rows) + "\n", encoding="utf-8")
     monkeypatch.setattr(importer, "CHUNK", 10)
     real, calls = importer._save_chunk, []
 
@@ -560,6 +556,16 @@ def test_an_interrupted_import_says_which_rows_were_saved_and_exactly_those_are(
             raise RuntimeError("disk I/O error")
         return real(*args, **kw)
     monkeypatch.setattr(importer, "_save_chunk", failing)
+
+
+def test_an_interrupted_import_says_which_rows_were_saved_and_exactly_those_are(tmp_path, engine, settings,
+                                                                                monkeypatch):
+    from subscribers import importer
+    path = tmp_path / "people.csv"
+    rows = [f"p{i:02d}@example.com,P {i},tech" for i in range(35)]
+    rows[3] = "not-an-address,Bad,tech"  # line 5, in the first chunk
+    path.write_text("email,name,sections\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    second_chunk_fails(monkeypatch)
 
     with pytest.raises(importer.ImportInterrupted) as info:
         importer.import_csv(engine, path, settings)
@@ -576,15 +582,7 @@ def test_an_interrupted_import_through_the_cli_prints_what_was_saved_and_exits_1
     path = workdir / "people.csv"
     path.write_text("email,name,sections\n" + "".join(f"q{i:02d}@example.com,Q {i},world\n" for i in range(25)),
                     encoding="utf-8")
-    monkeypatch.setattr(importer, "CHUNK", 10)
-    real, calls = importer._save_chunk, []
-
-    def failing(*args, **kw):
-        calls.append(1)
-        if len(calls) == 2:
-            raise RuntimeError("disk I/O error")
-        return real(*args, **kw)
-    monkeypatch.setattr(importer, "_save_chunk", failing)
+    second_chunk_fails(monkeypatch)
     result = cli("subscribers", "import", path)
     assert result.exit_code == 1
     assert "error: the import stopped (RuntimeError: disk I/O error)" in result.stderr
