@@ -213,7 +213,10 @@ def _claimed_jobs(engine: Engine, summary: Summary, claimer: ledger.Claimer) -> 
         while True:
             chunk = claimer.claim(mask, after)
             if not chunk.rows:
-                break
+                after = claimer.window_end(mask, after)  # a window of only leavers, or the end
+                if after is None:
+                    break
+                continue
             after = chunk.rows[-1].id
             yield mask, [(r.subscriber_id, r.email, r.name, r.id) for r in chunk.rows], None
 

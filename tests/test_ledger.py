@@ -231,3 +231,36 @@ def test_a_refused_key_stops_new_batches_while_those_in_flight_are_recorded(worl
     by_status = sorted(statuses(world).values())
     assert by_status == ["pending", "sent", "sent"]  # the refused batch went back to pending
     assert ledger.counts(world, SAMPLE_DAY)["unknown"] == 0
+
+
+def test_a_whole_chunk_of_people_who_left_does_not_stop_their_digests_sending(world, settings):
+    """A claim that finds only leavers in its window moves past them (it used to end the digest)."""
+    for i in range(6):
+        subscriber_store.add(world, f"w{i}@example.com", "", ("world",))
+    freeze(world, load_edition(world, DAY, settings), settings)
+    for email in ("a@example.com", "w0@example.com", "w1@example.com"):  # the first window of 3
+        subscriber_store.update(world, email, status="unsubscribed", reason="test")
+    claimer = ledger.Claimer(world, SAMPLE_DAY, ledger.new_claim(), size=3)
+    world_mask = section_mask(["world"])
+    assert claimer.claim(world_mask).rows == []
+    end = claimer.window_end(world_mask, 0)
+    assert [r.email for r in claimer.claim(world_mask, end).rows] == ["w2@example.com", "w3@example.com",
+                                                                       "w4@example.com"]
+
+
+def test_send_goes_past_a_window_of_people_who_left_during_the_run(world, settings, monkeypatch):
+    for i in range(6):
+        subscriber_store.add(world, f"f{i}@example.com", "", ("food",))
+    monkeypatch.setattr(ledger.Claimer.__init__, "__defaults__", (3,))  # chunks of 3
+
+    class LeaveWhileSending(Scripted):
+        def deliver(self, batch):
+            if not self.batches:  # while the first request (world) is out, food's first three leave
+                for email in ("c@example.com", "f0@example.com", "f1@example.com"):
+                    subscriber_store.update(world, email, status="unsubscribed", reason="test")
+            return super().deliver(batch)
+    transport = LeaveWhileSending()
+    summary = run(world, settings, transport)
+    assert summary.exit_code == 0 and summary.withdrawn == 3
+    assert sorted(transport.emails()) == sorted(["a@example.com", "b@example.com"] +
+                                                [f"f{i}@example.com" for i in range(2, 6)])

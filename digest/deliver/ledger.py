@@ -103,6 +103,7 @@ class Claimer:
                        .values(status="unknown", reason=IN_FLIGHT, claim=claim_id,
                                attempts=ledger.c.attempts + 1, updated_at=bindparam("now"))
                        .returning(ledger.c.id, ledger.c.subscriber_id, ledger.c.email, ledger.c.name))
+        self._window_end = select(func.max(window.subquery().c.id))
         self._record = (update(ledger).where(ledger.c.id.in_(bindparam("ids", expanding=True)))
                         .values(status=bindparam("status"), message_id=bindparam("message_id"),
                                 reason=bindparam("reason"), updated_at=bindparam("now")))
@@ -133,6 +134,13 @@ class Claimer:
             claimed = conn.execute(self._claim, {"mask": section_mask, "after": after_id, "now": utcnow()}).all()
         rows = sorted((Row(i, sid, email, name or "") for i, sid, email, name in claimed), key=lambda r: r.id)
         return Chunk(section_mask, rows)
+
+    def window_end(self, section_mask: int, after_id: int) -> int | None:
+        """The last id of the window a claim found nothing to take in: None when no pending
+        row is left, else every row of that window belongs to someone who left meanwhile
+        (the send moves past them, and withdraw_departed drops them at the end)."""
+        with self._transaction() as conn:
+            return conn.execute(self._window_end, {"mask": section_mask, "after": after_id}).scalar()
 
     def record(self, outcomes) -> None:
         """Write a batch's outcomes (each with .recipient.ledger_id) in one transaction."""
