@@ -578,7 +578,6 @@ def test_an_interrupted_import_says_which_rows_were_saved_and_exactly_those_are(
 
 
 def test_an_interrupted_import_through_the_cli_prints_what_was_saved_and_exits_1(cli, workdir, monkeypatch):
-    from subscribers import importer
     path = workdir / "people.csv"
     path.write_text("email,name,sections\n" + "".join(f"q{i:02d}@example.com,Q {i},world\n" for i in range(25)),
                     encoding="utf-8")

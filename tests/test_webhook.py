@@ -3,7 +3,6 @@
 import base64
 import json
 import time
-from datetime import date
 
 import pytest
 from cryptography.hazmat.primitives import serialization
