@@ -289,8 +289,8 @@ def rehearse(engine: Engine, settings: Settings, day: date, transport: Transport
     planner = Planner(edition, settings, signer)
     if sample is not None:
         with engine.connect() as conn:  # the distinct section sets: a few thousand at most
-            chosen = conn.execute(select(subscribers.c.section_mask.distinct())
-                                  .where(subscribers.c.status == "active")).scalars()
+            chosen = conn.execute(select(subscribers.c.section_mask).distinct()
+                                  .where(subscribers.c.status == "active")).scalars().all()
             digests = {resolved_mask(m, settings) for m in chosen}
         n = sum(1 for m in digests if not planner.digest(m).is_empty)
         # Every digest gets sample // n files, the first sample % n digests one more: when
