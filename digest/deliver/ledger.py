@@ -65,7 +65,9 @@ def freeze_audience(conn: Connection, day: str, offered_mask: int, default_mask:
     if story_mask is not None:
         audience = audience.where(resolved.op("&")(story_mask) != 0)
     columns = ["edition", "subscriber_id", "email", "name", "section_mask", "status", "attempts", "updated_at"]
-    return conn.execute(ledger.insert().from_select(columns, audience)).rowcount
+    conn.execute(ledger.insert().from_select(columns, audience))
+    # Counted, not taken from rowcount: not every driver reports one for INSERT ... SELECT.
+    return conn.execute(select(func.count()).select_from(ledger).where(ledger.c.edition == day)).scalar_one()
 
 
 # -- the send loop's statements ---------------------------------------------------------------
