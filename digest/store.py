@@ -188,15 +188,39 @@ def transaction(conn_or_engine):
     return nullcontext(conn_or_engine)
 
 
+POSTGRES_EXTRA = "pip install 'news-digest[postgres]'"
+
+
+def normalise_url(url: str) -> str:
+    """The URL with PostgreSQL's usual spellings pointed at psycopg 3.
+
+    Why: hosting providers hand out `postgres://…` (which SQLAlchemy refuses) and people
+    write `postgresql://…` (which SQLAlchemy maps to psycopg2, not the driver we ship in
+    the `postgres` extra).  Both mean psycopg 3 here; any other URL is left untouched.
+    """
+    for scheme in ("postgres://", "postgresql://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme):]
+    return url
+
+
 def open_store(url: str) -> Engine:
     """Open (creating or migrating as needed) the database at `url`."""
+    url = normalise_url(url)
     try:
-        shown = make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
+        shown = parsed.render_as_string(hide_password=True)
     except ArgumentError:
         raise StoreError("the database URL (DIGEST_DATABASE_URL or database_url) is not a URL like sqlite:///digest.db") from None
     try:
         engine = create_engine(url, json_serializer=lambda v: json.dumps(v, ensure_ascii=False))
-    except (ArgumentError, ImportError) as e:
+    except ImportError as e:
+        # The dialect is known but its driver is not installed: for PostgreSQL, say the extra.
+        if parsed.get_backend_name() == "postgresql":
+            raise StoreError(f"the database URL {shown!r} needs the PostgreSQL driver (psycopg 3), which is not "
+                             f"installed: install the PostgreSQL extra: {POSTGRES_EXTRA}") from None
+        raise StoreError(f"the database URL {shown!r} is not usable: {str(e).replace(url, shown)}") from None
+    except ArgumentError as e:
         raise StoreError(f"the database URL {shown!r} is not usable: {str(e).replace(url, shown)}") from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
