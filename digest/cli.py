@@ -43,8 +43,10 @@ app = typer.Typer(cls=_Commands, no_args_is_help=True, add_completion=False, ric
                   help="news-digest: the daily email digest of curated, machine-summarised stories.")
 articles_app = typer.Typer(no_args_is_help=True, help="Import and list the site's stories.")
 subscribers_app = typer.Typer(no_args_is_help=True, help="Manage who gets the digest.")
+db_app = typer.Typer(no_args_is_help=True, help="The store's schema (Alembic migrations; every command also upgrades).")
 app.add_typer(articles_app, name="articles")
 app.add_typer(subscribers_app, name="subscribers")
+app.add_typer(db_app, name="db")
 
 
 class Format(str, Enum):
@@ -555,6 +557,42 @@ def serve(
         run_server(settings, host, port)
     except ConfigError as e:
         fail(str(e), 2)
+
+
+# -- db ---------------------------------------------------------------------------------
+
+@db_app.command("upgrade")
+def db_upgrade():
+    """Migrate the store to the newest schema (creating it if empty; adopting an old store).
+
+    Example: DIGEST_DATABASE_URL=postgresql://digest@db/digest digest db upgrade
+    """
+    from digest.store import upgrade_store
+    try:
+        before, head = upgrade_store(state.settings.database_url)
+    except StoreError as e:
+        fail(str(e), 2)
+    if before.at_head:
+        typer.echo(f"already at {head} (head)")
+    else:
+        typer.echo(f"upgraded from {before.describe()} to {head} (head)")
+
+
+@db_app.command("current")
+def db_current():
+    """Print the store's schema revision and whether it is the head (does not migrate).
+
+    Example: digest db current
+    """
+    from digest.store import schema_state
+    try:
+        current = schema_state(state.settings.database_url)
+    except StoreError as e:
+        fail(str(e), 2)
+    if current.at_head:
+        typer.echo(f"{current.revision} (head)")
+    else:
+        typer.echo(f"{current.describe()} (not head: head is {current.head}; run digest db upgrade)")
 
 
 def main() -> None:

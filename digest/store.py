@@ -1,29 +1,28 @@
 """The store: SQLAlchemy Core tables and the engine.
 
 SQLite is the default (one file beside the config); the web server and the sender share
-it, so connections use WAL and a busy timeout.  The schema is versioned: `MIGRATIONS[n]`
-brings a database from version n to n+1, and `open_store` runs whatever is missing.
+it, so connections use WAL and a busy timeout.  The schema is migrated by Alembic: the
+revisions ship in digest/migrations/, and `open_store` runs whatever is missing (every
+command does), as `digest db upgrade` does on purpose.
 """
 
 from __future__ import annotations
 
 import json
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import cache
+from pathlib import Path
 
 from sqlalchemy import (
     JSON, Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table, Text,
-    UniqueConstraint, create_engine, event, inspect, make_url, select, text,
+    UniqueConstraint, create_engine, event, inspect, make_url, text,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 metadata = MetaData()
-
-schema_version = Table(
-    "schema_version", metadata,
-    Column("version", Integer, nullable=False),
-)
 
 articles = Table(
     "articles", metadata,
@@ -108,35 +107,6 @@ webhook_events = Table(
 )
 
 
-def _v0_to_v1(conn) -> None:
-    raise StoreError("a version 0 store with tables cannot be upgraded")  # new stores are created whole
-
-
-def _v1_to_v2(conn) -> None:
-    """Sections stored as section masks (integers) instead of JSON lists."""
-    from digest.config import SECTIONS, section_mask
-
-    def to_mask(raw) -> int:
-        names = json.loads(raw) if isinstance(raw, str) else (raw or [])
-        return section_mask(n for n in names if n in SECTIONS)
-
-    for table in ("subscribers", "ledger"):
-        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN section_mask INTEGER NOT NULL DEFAULT 0"))
-        rows = conn.execute(text(f"SELECT id, sections FROM {table}")).all()
-        if rows:
-            conn.execute(text(f"UPDATE {table} SET section_mask = :m WHERE id = :id"),
-                         [{"id": i, "m": to_mask(raw)} for i, raw in rows])
-        conn.execute(text(f"ALTER TABLE {table} DROP COLUMN sections"))
-    for index in metadata.tables["subscribers"].indexes | metadata.tables["ledger"].indexes:
-        index.create(conn, checkfirst=True)
-
-
-# MIGRATIONS[n] brings a store from version n to n + 1; a new store is created at the
-# latest version directly.
-MIGRATIONS = [_v0_to_v1, _v1_to_v2]
-SCHEMA_VERSION = len(MIGRATIONS)
-
-
 class StoreError(Exception):
     """The database cannot be opened or is not ours."""
 
@@ -188,47 +158,186 @@ def transaction(conn_or_engine):
     return nullcontext(conn_or_engine)
 
 
-def open_store(url: str) -> Engine:
-    """Open (creating or migrating as needed) the database at `url`."""
+POSTGRES_EXTRA = "pip install 'news-digest[postgres]'"
+
+
+def normalise_url(url: str) -> str:
+    """The URL with PostgreSQL's usual spellings pointed at psycopg 3.
+
+    Why: hosting providers hand out `postgres://…` (which SQLAlchemy refuses) and people
+    write `postgresql://…` (which SQLAlchemy maps to psycopg2, not the driver we ship in
+    the `postgres` extra).  Both mean psycopg 3 here; any other URL is left untouched.
+    """
+    for scheme in ("postgres://", "postgresql://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme):]
+    return url
+
+
+def open_store(url: str, *, upgrade: bool = True) -> Engine:
+    """Open the database at `url`, creating or migrating its schema (unless `upgrade` is False)."""
+    url = normalise_url(url)
     try:
-        shown = make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
+        shown = parsed.render_as_string(hide_password=True)
     except ArgumentError:
         raise StoreError("the database URL (DIGEST_DATABASE_URL or database_url) is not a URL like sqlite:///digest.db") from None
     try:
         engine = create_engine(url, json_serializer=lambda v: json.dumps(v, ensure_ascii=False))
-    except (ArgumentError, ImportError) as e:
+    except ImportError as e:
+        # The dialect is known but its driver is not installed: for PostgreSQL, say the extra.
+        if parsed.get_backend_name() == "postgresql":
+            raise StoreError(f"the database URL {shown!r} needs the PostgreSQL driver (psycopg 3), which is not "
+                             f"installed: install the PostgreSQL extra: {POSTGRES_EXTRA}") from None
+        raise StoreError(f"the database URL {shown!r} is not usable: {str(e).replace(url, shown)}") from None
+    except ArgumentError as e:
         raise StoreError(f"the database URL {shown!r} is not usable: {str(e).replace(url, shown)}") from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    if upgrade:
+        with database_errors(engine):
+            migrate(engine)
+    return engine
+
+
+@contextmanager
+def database_errors(engine: Engine):
+    """Database failures as one clear StoreError (the CLI prints it and exits 2)."""
     try:
-        migrate(engine)
+        yield
     except OperationalError as e:
         if is_busy(e):
             raise StoreError(BUSY_MESSAGE) from None
         raise StoreError(f"cannot open database {engine.url.render_as_string(hide_password=True)}: {e.orig}") from None
     except SQLAlchemyError as e:
         raise StoreError(f"database error: {e}") from None
-    return engine
 
 
-def migrate(engine: Engine) -> int:
-    """Bring the schema up to SCHEMA_VERSION; return the version found before."""
+# -- migrations (Alembic) ---------------------------------------------------------------
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# The hand-rolled scheme before Alembic kept one row in `schema_version`; each of its
+# versions is the schema of one revision here, so such a store is stamped, not rebuilt.
+LEGACY_VERSIONS = {1: "0001", 2: "0002"}
+
+
+def _alembic_config(conn=None):
+    from alembic.config import Config
+
+    # No alembic.ini: the scripts ship in the package, and the connection is the caller's.
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = conn
+    return config
+
+
+@cache
+def _scripts():
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config())
+
+
+def head_revision() -> str:
+    return _scripts().get_current_head()
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """Where a store's schema stands."""
+
+    revision: str | None          # the Alembic revision; None: empty, or not yet adopted
+    head: str                     # the newest revision this program knows
+    legacy_version: int | None = None  # `schema_version` of a store from before Alembic
+
+    @property
+    def at_head(self) -> bool:
+        return self.revision == self.head
+
+    def describe(self) -> str:
+        if self.revision is not None:
+            return self.revision
+        if self.legacy_version is not None:
+            return f"schema_version {self.legacy_version} (before Alembic)"
+        return "none (empty database)"
+
+
+def _state(conn) -> SchemaState:
+    """Read the schema's revision, refusing a store that is not ours or is newer than us."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.util import CommandError
+
+    tables = set(inspect(conn).get_table_names())
+    head = head_revision()
+    if "schema_version" in tables:
+        version = conn.execute(text("SELECT version FROM schema_version")).scalar_one()
+        if version not in LEGACY_VERSIONS:
+            raise StoreError(f"the database is at schema version {version}, newer than this program "
+                             f"(which knows {max(LEGACY_VERSIONS)}); upgrade news-digest")
+        return SchemaState(None, head, legacy_version=version)
+    if "alembic_version" not in tables:
+        if tables:
+            raise StoreError("the database has tables but no alembic_version: not a news-digest store")
+        return SchemaState(None, head)
+    revision = MigrationContext.configure(conn).get_current_revision()
+    if revision is not None:
+        try:
+            _scripts().get_revision(revision)
+        except CommandError:
+            # A later news-digest migrated this store; running older code on it could lose data.
+            raise StoreError(f"the database is at schema revision {revision!r}, newer than this program "
+                             f"(head {head}); upgrade news-digest") from None
+    return SchemaState(revision, head)
+
+
+def migrate(engine: Engine) -> SchemaState:
+    """Bring the schema up to the head revision; return where it stood before.
+
+    All in one transaction: adopting a store of the old scheme (stamp it at its revision,
+    drop `schema_version`) and upgrading it commit together or not at all.
+    """
+    from alembic import command
+
     with engine.begin() as conn:
-        if not inspect(conn).has_table("schema_version"):
-            if inspect(conn).get_table_names():
-                raise StoreError("the database has tables but no schema_version: not a news-digest store")
-            metadata.create_all(conn)
-            conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
-        current = conn.execute(select(schema_version.c.version)).scalar_one()
-        if current > SCHEMA_VERSION:
-            raise StoreError(
-                f"the database is at schema version {current}, newer than this program ({SCHEMA_VERSION}); upgrade news-digest"
-            )
-        for step in MIGRATIONS[current:]:
-            step(conn)
-        if current != SCHEMA_VERSION:
-            conn.execute(schema_version.update().values(version=SCHEMA_VERSION))
-        return current
+        before = _state(conn)
+        if before.at_head:
+            return before  # the common case, every command: nothing to load or run
+        if conn.dialect.name == "sqlite" and not conn.connection.driver_connection.in_transaction:
+            # Python's sqlite3 runs DDL (CREATE, DROP, ALTER) outside any transaction unless
+            # one was begun, so a failed upgrade would leave half a migration behind.  Begin
+            # one ourselves; IMMEDIATE also takes the write lock, so two commands migrating
+            # at once take turns, and the second re-reads the state the first one left.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            before = _state(conn)
+            if before.at_head:
+                return before
+        config = _alembic_config(conn)
+        if before.legacy_version is not None:
+            command.stamp(config, LEGACY_VERSIONS[before.legacy_version])
+            conn.execute(text("DROP TABLE schema_version"))
+        command.upgrade(config, "head")
+        return before
+
+
+def schema_state(url: str) -> SchemaState:
+    """Where the store at `url` stands, without migrating it (`digest db current`)."""
+    engine = open_store(url, upgrade=False)
+    try:
+        with database_errors(engine), engine.connect() as conn:
+            return _state(conn)
+    finally:
+        engine.dispose()
+
+
+def upgrade_store(url: str) -> tuple[SchemaState, str]:
+    """Migrate the store at `url` to the head; return where it stood and the head (`digest db upgrade`)."""
+    engine = open_store(url, upgrade=False)
+    try:
+        with database_errors(engine):
+            return migrate(engine), head_revision()
+    finally:
+        engine.dispose()
 
 
 def journal_mode(engine: Engine) -> str:

@@ -11,11 +11,11 @@ import json
 import sqlite3
 from contextlib import closing
 
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, text
 
 from digest.config import SECTIONS, section_mask
 from digest.deliver import ledger
-from digest.store import SCHEMA_VERSION, open_store, schema_version
+from digest.store import head_revision, open_store
 from subscribers import store as subscriber_store
 
 V1_SCHEMA = """
@@ -153,8 +153,9 @@ def test_a_version_1_store_upgrades_in_place_and_keeps_everything(tmp_path):
     url = f"sqlite:///{path}"
     engine = open_store(url)
     with engine.connect() as conn:
-        assert conn.execute(select(schema_version.c.version)).scalar_one() == SCHEMA_VERSION
-        assert conn.execute(select(schema_version.c.version)).all() == [(SCHEMA_VERSION,)]  # one row, not two
+        # Adopted by Alembic: stamped, the old version table dropped, upgraded to the head.
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == [(head_revision(),)]
+        assert not inspect(conn).has_table("schema_version")
         columns = {t: {c["name"] for c in inspect(conn).get_columns(t)} for t in ("subscribers", "ledger")}
         indexes = {i["name"] for t in ("subscribers", "ledger") for i in inspect(conn).get_indexes(t)}
     assert "section_mask" in columns["subscribers"] and "sections" not in columns["subscribers"]
@@ -185,11 +186,11 @@ def test_a_version_1_store_upgrades_in_place_and_keeps_everything(tmp_path):
 
     # Opening again is a no-op: same version, same rows.
     snapshot = (dump(path, "SELECT * FROM subscribers ORDER BY id"), dump(path, "SELECT * FROM ledger ORDER BY id"),
-                dump(path, "SELECT * FROM schema_version"))
+                dump(path, "SELECT * FROM alembic_version"))
     again = open_store(url)
     again.dispose()
     assert (dump(path, "SELECT * FROM subscribers ORDER BY id"), dump(path, "SELECT * FROM ledger ORDER BY id"),
-            dump(path, "SELECT * FROM schema_version")) == snapshot
+            dump(path, "SELECT * FROM alembic_version")) == snapshot
 
 
 def test_the_upgraded_store_works_for_writes(tmp_path):

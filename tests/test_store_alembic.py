@@ -1,0 +1,195 @@
+"""The store's schema under Alembic: new stores, stores of the old hand-rolled scheme
+(`schema_version` 1 or 2) adopted in place, a store newer than this program refused, and
+`digest db upgrade|current`.  (The version-1 store is tests/test_store_migration.py.)
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from digest.config import section_mask
+from digest.deliver import ledger
+from digest.store import StoreError, head_revision, metadata, open_store, schema_state
+from subscribers import store as subscriber_store
+from tests.test_store_migration import build_v1, dump
+
+NOW = "2026-11-20 08:00:00.000000"
+
+
+def revision_of(path) -> list[tuple]:
+    return dump(path, "SELECT version_num FROM alembic_version")
+
+
+def tables_of(path) -> set[str]:
+    return {n for (n,) in dump(path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def build_v2(path) -> None:
+    """A store as the code on main before Alembic made it: today's tables, `schema_version` 2.
+
+    The CREATE statements are compiled from today's metadata (which is what main's
+    `metadata.create_all` ran) plus the old `schema_version` table, written with plain sqlite3.
+    """
+    dialect = sqlite_dialect.dialect()
+    with closing(sqlite3.connect(path)) as conn:
+        for table in metadata.sorted_tables:
+            conn.execute(str(CreateTable(table).compile(dialect=dialect)))
+            for index in table.indexes:
+                conn.execute(str(CreateIndex(index).compile(dialect=dialect)))
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO schema_version (version) VALUES (2)")
+        conn.execute("INSERT INTO editions (date, frozen_at, articles) VALUES ('2026-11-19', ?, '[]')", (NOW,))
+        people = [("a@example.com", "A", section_mask(("world", "tech")), "active"),
+                  ("b@example.com", "B", 0, "paused"),
+                  ("c@example.com", "C", section_mask(("food",)), "unsubscribed")]
+        for email, name, mask, status in people:
+            conn.execute("INSERT INTO subscribers (email, email_key, name, section_mask, status, created_at, "
+                         "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)", (email, email, name, mask, status, NOW, NOW))
+        # An erased subscriber held the highest id: AUTOINCREMENT must not give it out again.
+        conn.execute("DELETE FROM subscribers WHERE email = 'c@example.com'")
+        conn.execute("INSERT INTO ledger (edition, subscriber_id, email, name, section_mask, status, message_id, "
+                     "attempts, updated_at) VALUES ('2026-11-19', 1, 'a@example.com', 'A', ?, 'sent', 'm-1', 1, ?)",
+                     (section_mask(("world", "tech")), NOW))
+        conn.execute("INSERT INTO ledger (edition, subscriber_id, email, name, section_mask, status, reason, "
+                     "attempts, updated_at) VALUES ('2026-11-19', 2, 'b@example.com', 'B', 0, 'unknown', "
+                     "'no answer', 1, ?)", (NOW,))
+        conn.execute("INSERT INTO webhook_events VALUES ('ev-1', 'bounce', 'x@example.com', ?)", (NOW,))
+        conn.commit()
+
+
+def test_a_new_store_is_created_at_head_and_matches_the_metadata(tmp_path):
+    path = tmp_path / "new.db"
+    engine = open_store(f"sqlite:///{path}")
+    assert revision_of(path) == [(head_revision(),)]
+    assert "schema_version" not in tables_of(path)
+    with engine.connect() as conn:
+        # The migrations and digest/store.py's tables describe the same schema.
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+    engine.dispose()
+
+
+def test_an_in_memory_store_is_migrated_on_its_own_connection():
+    engine = open_store("sqlite://")
+    with engine.connect() as conn:
+        assert {"subscribers", "ledger", "alembic_version"} <= set(inspect(conn).get_table_names())
+    assert subscriber_store.add(engine, "m@example.com", "M", ("world",)).id == 1
+
+
+def test_a_version_2_store_is_adopted_without_data_loss(tmp_path):
+    path = tmp_path / "v2.db"
+    build_v2(path)
+    everything = ["SELECT * FROM subscribers ORDER BY id", "SELECT * FROM ledger ORDER BY id",
+                  "SELECT * FROM editions", "SELECT * FROM webhook_events", "SELECT * FROM sqlite_sequence"]
+    before = [dump(path, sql) for sql in everything]
+    engine = open_store(f"sqlite:///{path}")
+    assert [dump(path, sql) for sql in everything] == before
+    assert revision_of(path) == [("0002",)]
+    assert "schema_version" not in tables_of(path)
+    assert subscriber_store.get(engine, email="a@example.com").sections == ("world", "tech")
+    assert ledger.counts(engine, "2026-11-19") == {"pending": 0, "sent": 1, "failed": 0, "unknown": 1}
+    assert subscriber_store.add(engine, "d@example.com", "D", ()).id == 4  # 3 was erased, not reused
+    engine.dispose()
+
+
+def test_a_store_newer_than_this_program_is_refused(tmp_path):
+    path = tmp_path / "d.db"
+    open_store(f"sqlite:///{path}").dispose()
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0099_from_the_future'")
+        conn.commit()
+    with pytest.raises(StoreError, match="newer than this program.*upgrade news-digest"):
+        open_store(f"sqlite:///{path}")
+    assert revision_of(path) == [("0099_from_the_future",)]  # untouched
+
+
+def test_an_old_scheme_store_newer_than_this_program_is_refused(tmp_path):
+    path = tmp_path / "d.db"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO schema_version VALUES (3)")
+        conn.commit()
+    with pytest.raises(StoreError, match="upgrade news-digest"):
+        open_store(f"sqlite:///{path}")
+
+
+def test_a_failed_adoption_changes_nothing(tmp_path, monkeypatch):
+    """Stamp, drop schema_version and upgrade are one transaction: a failure leaves the v1 store as it was."""
+    path = tmp_path / "v1.db"
+    build_v1(path)
+    before = {t: dump(path, f"SELECT * FROM {t}") for t in ("subscribers", "ledger", "schema_version")}
+    import alembic.command
+
+    def broken_upgrade(config, revision):
+        config.attributes["connection"].execute(text("SELECT no_such_column FROM subscribers"))
+
+    monkeypatch.setattr(alembic.command, "upgrade", broken_upgrade)
+    with pytest.raises(StoreError):
+        open_store(f"sqlite:///{path}")
+    assert {t: dump(path, f"SELECT * FROM {t}") for t in before} == before
+    assert "alembic_version" not in tables_of(path)
+
+
+# -- digest db ---------------------------------------------------------------------------
+
+def test_db_current_on_a_fresh_store_says_head(cli, workdir):
+    assert cli("subscribers", "list").exit_code == 0  # any command creates the store
+    result = cli("db", "current")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{head_revision()} (head)\n"
+
+
+def test_db_upgrade_creates_an_empty_store_then_has_nothing_to_do(cli, workdir):
+    result = cli("db", "upgrade")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"upgraded from none (empty database) to {head_revision()} (head)\n"
+    assert cli("db", "upgrade").stdout == f"already at {head_revision()} (head)\n"
+    assert cli("db", "current").stdout == f"{head_revision()} (head)\n"
+
+
+def test_db_current_does_not_migrate_and_db_upgrade_adopts_a_v1_store(cli, workdir):
+    build_v1(workdir / "digest.db")
+    result = cli("db", "current")
+    assert result.exit_code == 0, result.output
+    assert "schema_version 1" in result.stdout and "not head" in result.stdout
+    assert "schema_version" in tables_of(workdir / "digest.db")  # current only looks
+    result = cli("db", "upgrade")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"upgraded from schema_version 1 (before Alembic) to {head_revision()} (head)\n"
+    assert cli("db", "current").stdout == f"{head_revision()} (head)\n"
+
+
+def test_db_commands_on_a_newer_store_exit_2_with_one_line(cli, workdir):
+    path = workdir / "digest.db"
+    open_store(f"sqlite:///{path}").dispose()
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = 'ffff'")
+        conn.commit()
+    for command in (("db", "current"), ("db", "upgrade"), ("subscribers", "list")):
+        result = cli(*command)
+        assert result.exit_code == 2, command
+        assert result.stderr.startswith("error: the database is at schema revision 'ffff', newer than this program")
+        assert result.stderr.count("\n") == 1 and "upgrade news-digest" in result.stderr
+
+
+def test_db_current_on_a_foreign_database_exits_2(cli, workdir):
+    with closing(sqlite3.connect(workdir / "digest.db")) as conn:
+        conn.execute("CREATE TABLE t (x)")
+        conn.commit()
+    result = cli("db", "current")
+    assert result.exit_code == 2 and "not a news-digest store" in result.stderr
+
+
+def test_schema_state_reports_the_revision(tmp_path):
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    assert schema_state(url).revision is None
+    open_store(url).dispose()
+    state = schema_state(url)
+    assert state.at_head and state.revision == head_revision() == "0002"
