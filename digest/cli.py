@@ -561,6 +561,14 @@ def serve(
 
 # -- db ---------------------------------------------------------------------------------
 
+def _store_call(fn, *args):
+    """A store operation; a StoreError is one line and exit 2 (nothing done)."""
+    try:
+        return fn(*args)
+    except StoreError as e:
+        fail(str(e), 2)
+
+
 @db_app.command("upgrade")
 def db_upgrade():
     """Migrate the store to the newest schema (creating it if empty; adopting an old store).
@@ -568,10 +576,7 @@ def db_upgrade():
     Example: DIGEST_DATABASE_URL=postgresql://digest@db/digest digest db upgrade
     """
     from digest.store import upgrade_store
-    try:
-        before, head = upgrade_store(state.settings.database_url)
-    except StoreError as e:
-        fail(str(e), 2)
+    before, head = _store_call(upgrade_store, state.settings.database_url)
     if before.at_head:
         typer.echo(f"already at {head} (head)")
     else:
@@ -585,10 +590,7 @@ def db_current():
     Example: digest db current
     """
     from digest.store import schema_state
-    try:
-        current = schema_state(state.settings.database_url)
-    except StoreError as e:
-        fail(str(e), 2)
+    current = _store_call(schema_state, state.settings.database_url)
     if current.at_head:
         typer.echo(f"{current.revision} (head)")
     else:

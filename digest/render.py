@@ -53,7 +53,6 @@ SLOTS = {
     "followed": "__ND_SLOT_FOLLOWED__",
 }
 _SLOT = re.compile("|".join(re.escape(t) for t in SLOTS.values()))
-_SLOT_NAMES = {v: k for k, v in SLOTS.items()}
 _MARKER = re.compile(r'<div data-part="([^"]*)"></div>')
 
 GMAIL_CLIP_BYTES = 102 * 1024
@@ -283,8 +282,7 @@ class EditionRenderer:
                     for i, a in enumerate(block.stories)]
             out.append(parts["section-end"])
         out += [parts["footer"], parts["end"]]
-        escaped = {SLOTS[k]: html.escape(v, quote=True) for k, v in values.items()}
-        return _SLOT.sub(lambda m: escaped[m.group(0)], "".join(out))
+        return fill_slots("".join(out), values, escape=True)
 
     def text(self, digest: Digest, values: dict) -> str:
         """The text part, assembled from the text template's macros (each story wrapped once)."""
@@ -296,17 +294,14 @@ class EditionRenderer:
             out.append(self._text_part("section/" + block.name, m.section_head, block.name))
             out += [self._text_part("story/" + a.id, m.story, a) for a in block.stories]
         out.append(self._text_part("foot", m.foot))
-        return _SLOT.sub(lambda mt: values[_SLOT_NAMES[mt.group(0)]], "".join(out) + "\n")
+        return fill_slots("".join(out) + "\n", values)
 
     def _text_macros(self):
         with self._lock:
-            return self._make_text_macros()
-
-    def _make_text_macros(self):
-        if self._macros is None:
-            self._macros = self.renderer.env.get_template("digest.txt.j2").make_module(
-                {**self.base_context(), "digest": _NO_DIGEST})
-        return self._macros
+            if self._macros is None:
+                self._macros = self.renderer.env.get_template("digest.txt.j2").make_module(
+                    {**self.base_context(), "digest": _NO_DIGEST})
+            return self._macros
 
     def _text_part(self, key: str, macro, *args) -> str:
         if key not in self._text_parts:
@@ -316,7 +311,7 @@ class EditionRenderer:
     def full_text(self, digest: Digest, values: dict) -> str:
         """The text template rendered whole for this digest: the reference for `text`."""
         doc = self.renderer.env.get_template("digest.txt.j2").render({**self.base_context(), "digest": digest})
-        return _SLOT.sub(lambda mt: values[_SLOT_NAMES[mt.group(0)]], doc)
+        return fill_slots(doc, values)
 
     def full_render(self, digest: Digest) -> Rendered:
         """The whole pipeline for this one digest: the reference for the assembled result."""
@@ -329,7 +324,7 @@ class EditionRenderer:
                 for b in digest.sections)
             ctx = {**self.base_context(), "lead": digest.featured, "blocks": blocks}
             doc = _MARKER.sub("", self.renderer.mjml(ctx))
-            return _SLOT.sub(lambda m: {SLOTS[k]: html.escape(v, quote=True) for k, v in values.items()}[m.group(0)], doc)
+            return fill_slots(doc, values, escape=True)
 
         html_doc = once(False)
         if len(html_doc.encode("utf-8")) > CLIP_BUDGET:
@@ -339,6 +334,12 @@ class EditionRenderer:
 
 # What the text template's body sees when only its macros are wanted.
 _NO_DIGEST = {"featured": None, "sections": ()}
+
+
+def fill_slots(doc: str, values: dict[str, str], escape: bool = False) -> str:
+    """Put a digest's own words (digest_values) into its slots; HTML-escaped for the HTML."""
+    by_slot = {SLOTS[k]: html.escape(v, quote=True) if escape else v for k, v in values.items()}
+    return _SLOT.sub(lambda m: by_slot[m.group(0)], doc)
 
 
 def cut(html_doc: str) -> dict[str, str]:

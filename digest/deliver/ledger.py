@@ -14,7 +14,6 @@ or a commit per recipient.
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -144,16 +143,10 @@ class Claimer:
         with self._transaction() as conn:
             return conn.execute(self._window_end, {"mask": section_mask, "after": after_id}).scalar()
 
-    def record(self, outcomes) -> None:
-        """Write a batch's outcomes (each with .recipient.ledger_id) in one transaction."""
-        groups: dict[tuple, list[int]] = defaultdict(list)
-        for o in outcomes:
-            groups[(o.status, o.message_id, (o.reason or "")[:2000] or None)].append(o.recipient.ledger_id)
-        self.record_groups(groups)
-
     def record_groups(self, groups: dict) -> None:
-        """{(status, message id, reason): [ledger ids]} in one transaction: a batch SendGrid
-        accepted is one UPDATE ... WHERE id IN (...), however many recipients it had."""
+        """{(status, message id, reason): [ledger ids]} (digest.deliver.workers.Settled groups
+        them) in one transaction: a batch SendGrid accepted is one UPDATE ... WHERE id IN
+        (...), however many recipients it had."""
         groups = {key: ids for key, ids in groups.items() if ids and ids[0] is not None}
         if not groups:
             return
@@ -177,11 +170,6 @@ def withdraw_departed(engine: Engine, day: str) -> int:
     with engine.begin() as conn:
         return conn.execute(delete(ledger).where(ledger.c.edition == day, ledger.c.status == "pending",
                                                  ~still_active)).rowcount
-
-
-def record(engine: Engine, outcomes) -> None:
-    """Outcomes written outside a send loop's Claimer (same statement, same grouping)."""
-    Claimer(engine, "", "").record(outcomes)
 
 
 def release(engine: Engine, ids, claim_id: str) -> None:
