@@ -343,9 +343,10 @@ def rehearse(engine: Engine, settings: Settings, day: date, transport: Transport
 
 def _by_mask(rows, settings: Settings):
     """Split a chunk (ordered by chosen mask) into runs of one resolved mask."""
-    group, current = [], None
+    group, current, chosen_now, mask = [], None, None, None
     for sid, email, name, chosen in rows:
-        mask = resolved_mask(chosen, settings)
+        if chosen != chosen_now:  # rows come ordered by chosen mask: resolve once per run
+            chosen_now, mask = chosen, resolved_mask(chosen, settings)
         if mask != current and group:
             yield current, group
             group = []
