@@ -1,11 +1,12 @@
 """The send at scale, beside the naive pipeline and the data-movement floor, in one run.
 
-    .venv/bin/python -m benchmarks.scale --subscribers 100000 [--engine-url URL] [--keep DIR]
+    .venv/bin/python -m benchmarks.scale --subscribers 100000 [--workers 1 2 4] [--engine-url URL] [--keep DIR]
 
-On a fresh SQLite store in a temp folder (or the database URL given):
+On a fresh SQLite store in a temp folder (or the database URL given, e.g. PostgreSQL):
 1. `digest subscribers import` of N synthetic subscribers (1-5 random sections of 13);
-2. `digest send` of a busy day's edition to the project's SendGrid stand-in, which runs in
-   a process of its own and counts what it accepts (every recipient exactly once?);
+2. `digest send [--workers W]` of a busy day's edition, for each W given (the ledger and
+   the edition are cleared between them), to the project's SendGrid stand-in, which runs
+   in a process of its own and counts what it accepts (every recipient exactly once?);
 3. the naive pipeline on a sample: select, the full Jinja -> MJML -> premailer render and
    one mail/send request per subscriber, through the official client, to the same stand-in;
 4. the floor: read the rows, sign the tokens, build and JSON-encode the requests; no
@@ -187,6 +188,8 @@ def main(argv=None) -> int:
     parser.add_argument("--subscribers", type=int, default=100_000)
     parser.add_argument("--engine-url", help="database URL (default: a new SQLite file in a temp folder)")
     parser.add_argument("--keep", help="work in this folder and keep it (default: a temp folder)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1], metavar="W",
+                        help="sender processes of each send measured (default: 1)")
     args = parser.parse_args(argv)
     n = args.subscribers
     digest = str(Path(sys.executable).parent / "digest")
@@ -197,40 +200,54 @@ def main(argv=None) -> int:
         people = tmp / "people.csv"
         write_subscribers(people, n)
         write_edition(tmp / "articles")
-        with StandIn() as stand_in:
-            env = {**{k: v for k, v in os.environ.items() if not k.startswith(("DIGEST_", "SENDGRID_"))},
-                   "DIGEST_DATABASE_URL": url, "DIGEST_SECRET_KEY": "bench-secret",
-                   "DIGEST_BASE_URL": "https://news.example.com/digest", "SENDGRID_API_KEY": stand_in.api_key,
-                   "SENDGRID_API_HOST": stand_in.url, "SENDGRID_TIMEOUT": "120"}
-            peak_rss_of([digest, "articles", "import", str(tmp / "articles")], env, tmp)
-            import_s, import_rss, _ = peak_rss_of([digest, "subscribers", "import", str(people)], env, tmp)
-            send_s, send_rss, done = peak_rss_of([digest, "send", "--date", DAY.isoformat(), "--json"], env, tmp)
-            summary = json.loads(done.stdout)
-            seen = stand_in.stats()
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith(("DIGEST_", "SENDGRID_"))},
+               "DIGEST_DATABASE_URL": url, "DIGEST_SECRET_KEY": "bench-secret",
+               "DIGEST_BASE_URL": "https://news.example.com/digest", "SENDGRID_TIMEOUT": "120"}
+        peak_rss_of([digest, "articles", "import", str(tmp / "articles")], env, tmp)
+        import_s, import_rss, _ = peak_rss_of([digest, "subscribers", "import", str(people)], env, tmp)
 
-            from digest.store import open_store
-            from subscribers.tokens import Signer
+        from digest.store import open_store
+        from subscribers.tokens import Signer
+        engine = open_store(url)
+        sends = []
+        for workers in args.workers:
+            clear_send(engine)
+            with StandIn() as stand_in:
+                env.update(SENDGRID_API_KEY=stand_in.api_key, SENDGRID_API_HOST=stand_in.url)
+                command = [digest, "send", "--date", DAY.isoformat(), "--json"]
+                if workers > 1:
+                    command += ["--workers", str(workers)]
+                send_s, send_rss, done = peak_rss_of(command, env, tmp)
+                sends.append((workers, send_s, send_rss, json.loads(done.stdout), stand_in.stats()))
+        with StandIn() as stand_in:
             settings = replace(load_settings(env={}), database_url=url, base_url=env["DIGEST_BASE_URL"])
-            engine = open_store(url)
             signer = Signer(env["DIGEST_SECRET_KEY"])
             naive_s, naive_n = naive(settings, engine, signer, stand_in, NAIVE_SAMPLE)
             floor_s, floor_n, floor_bytes = floor(settings, engine, signer)
+        engine.dispose()
 
-    sent = summary["sent"]
-    rate = sent / send_s
     naive_rate = naive_n / naive_s
     floor_rate = floor_n / floor_s
-    exactly_once = seen["recipients"] == seen["distinct"] == sent and seen["duplicates"] == 0
-    rows = [
-        ("subscribers import", import_s, n / import_s, import_rss, "-", "-", "-", "-", "-"),
-        (f"send (freeze {summary['freeze_seconds']:.1f} s)", send_s, rate, send_rss, summary["renders"],
-         summary["requests"], seen["personalization_bytes"] / max(seen["recipients"], 1),
-         f"{rate / naive_rate:,.0f}x", f"{send_s / (floor_s * sent / floor_n):.1f}x"),
+    rows = [("subscribers import", import_s, n / import_s, import_rss, "-", "-", "-", "-", "-")]
+    exactly_once = True
+    for workers, send_s, send_rss, summary, seen in sends:
+        sent = summary["sent"]
+        rate = sent / send_s
+        exactly_once &= seen["recipients"] == seen["distinct"] == sent == n and seen["duplicates"] == 0
+        exactly_once &= summary["exit_code"] == 0
+        rows.append((f"send, {workers} worker{'s' if workers > 1 else ''} (freeze {summary['freeze_seconds']:.1f} s)",
+                     send_s, rate, send_rss, summary["renders"], summary["requests"],
+                     seen["personalization_bytes"] / max(seen["recipients"], 1),
+                     f"{rate / naive_rate:,.0f}x", f"{send_s / (floor_s * sent / floor_n):.1f}x"))
+    rows += [
         (f"naive, {naive_n} of them", naive_s, naive_rate, None, naive_n, naive_n, "-", "1x", "-"),
         ("floor (rows, tokens, JSON)", floor_s, floor_rate, None, 0, "-", floor_bytes / floor_n, "-", "1x"),
     ]
-    print(f"\n{n:,} subscribers, {sent:,} sent, edition of {DAY} ({summary['stories']} stories, "
-          f"{summary['digests']:,} distinct digests); every recipient exactly once: {exactly_once}\n")
+    summary = sends[0][3]
+    engine_name = url.split(":", 1)[0].split("+", 1)[0]
+    print(f"\n{n:,} subscribers on {engine_name}, edition of {DAY} ({summary['stories']} stories, "
+          f"{summary['digests']:,} distinct digests); every send reached every recipient exactly once: "
+          f"{exactly_once}\n")
     print("| step | wall s | recipients/s | peak memory | renders | requests | bytes/recipient | vs naive | vs floor |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, wall, per_s, rss, renders, requests, per_r, vs_naive, vs_floor in rows:
@@ -238,7 +255,16 @@ def main(argv=None) -> int:
         per_r_text = f"{per_r:,.0f}" if isinstance(per_r, float) else per_r
         print(f"| {name} | {wall:,.1f} | {per_s:,.0f} | {rss_text} | {renders} | {requests} | {per_r_text} | "
               f"{vs_naive} | {vs_floor} |")
-    return 0 if exactly_once and summary["exit_code"] == 0 else 1
+    return 0 if exactly_once else 1
+
+
+def clear_send(engine) -> None:
+    """Forget the edition's send, so the next one starts from the same store."""
+    from sqlalchemy import delete
+    from digest.store import editions, ledger
+    with engine.begin() as conn:
+        conn.execute(delete(ledger))
+        conn.execute(delete(editions))
 
 
 if __name__ == "__main__":

@@ -382,6 +382,8 @@ def send(
     refreeze: bool = typer.Option(False, "--refreeze", help="A started edition takes the day's stories as stored "
                                   "now (after fixing a broken story); sent rows are not resent."),
     sandbox: bool = typer.Option(False, "--sandbox", help="SendGrid sandbox mode: validated, not delivered, not recorded."),
+    workers: int = typer.Option(1, "--workers", min=1, max=64, metavar="N",
+                                help="Sender processes on this host, sharing the edition (real sends)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Send the day's digest to every subscriber (safe to rerun: never sends twice).
@@ -402,6 +404,8 @@ def send(
         fail("--sample goes with --dry-run", 2)
     if refreeze and (dry_run or sandbox):
         fail("--refreeze goes with a real send (a dry run freezes nothing)", 2)
+    if workers > 1 and (dry_run or sandbox):
+        fail("--workers goes with a real send (a dry run or sandbox run is one process)", 2)
     if dry_run:
         folder = outbox or Path(settings.outbox) / the_day.isoformat()
         transport = OutboxTransport(folder, settings)
@@ -428,6 +432,13 @@ def send(
             if sandbox:
                 summary = sending.rehearse(engine, settings, the_day, transport, signer, mode="sandbox",
                                            progress=progress.advance)
+            elif workers > 1:
+                from functools import partial
+                from digest.senders import log_to_stderr, send_with_workers
+                summary = send_with_workers(engine, settings, the_day, workers,
+                                            partial(SendGridTransport, settings, log=log_to_stderr),
+                                            retry=retry.value if retry else None, refreeze=refreeze,
+                                            progress=progress.advance, on_plan=progress.start)
             else:
                 summary = sending.send(engine, settings, the_day, transport, signer,
                                        retry=retry.value if retry else None, refreeze=refreeze,
@@ -475,8 +486,6 @@ def _report_send(s, as_json: bool) -> None:
         note(f"note: {n}")
     if s.fatal:
         note(f"error: {s.fatal}")
-    if s.busy:
-        note(f"error: {s.busy}")
     if s.stories == 0:
         note(f"error: the edition of {s.date} has no stories; nothing was sent (import the day's articles first)")
     if as_json:
@@ -512,12 +521,12 @@ def status(
 
     Example: digest status --date 2026-11-25 --json
     """
-    from digest.deliver import ledger
+    from digest.deliver import lease, ledger
     from digest.edition import is_frozen
     engine = state.engine()
     when = parse_day(day)
     the_day = when.isoformat()
-    report = ledger.report(engine, the_day)
+    report = lease.report(engine, the_day)
     if as_json:
         emit_json(report)
     else:
@@ -525,6 +534,8 @@ def status(
         typer.echo(f"{the_day}: " + ", ".join(f"{c[k]} {k}" for k in ledger.STATUSES))
         for p in report["problems"]:
             typer.echo(f"  {p['status']:<8} {p['email']}: {p['reason']}")
+        for f in report.get("in_flight", []):
+            typer.echo(f"  in flight: {f['rows']} at sender {f['sender']} (lease until {f['lease_until']} UTC)")
     if not is_frozen(engine, when):
         note(f"the edition of {the_day} has not been sent (no ledger yet)")
         raise typer.Exit(1)

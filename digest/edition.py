@@ -7,10 +7,8 @@ the same people, whatever was imported or changed meanwhile.
 
 from __future__ import annotations
 
-import os
-import socket
 from dataclasses import dataclass, replace
-from datetime import date, timedelta
+from datetime import date
 
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
@@ -81,50 +79,3 @@ def is_frozen(engine: Engine, day: date) -> bool:
     """Has the real send of `day` started?"""
     with engine.connect() as conn:
         return conn.execute(select(editions.c.date).where(editions.c.date == day.isoformat())).first() is not None
-
-
-# A sender that has not shown life for this long is presumed dead (longer than the worst
-# case of one batch: retries with 60 s waits plus request timeouts).
-STALE_AFTER = timedelta(minutes=15)
-
-
-def sender_name(claim_id: str) -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{claim_id[:8]}"
-
-
-def _alive(sender: str, seen) -> bool:
-    host, _, rest = sender.partition(":")
-    pid = rest.partition(":")[0]
-    if host == socket.gethostname() and pid.isdigit():
-        try:
-            os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
-        except ProcessLookupError:
-            return False  # killed on this machine: its lock can be taken at once
-        except PermissionError:
-            pass
-    return seen is not None and utcnow() - seen < STALE_AFTER
-
-
-def take_send_lock(engine: Engine, day: date, me: str) -> str | None:
-    """Become the edition's only sender; return None on success, else who is sending."""
-    with engine.begin() as conn:
-        row = conn.execute(select(editions.c.sender, editions.c.sender_seen)
-                           .where(editions.c.date == day.isoformat())).first()
-        if row.sender and row.sender != me and _alive(row.sender, row.sender_seen):
-            return f"{row.sender} (last seen {row.sender_seen:%Y-%m-%d %H:%M:%S} UTC)"
-        held = editions.c.sender.is_(None) if row.sender is None else editions.c.sender == row.sender
-        taken = conn.execute(update(editions).where(editions.c.date == day.isoformat(), held)
-                             .values(sender=me, sender_seen=utcnow())).rowcount
-        return None if taken else "another run that started at the same moment"
-
-
-def touch_send_lock(engine: Engine, day: date, me: str) -> None:
-    with engine.begin() as conn:
-        conn.execute(update(editions).where(editions.c.date == day.isoformat(), editions.c.sender == me)
-                     .values(sender_seen=utcnow()))
-
-
-def release_send_lock(engine: Engine, day: date, me: str) -> None:
-    with engine.begin() as conn:
-        conn.execute(update(editions).where(editions.c.date == day.isoformat(), editions.c.sender == me)
-                     .values(sender=None, sender_seen=None))

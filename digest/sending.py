@@ -25,9 +25,8 @@ from digest.config import Settings, mask_sections
 from digest.deliver import ledger
 from digest.deliver.transport import Batch, Transport
 from digest.deliver.workers import MAX_PROBLEMS, Builder, Pool, Settled
-from digest.edition import (
-    freeze, load_edition, release_send_lock, sender_name, take_send_lock, touch_send_lock,
-)
+from digest.deliver.lease import Lease, end_dead_leases
+from digest.edition import freeze, load_edition
 from digest.edition import refreeze as refreeze_edition
 from digest.render import Rendered, RenderError, Renderer
 from digest.select import Digest, Edition, resolved_mask, select_digest
@@ -59,7 +58,7 @@ class Summary:
     notes: list = field(default_factory=list)
     fatal: str | None = None
     fatal_code: int = 2
-    busy: str | None = None    # another run is sending this edition
+    workers: int = 1           # sender processes this run started (send --workers)
 
     MAX_PROBLEMS = MAX_PROBLEMS  # listed in the summary; `digest status` lists them all
 
@@ -67,8 +66,6 @@ class Summary:
     def exit_code(self) -> int:
         if self.fatal:
             return self.fatal_code
-        if self.busy:
-            return 1
         if self.stories == 0:
             return 1  # no stories at all for the day is a failure worth a cron email
         if self.mode == "send":
@@ -129,10 +126,31 @@ class Planner:
 def send(engine: Engine, settings: Settings, day: date, transport: Transport, signer: Signer,
          retry: str | None = None, progress: Callable[[int], None] | None = None,
          on_plan: Callable[[int], None] | None = None, refreeze: bool = False) -> Summary:
-    """Deliver the edition of `day` to every pending ledger row; safe to rerun at any time.
+    """Deliver the edition of `day` to every pending ledger row; safe to rerun at any time,
+    and to run on several hosts at once (each claims chunks of its own; see `lease`).
 
     `refreeze`: an edition already frozen takes the day's stories as stored now (see
     digest.edition.refreeze); rows already sent are untouched.
+    """
+    edition, summary = prepare(engine, settings, day, retry, refreeze)
+    if edition is None:
+        return summary
+    if on_plan:
+        on_plan(ledger.counts(engine, summary.date)["pending"])
+    try:
+        run_sender(engine, settings, edition, transport, signer, summary, progress)
+        wait_for_other_senders(engine, summary)
+    finally:
+        finish(engine, summary)
+    return summary
+
+
+def prepare(engine: Engine, settings: Settings, day: date, retry: str | None = None,
+            refreeze: bool = False) -> tuple[Edition | None, Summary]:
+    """What a send does once, before any sender claims: refreeze, freeze, requeue.
+
+    Returns the edition as it will be sent (None when the day has no stories) and the
+    run's summary so far.
     """
     notes = []
     if refreeze:
@@ -144,7 +162,7 @@ def send(engine: Engine, settings: Settings, day: date, transport: Transport, si
     summary = Summary(date=day.isoformat(), mode="send", stories=len(edition.articles), notes=notes)
     if not edition.articles:
         summary.counts = ledger.counts(engine, summary.date)
-        return summary
+        return None, summary
     if not edition.frozen:
         started = time.perf_counter()
         frozen = freeze(engine, edition, settings)
@@ -154,52 +172,58 @@ def send(engine: Engine, settings: Settings, day: date, transport: Transport, si
             summary.notes.append("another run froze this edition first; continuing with its audience")
         else:
             summary.skipped_empty = frozen.skipped_empty
+    if retry:
+        end_dead_leases(engine, summary.date)  # a run killed on this host: its rows are retried too
+        n = ledger.requeue(engine, summary.date, retry)
+        summary.notes.append(f"retrying {n} {retry} recipient(s)")
+        if retry == "unknown":
+            busy = sum(n for _, n, _ in ledger.in_flight(engine, summary.date))
+            if busy:
+                summary.notes.append(f"{busy} unknown recipient(s) are in flight at a live sender: not retried")
+    summary.withdrawn += ledger.withdraw_departed(engine, summary.date)
+    return edition, summary
 
+
+def run_sender(engine: Engine, settings: Settings, edition: Edition, transport: Transport, signer: Signer,
+               summary: Summary, progress: Callable[[int], None] | None = None,
+               lease: Lease | None = None) -> None:
+    """One sender: claim chunk after chunk under a lease, deliver them, record outcomes."""
     planner = Planner(edition, settings, signer)
-    claim_id = ledger.new_claim()
-    me = sender_name(claim_id)
-    holder = take_send_lock(engine, day, me)
-    if holder:
-        summary.busy = f"another run is sending this edition: {holder}; nothing was done"
-        summary.counts = ledger.counts(engine, summary.date)
-        return summary
+    lease = lease or Lease(engine, summary.date)
     try:
-        if retry:
-            n = ledger.requeue(engine, summary.date, retry)
-            summary.notes.append(f"retrying {n} {retry} recipient(s)")
-        if on_plan:
-            on_plan(ledger.counts(engine, summary.date)["pending"])
-        summary.withdrawn += ledger.withdraw_departed(engine, summary.date)
-        claimer = ledger.Claimer(engine, summary.date, claim_id)
-        alive = Heartbeat(lambda: touch_send_lock(engine, day, me))
+        claimer = ledger.Claimer(engine, summary.date, lease.name, lambda: lease.until)
 
         def record(settled: Settled) -> None:
             claimer.record_groups(settled.groups)
-            ledger.release(engine, settled.unsent, claim_id)
-            alive.beat()
+            ledger.release(engine, settled.unsent, lease.name)
 
-        with claimer, Pool(planner, transport, settings.sendgrid_concurrency) as pool:
+        with lease, claimer, Pool(planner, transport, settings.sendgrid_concurrency, lease.valid) as pool:
             _deliver(_claimed_jobs(engine, summary, claimer), pool, summary, progress, record)
         # Whoever left while the run went on was skipped by the claims; drop their rows now.
         summary.withdrawn += ledger.withdraw_departed(engine, summary.date)
     finally:
-        release_send_lock(engine, day, me)
         _size_notes(summary, planner.renderer)
-        summary.counts = ledger.counts(engine, summary.date)
-        summary.problems = ledger.problems(engine, summary.date, limit=Summary.MAX_PROBLEMS)
-    return summary
 
 
-class Heartbeat:
-    """Shows the sender is alive (its lock's last-seen time), at most every `every` seconds."""
+def wait_for_other_senders(engine: Engine, summary: Summary, poll: float = 0.5) -> None:
+    """Nothing left to claim: wait for the senders still at work on this edition, so the
+    counts (and the exit status) this run reports are final.  Dead senders of this host
+    are noticed at once; elsewhere a dead sender is noticed when its lease runs out."""
+    waited = time.monotonic()
+    while not summary.fatal:
+        end_dead_leases(engine, summary.date)
+        if not ledger.in_flight(engine, summary.date):
+            break
+        time.sleep(poll)
+    seconds = time.monotonic() - waited
+    if seconds >= 1:
+        summary.notes.append(f"waited {seconds:.0f} s for other senders of this edition to finish")
 
-    def __init__(self, touch: Callable[[], None], every: float = 10.0):
-        self.touch, self.every, self.last = touch, every, time.monotonic()
 
-    def beat(self) -> None:
-        if time.monotonic() - self.last >= self.every:
-            self.touch()
-            self.last = time.monotonic()
+def finish(engine: Engine, summary: Summary) -> None:
+    """The edition's ledger as the summary reports it."""
+    summary.counts = ledger.counts(engine, summary.date)
+    summary.problems = ledger.problems(engine, summary.date, limit=Summary.MAX_PROBLEMS)
 
 
 Job = tuple  # (section mask, people, prebuilt batch or None)
@@ -209,15 +233,10 @@ def _claimed_jobs(engine: Engine, summary: Summary, claimer: ledger.Claimer) -> 
     """Claim chunk after chunk, digest by digest (section mask by section mask)."""
     for mask in ledger.pending_masks(engine, summary.date):
         summary.digests += 1
-        after = 0
         while True:
-            chunk = claimer.claim(mask, after)
+            chunk = claimer.claim(mask)
             if not chunk.rows:
-                after = claimer.window_end(mask, after)  # a window of only leavers, or the end
-                if after is None:
-                    break
-                continue
-            after = chunk.rows[-1].id
+                break
             yield mask, [(r.subscriber_id, r.email, r.name, r.id) for r in chunk.rows], None
 
 

@@ -69,10 +69,6 @@ editions = Table(
     Column("date", String(10), primary_key=True),
     Column("frozen_at", DateTime, nullable=False),
     Column("articles", JSON, nullable=False),
-    # The run sending this edition now ("host:pid:claim") and when it last showed life:
-    # one sender at a time, so `--retry unknown` can never resend a row still in flight.
-    Column("sender", String(200)),
-    Column("sender_seen", DateTime),
 )
 
 # One row per (edition, subscriber): pending -> sent | failed | unknown.
@@ -90,7 +86,10 @@ ledger = Table(
     Column("message_id", Text),
     Column("reason", Text),
     Column("attempts", Integer, nullable=False, default=0),
-    Column("claim", String(40)),  # the run that took this row for sending (a per-row lock)
+    # The sender that claimed this row ("host:pid:id") and until when its lease runs: a
+    # live lease means the row is in flight, so `--retry unknown` leaves it alone.
+    Column("claim", String(40)),
+    Column("lease_until", DateTime),
     Column("updated_at", DateTime, nullable=False),
     UniqueConstraint("edition", "subscriber_id", name="uq_ledger_edition_subscriber"),
 )

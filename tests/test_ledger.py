@@ -73,12 +73,13 @@ def test_claim_is_exclusive_keyset_ordered_and_release_returns_only_own_in_fligh
     world_mask = section_mask(["world"])
     assert ledger.pending_masks(world, SAMPLE_DAY) == sorted({section_mask([s]) for s in ("world", "tech", "food")})
 
-    first, second = ledger.new_claim(), ledger.new_claim()
+    first, second = "host-a:1:aaaa", "host-b:2:bbbb"
     a = ledger.claim_chunk(world, SAMPLE_DAY, world_mask, first, size=4)
     assert [r.email for r in a.rows] == ["a@example.com", "w0@example.com", "w1@example.com", "w2@example.com"]
-    b = ledger.claim_chunk(world, SAMPLE_DAY, world_mask, second, after_id=0, size=4)  # the first four are taken
+    b = ledger.claim_chunk(world, SAMPLE_DAY, world_mask, second, size=4)  # the first four are taken
     assert [r.email for r in b.rows] == ["w3@example.com", "w4@example.com"]
-    assert ledger.claim_chunk(world, SAMPLE_DAY, world_mask, second, after_id=b.rows[-1].id).rows == []
+    assert ledger.claim_chunk(world, SAMPLE_DAY, world_mask, second).rows == []
+    assert ledger.in_flight(world, SAMPLE_DAY)[0][:2] == (first, 4)
     ledger.release(world, [r.id for r in a.rows + b.rows], first)
     assert ledger.counts(world, SAMPLE_DAY) == {"pending": 6, "sent": 0, "failed": 0, "unknown": 2}
 
@@ -174,23 +175,64 @@ def test_people_who_leave_after_the_freeze_are_withdrawn_not_sent(world, setting
     assert transport.emails() == ["a@example.com", "c@example.com"]
 
 
-def test_send_lock_one_sender_per_edition(engine, settings):
+def test_a_live_lease_keeps_rows_in_flight_out_of_retries_and_problems(world, settings):
     from datetime import timedelta
-    from sqlalchemy import update
-    from digest.edition import STALE_AFTER, release_send_lock, take_send_lock, touch_send_lock
-    from digest.store import editions, utcnow
+    from digest.store import utcnow
+    freeze(world, load_edition(world, DAY, settings), settings)
+    world_mask = section_mask(["world"])
+    live = ledger.claim_chunk(world, SAMPLE_DAY, world_mask, "elsewhere:7:live")  # a@, at work
+    tech = section_mask(["tech"])
+    dead = ledger.claim_chunk(world, SAMPLE_DAY, tech, "elsewhere:8:dead", lease_for=timedelta(seconds=-1))
+    assert [r.email for r in live.rows] == ["a@example.com"] and [r.email for r in dead.rows] == ["b@example.com"]
 
-    freeze(engine, load_edition(engine, DAY, settings), settings)
-    assert take_send_lock(engine, DAY, "other-host:123:abc") is None
-    assert "other-host:123:abc" in take_send_lock(engine, DAY, "me:1:x")  # alive elsewhere: wait
-    touch_send_lock(engine, DAY, "other-host:123:abc")
-    with engine.begin() as conn:  # that host went silent long ago
-        conn.execute(update(editions).values(sender_seen=utcnow() - STALE_AFTER - timedelta(seconds=1)))
-    assert take_send_lock(engine, DAY, "me:1:x") is None
-    release_send_lock(engine, DAY, "other-host:123:abc")  # not the holder any more: no effect
-    assert take_send_lock(engine, DAY, "third:9:y") is not None
-    release_send_lock(engine, DAY, "me:1:x")
-    assert take_send_lock(engine, DAY, "third:9:y") is None
+    report = ledger.report(world, SAMPLE_DAY)
+    assert report["counts"]["unknown"] == 2
+    assert [p["email"] for p in report["problems"]] == ["b@example.com"]  # the live one is not a problem yet
+    assert [(f["sender"], f["rows"]) for f in report["in_flight"]] == [("elsewhere:7:live", 1)]
+
+    assert ledger.requeue(world, SAMPLE_DAY, "unknown") == 1  # only the expired lease's row
+    assert statuses(world) == {"a@example.com": "unknown", "b@example.com": "pending", "c@example.com": "pending"}
+
+    ledger.renew_lease(world, SAMPLE_DAY, "elsewhere:7:live", utcnow() + timedelta(hours=1))
+    assert ledger.in_flight(world, SAMPLE_DAY)[0][2] > utcnow() + timedelta(minutes=59)
+    assert ledger.end_lease(world, SAMPLE_DAY, "elsewhere:7:live") == 1  # its sender is known dead
+    assert ledger.in_flight(world, SAMPLE_DAY) == []
+    assert ledger.requeue(world, SAMPLE_DAY, "unknown") == 1
+
+
+def test_a_dead_sender_of_this_host_has_its_lease_ended_at_once(world, settings):
+    import os
+    import socket
+    import subprocess
+    from digest.deliver.lease import end_dead_leases, process_gone
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    here = socket.gethostname()
+    freeze(world, load_edition(world, DAY, settings), settings)
+    ledger.claim_chunk(world, SAMPLE_DAY, section_mask(["world"]), f"{here}:{gone.pid}:x")
+    ledger.claim_chunk(world, SAMPLE_DAY, section_mask(["tech"]), f"{here}:{os.getpid()}:me")
+    ledger.claim_chunk(world, SAMPLE_DAY, section_mask(["food"]), "another-host:1:y")
+    assert process_gone(f"{here}:{gone.pid}:x") and not process_gone("another-host:1:y")
+    assert end_dead_leases(world, SAMPLE_DAY) == 1
+    assert [s for s, _, _ in ledger.in_flight(world, SAMPLE_DAY)] == ["another-host:1:y", f"{here}:{os.getpid()}:me"]
+
+
+def test_a_sender_that_cannot_renew_its_lease_stops_before_sending(world, settings, monkeypatch):
+    """Its rows may already count as unknown (and be retried) elsewhere: it must not send them."""
+    from datetime import timedelta
+    from digest.deliver.lease import Lease
+    from digest.deliver.workers import LEASE_LOST
+    from digest.sending import Summary, run_sender
+    from digest.store import utcnow
+    freeze(world, load_edition(world, DAY, settings), settings)
+    lease = Lease(world, SAMPLE_DAY, "here:1:stale")
+    monkeypatch.setattr(Lease, "__enter__", lambda self: setattr(self, "until", utcnow() + timedelta(seconds=5)) or self)
+    transport = Scripted()
+    summary = Summary(date=SAMPLE_DAY, mode="send")
+    run_sender(world, settings, load_edition(world, DAY, settings), transport, Signer(SECRET), summary, lease=lease)
+    assert summary.fatal == LEASE_LOST and summary.fatal_code == 1
+    assert transport.batches == []
+    assert ledger.counts(world, SAMPLE_DAY)["pending"] == 3  # given back: certainly never sent
 
 
 class Gate(Scripted):
@@ -234,18 +276,18 @@ def test_a_refused_key_stops_new_batches_while_those_in_flight_are_recorded(worl
 
 
 def test_a_whole_chunk_of_people_who_left_does_not_stop_their_digests_sending(world, settings):
-    """A claim that finds only leavers in its window moves past them (it used to end the digest)."""
+    """A claim passes over leavers (a window of only leavers once ended the digest)."""
     for i in range(6):
         subscriber_store.add(world, f"w{i}@example.com", "", ("world",))
     freeze(world, load_edition(world, DAY, settings), settings)
     for email in ("a@example.com", "w0@example.com", "w1@example.com"):  # the first window of 3
         subscriber_store.update(world, email, status="unsubscribed", reason="test")
-    claimer = ledger.Claimer(world, SAMPLE_DAY, ledger.new_claim(), size=3)
+    from datetime import timedelta
+    from digest.store import utcnow
+    claimer = ledger.Claimer(world, SAMPLE_DAY, "here:1:x", lambda: utcnow() + timedelta(minutes=2), size=3)
     world_mask = section_mask(["world"])
-    assert claimer.claim(world_mask).rows == []
-    end = claimer.window_end(world_mask, 0)
-    assert [r.email for r in claimer.claim(world_mask, end).rows] == ["w2@example.com", "w3@example.com",
-                                                                       "w4@example.com"]
+    assert [r.email for r in claimer.claim(world_mask).rows] == ["w2@example.com", "w3@example.com",
+                                                                  "w4@example.com"]
 
 
 def test_send_goes_past_a_window_of_people_who_left_during_the_run(world, settings, monkeypatch):

@@ -116,8 +116,8 @@ class Site:
     def status(self) -> dict:
         result = self.run("status", "--date", DAY, "--json")
         report = json.loads(result.stdout)
-        # DESIGN.md's shape, exactly.
-        assert set(report) == {"date", "counts", "problems"}
+        # DESIGN.md's shape, exactly; "in_flight" only while senders are at work.
+        assert set(report) - {"in_flight"} == {"date", "counts", "problems"}
         assert report["date"] == DAY
         assert set(report["counts"]) == {"pending", "sent", "failed", "unknown"}
         for p in report["problems"]:
@@ -366,21 +366,34 @@ def test_two_runs_at_once_never_send_twice(site, sg):
     assert site.status()["counts"]["sent"] == 8
 
 
-def test_a_second_run_waits_its_turn_while_one_is_sending(site, sg):
-    """One sender per edition: a `--retry unknown` must not resend rows still in flight."""
-    sg.inject("hang", seconds=30)
-    first = site.popen("send", "--date", DAY, SENDGRID_TIMEOUT="30")
+def test_a_second_sender_shares_the_edition_and_never_retries_rows_in_flight(site, sg):
+    """`--retry unknown` beside a live sender: the rows under its lease are left alone; the
+    second run sends the rest, waits for the first, and reports the edition as it ends."""
+    sg.inject("hang", seconds=60)
+    first = site.popen("send", "--date", DAY, SENDGRID_TIMEOUT="60")
     try:
         wait_for(lambda: len(sg.requests) == 1)
-        second = site.send("--retry", "unknown")
-        assert second.returncode == 1 and "another run is sending this edition" in second.stderr
-        assert len(sg.requests) == 1  # the second run sent nothing
+        hung = request_recipients(sg.requests[0])
+        second = site.popen("send", "--date", DAY, "--retry", "unknown", "--json")
+        wait_for(lambda: len(sg.requests) >= 3, timeout=30)  # the other digests, by the second run
+        time.sleep(0.5)
+        assert second.poll() is None  # waiting for the first sender's rows in flight
+        assert not any(set(hung) & set(request_recipients(r)) for r in sg.requests[1:])
+        status = site.status()
+        assert status["in_flight"] and status["in_flight"][0]["rows"] == len(hung)
     finally:
         first.kill()
         first.communicate()
-    # The killed sender's lock is taken over at once (its process is gone).
-    rerun = site.send()
-    assert "another run" not in rerun.stderr and len(sg.requests) > 1
+    out, err = second.communicate(timeout=30)
+    summary = json.loads(out)
+    assert second.returncode == 1 and "Traceback" not in err
+    assert summary["counts"]["unknown"] == len(hung) and summary["counts"]["pending"] == 0
+    assert sorted(p["email"] for p in summary["problems"]) == sorted(hung)
+    assert any("waited" in n for n in summary["notes"])
+    # Only an explicit retry, now that the dead sender's lease is over, sends them.
+    again = site.send("--retry", "unknown")
+    assert again.returncode == 0, again.stderr
+    assert site.status()["counts"]["sent"] == len(EMAILS)
 
 
 # -- transient faults -----------------------------------------------------------------------

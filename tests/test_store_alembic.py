@@ -12,8 +12,6 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
-from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.schema import CreateIndex, CreateTable
 
 from digest.config import section_mask
 from digest.deliver import ledger
@@ -28,22 +26,37 @@ def revision_of(path) -> list[tuple]:
     return dump(path, "SELECT version_num FROM alembic_version")
 
 
+def dump_by_name(path, sql: str) -> list[dict]:
+    with closing(sqlite3.connect(path)) as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute(sql)]
+
+
+def same_columns(rows: list[dict], like: list[dict]) -> list[dict]:
+    """`rows` cut to the columns `like` has (a later revision may add or drop some)."""
+    keep = set(like[0]) if like else set()
+    return [{k: v for k, v in r.items() if k in keep} for r in rows]
+
+
 def tables_of(path) -> set[str]:
     return {n for (n,) in dump(path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
 def build_v2(path) -> None:
-    """A store as the code on main before Alembic made it: today's tables, `schema_version` 2.
+    """A store as the code on main before Alembic made it: `schema_version` 2.
 
-    The CREATE statements are compiled from today's metadata (which is what main's
-    `metadata.create_all` ran) plus the old `schema_version` table, written with plain sqlite3.
+    Its tables are those of revision 0002 (which is what that code's `metadata.create_all`
+    made: adoption stamps such a store at 0002), plus the old `schema_version` table.
     """
-    dialect = sqlite_dialect.dialect()
+    from alembic import command
+    from sqlalchemy import create_engine
+    from digest.store import _alembic_config
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        command.upgrade(_alembic_config(conn), "0002")
+        conn.execute(text("DROP TABLE alembic_version"))
+    engine.dispose()
     with closing(sqlite3.connect(path)) as conn:
-        for table in metadata.sorted_tables:
-            conn.execute(str(CreateTable(table).compile(dialect=dialect)))
-            for index in table.indexes:
-                conn.execute(str(CreateIndex(index).compile(dialect=dialect)))
         conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
         conn.execute("INSERT INTO schema_version (version) VALUES (2)")
         conn.execute("INSERT INTO editions (date, frozen_at, articles) VALUES ('2026-11-19', ?, '[]')", (NOW,))
@@ -88,10 +101,14 @@ def test_a_version_2_store_is_adopted_without_data_loss(tmp_path):
     build_v2(path)
     everything = ["SELECT * FROM subscribers ORDER BY id", "SELECT * FROM ledger ORDER BY id",
                   "SELECT * FROM editions", "SELECT * FROM webhook_events", "SELECT * FROM sqlite_sequence"]
-    before = [dump(path, sql) for sql in everything]
+    before = [dump_by_name(path, sql) for sql in everything]
     engine = open_store(f"sqlite:///{path}")
-    assert [dump(path, sql) for sql in everything] == before
-    assert revision_of(path) == [("0002",)]
+    # Stamped at 0002, then upgraded: every value of every column that stays is unchanged.
+    after = [dump_by_name(path, sql) for sql in everything]
+    assert [same_columns(new, old) for new, old in zip(after, before)] == \
+           [same_columns(old, new) for new, old in zip(after, before)]
+    assert all(len(new) == len(old) for new, old in zip(after, before))
+    assert revision_of(path) == [(head_revision(),)]
     assert "schema_version" not in tables_of(path)
     assert subscriber_store.get(engine, email="a@example.com").sections == ("world", "tech")
     assert ledger.counts(engine, "2026-11-19") == {"pending": 0, "sent": 1, "failed": 0, "unknown": 1}
@@ -192,4 +209,4 @@ def test_schema_state_reports_the_revision(tmp_path):
     assert schema_state(url).revision is None
     open_store(url).dispose()
     state = schema_state(url)
-    assert state.at_head and state.revision == head_revision() == "0002"
+    assert state.at_head and state.revision == head_revision() == "0003"

@@ -2,8 +2,9 @@
 
     pending -> unknown (claimed: the request is about to leave) -> sent | failed | unknown
 
-A row is claimed (status `unknown`, reason IN_FLIGHT) *before* its request leaves, so a
-run killed mid-request leaves `unknown` rows that are reported, never silently resent.
+A row is claimed (status `unknown`, reason IN_FLIGHT, the sender's name and lease) *before*
+its request leaves, so a sender killed mid-request leaves `unknown` rows that are
+reported once its lease runs out, never silently resent.
 
 Only this module writes the ledger table, and every write is set-based: the audience is
 frozen with one INSERT ... SELECT, a chunk is claimed with one UPDATE ... RETURNING, a
@@ -13,9 +14,10 @@ or a commit per recipient.
 
 from __future__ import annotations
 
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Callable
 
 from sqlalchemy import and_, bindparam, case, delete, func, literal, select, update
 from sqlalchemy.engine import Connection, Engine
@@ -71,10 +73,6 @@ def freeze_audience(conn: Connection, day: str, offered_mask: int, default_mask:
 
 # -- the send loop's statements ---------------------------------------------------------------
 
-def new_claim() -> str:
-    return uuid.uuid4().hex
-
-
 def pending_masks(engine: Engine, day: str) -> list[int]:
     """The distinct digests (section masks) that still have pending rows, in claim order."""
     q = (select(ledger.c.section_mask).where(ledger.c.edition == day, ledger.c.status == "pending")
@@ -84,30 +82,32 @@ def pending_masks(engine: Engine, day: str) -> list[int]:
 
 
 class Claimer:
-    """One run's statements for claiming and recording, built once (a send runs thousands).
+    """One sender's statements for claiming and recording, built once (a send runs thousands).
 
-    Claiming a chunk is one UPDATE ... RETURNING: the next `size` pending rows of one
-    digest (ids above `after`, keyset order) whose subscriber is still active, so someone
-    who left during the run is not mailed.  Rows of people who left stay pending until
-    `withdraw_departed` drops them, at the start and the end of every run.
+    Claiming a chunk is one UPDATE ... RETURNING over the first `size` pending rows of one
+    digest whose subscriber is still active (someone who left during the run is not
+    mailed; `withdraw_departed` drops their rows at the start and the end of every run).
+    On PostgreSQL the rows are picked `FOR UPDATE SKIP LOCKED`, so senders claiming at
+    the same moment take different rows without waiting for each other; SQLite has one
+    writer at a time, so there the claims simply take turns.  Each claimed row carries
+    the sender's name and lease (digest.deliver.lease).
     """
 
-    def __init__(self, engine: Engine, day: str, claim_id: str, size: int = CHUNK):
-        self.engine, self.day, self.claim_id = engine, day, claim_id
+    def __init__(self, engine: Engine, day: str, sender: str, lease_until: Callable[[], datetime],
+                 size: int = CHUNK):
+        self.engine, self.day, self.sender, self.lease_until = engine, day, sender, lease_until
         still_active = (select(subscribers.c.id).where(subscribers.c.id == ledger.c.subscriber_id,
                                                        subscribers.c.status == "active").exists())
         window = (select(ledger.c.id).where(ledger.c.edition == day, ledger.c.status == "pending",
-                                            ledger.c.section_mask == bindparam("mask"),
-                                            ledger.c.id > bindparam("after"))
-                  .order_by(ledger.c.id).limit(size))
-        self._claim = (update(ledger).where(ledger.c.id.in_(window.scalar_subquery()), still_active)
-                       .values(status="unknown", reason=IN_FLIGHT, claim=claim_id,
+                                            ledger.c.section_mask == bindparam("mask"), still_active)
+                  .order_by(ledger.c.id).limit(size).with_for_update(skip_locked=True))
+        self._claim = (update(ledger).where(ledger.c.id.in_(window.scalar_subquery()))
+                       .values(status="unknown", reason=IN_FLIGHT, claim=sender, lease_until=bindparam("until"),
                                attempts=ledger.c.attempts + 1, updated_at=bindparam("now"))
                        .returning(ledger.c.id, ledger.c.subscriber_id, ledger.c.email, ledger.c.name))
-        self._window_end = select(func.max(window.subquery().c.id))
         self._record = (update(ledger).where(ledger.c.id.in_(bindparam("ids", expanding=True)))
                         .values(status=bindparam("status"), message_id=bindparam("message_id"),
-                                reason=bindparam("reason"), updated_at=bindparam("now")))
+                                reason=bindparam("reason"), lease_until=None, updated_at=bindparam("now")))
 
     # One connection for the whole run: checking one out of the pool per statement (and
     # the rollback the pool issues on each return) cost more than the statements.
@@ -130,18 +130,13 @@ class Claimer:
             with self._conn.begin():
                 yield self._conn
 
-    def claim(self, section_mask: int, after_id: int = 0) -> Chunk:
+    def claim(self, section_mask: int) -> Chunk:
+        """The next chunk of one digest's pending rows, now this sender's; empty when none is left."""
         with self._transaction() as conn:
-            claimed = conn.execute(self._claim, {"mask": section_mask, "after": after_id, "now": utcnow()}).all()
+            claimed = conn.execute(self._claim, {"mask": section_mask, "until": self.lease_until(),
+                                                 "now": utcnow()}).all()
         rows = sorted((Row(i, sid, email, name or "") for i, sid, email, name in claimed), key=lambda r: r.id)
         return Chunk(section_mask, rows)
-
-    def window_end(self, section_mask: int, after_id: int) -> int | None:
-        """The last id of the window a claim found nothing to take in: None when no pending
-        row is left, else every row of that window belongs to someone who left meanwhile
-        (the send moves past them, and withdraw_departed drops them at the end)."""
-        with self._transaction() as conn:
-            return conn.execute(self._window_end, {"mask": section_mask, "after": after_id}).scalar()
 
     def record_groups(self, groups: dict) -> None:
         """{(status, message id, reason): [ledger ids]} (digest.deliver.workers.Settled groups
@@ -157,10 +152,44 @@ class Claimer:
                                             "reason": reason, "now": now})
 
 
-def claim_chunk(engine: Engine, day: str, section_mask: int, claim_id: str, after_id: int = 0,
-                size: int = CHUNK) -> Chunk:
+def claim_chunk(engine: Engine, day: str, section_mask: int, sender: str, size: int = CHUNK,
+                lease_for: timedelta = timedelta(minutes=2)) -> Chunk:
     """One chunk claimed with a Claimer of its own (tests, tools); the send loop keeps one."""
-    return Claimer(engine, day, claim_id, size).claim(section_mask, after_id)
+    return Claimer(engine, day, sender, lambda: utcnow() + lease_for, size).claim(section_mask)
+
+
+# -- leases ------------------------------------------------------------------------------
+
+def _leased(sender: str | None = None):
+    """Rows in flight: claimed, no outcome yet, lease still running."""
+    # lease_until IS NOT NULL first: NOT(... AND NULL > now) would be NULL, not true.
+    live = and_(ledger.c.lease_until.is_not(None), ledger.c.lease_until > utcnow(),
+                ledger.c.status == "unknown", ledger.c.reason == IN_FLIGHT)
+    return live if sender is None else and_(live, ledger.c.claim == sender)
+
+
+def renew_lease(engine: Engine, day: str, sender: str, until: datetime) -> None:
+    """Push the lease of `sender`'s rows in flight out to `until` (one UPDATE)."""
+    with engine.begin() as conn:
+        conn.execute(update(ledger).where(ledger.c.edition == day, ledger.c.claim == sender,
+                                          ledger.c.status == "unknown", ledger.c.reason == IN_FLIGHT,
+                                          ledger.c.lease_until.is_not(None))
+                     .values(lease_until=until))
+
+
+def end_lease(engine: Engine, day: str, sender: str) -> int:
+    """A sender is known to be dead: its rows in flight are unknown now, not in an hour."""
+    with engine.begin() as conn:
+        return conn.execute(update(ledger).where(ledger.c.edition == day, _leased(sender))
+                            .values(lease_until=None, updated_at=utcnow())).rowcount
+
+
+def in_flight(engine: Engine, day: str) -> list[tuple[str, int, datetime]]:
+    """(sender, rows, lease until) of every sender holding a live lease on this edition."""
+    q = (select(ledger.c.claim, func.count(), func.max(ledger.c.lease_until))
+         .where(ledger.c.edition == day, _leased()).group_by(ledger.c.claim).order_by(ledger.c.claim))
+    with engine.connect() as conn:
+        return [(s, n, until) for s, n, until in conn.execute(q)]
 
 
 def withdraw_departed(engine: Engine, day: str) -> int:
@@ -172,22 +201,28 @@ def withdraw_departed(engine: Engine, day: str) -> int:
                                                  ~still_active)).rowcount
 
 
-def release(engine: Engine, ids, claim_id: str) -> None:
+def release(engine: Engine, ids, sender: str) -> None:
     """Give claimed rows back (pending) when their request certainly never left."""
     ids = list(ids)
     if not ids:
         return
     with engine.begin() as conn:
-        conn.execute(update(ledger).where(and_(ledger.c.id.in_(ids), ledger.c.claim == claim_id,
-                                               ledger.c.reason == IN_FLIGHT))
-                     .values(status="pending", reason=None, claim=None, updated_at=utcnow()))
+        conn.execute(update(ledger).where(and_(ledger.c.id.in_(ids), ledger.c.claim == sender,
+                                               ledger.c.status == "unknown", ledger.c.reason == IN_FLIGHT))
+                     .values(status="pending", reason=None, claim=None, lease_until=None, updated_at=utcnow()))
 
 
 def requeue(engine: Engine, day: str, status: str) -> int:
-    """`send --retry failed|unknown`: put those rows back to pending, explicitly."""
+    """`send --retry failed|unknown`: put those rows back to pending, explicitly.
+
+    Rows under a live lease are in flight at another sender: they are never taken.
+    """
     with engine.begin() as conn:
-        return conn.execute(update(ledger).where(ledger.c.edition == day, ledger.c.status == status)
-                            .values(status="pending", reason=None, claim=None, updated_at=utcnow())).rowcount
+        q = update(ledger).where(ledger.c.edition == day, ledger.c.status == status)
+        if status == "unknown":
+            q = q.where(~_leased())
+        return conn.execute(q.values(status="pending", reason=None, claim=None, lease_until=None,
+                                     updated_at=utcnow())).rowcount
 
 
 # -- reading -----------------------------------------------------------------------------
@@ -223,9 +258,11 @@ def counts(engine: Engine, day: str) -> dict[str, int]:
 
 
 def problems(engine: Engine, day: str, limit: int | None = None) -> list[dict]:
-    """Failed or unknown rows, with their reason: what `status` and `send` report."""
+    """Failed or unknown rows, with their reason: what `status` and `send` report.  Rows in
+    flight at a live sender are not problems (yet): `in_flight` counts them."""
     q = (select(ledger.c.email, ledger.c.status, ledger.c.reason)
-         .where(ledger.c.edition == day, ledger.c.status.in_(("failed", "unknown"))).order_by(ledger.c.id))
+         .where(ledger.c.edition == day, ledger.c.status.in_(("failed", "unknown")), ~_leased())
+         .order_by(ledger.c.id))
     if limit is not None:
         q = q.limit(limit)
     with engine.connect() as conn:
@@ -233,8 +270,14 @@ def problems(engine: Engine, day: str, limit: int | None = None) -> list[dict]:
 
 
 def report(engine: Engine, day: str) -> dict:
-    """`digest status`: {"date", "counts", "problems"}, the shape DESIGN.md fixes."""
-    return {"date": day, "counts": counts(engine, day), "problems": problems(engine, day)}
+    """`digest status`: {"date", "counts", "problems"}, the shape DESIGN.md fixes; while
+    senders are at work, also "in_flight": each one's rows (counted as unknown) and lease."""
+    found = {"date": day, "counts": counts(engine, day), "problems": problems(engine, day)}
+    senders = in_flight(engine, day)
+    if senders:
+        found["in_flight"] = [{"sender": s, "rows": n, "lease_until": f"{until:%Y-%m-%d %H:%M:%S}"}
+                              for s, n, until in senders]
+    return found
 
 
 def row_email(conn_or_engine, day: str, subscriber_id: int) -> str | None:
@@ -256,5 +299,6 @@ def mark_sent_by_event(conn_or_engine, day: str, subscriber_id: int, message_id:
     with transaction(conn_or_engine) as conn:
         n = conn.execute(update(ledger).where(ledger.c.edition == day, ledger.c.subscriber_id == subscriber_id,
                                               ledger.c.status == "unknown")
-                         .values(status="sent", message_id=message_id, reason=None, updated_at=utcnow())).rowcount
+                         .values(status="sent", message_id=message_id, reason=None, lease_until=None,
+                                 updated_at=utcnow())).rowcount
     return n > 0

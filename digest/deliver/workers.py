@@ -14,6 +14,7 @@ import re
 from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Callable
 
 from digest.deliver.transport import Batch, FatalTransportError, Outcome, Recipient, Transport
 from digest.message import ONE_CLICK
@@ -97,17 +98,25 @@ class Settled:
         return self.sent + self.failed + self.unknown
 
 
-def deliver(planner, transport: Transport, mask: int, people, batch: Batch | None = None) -> Settled:
+LEASE_LOST = ("this sender could not renew its lease (the database was unreachable for too long), so it "
+              "stopped: its rows in flight count as unknown")
+
+
+def deliver(planner, transport: Transport, mask: int, people, batch: Batch | None = None,
+            may_send: Callable[[], bool] | None = None) -> Settled:
     """Build (unless given) and deliver one batch of the digest of `mask`; never raises.
 
     `planner` is digest.sending.Planner: the edition's rendered parts and a Builder.
-    A digest that cannot be rendered fails its people without a request.
+    A digest that cannot be rendered fails its people without a request.  `may_send`
+    (the sender's lease is valid) is asked just before the request leaves.
     """
     if batch is None:
         try:
             batch = planner.batch(mask, people)
         except RenderError as e:
             return Settled.failing(people, str(e))
+    if may_send is not None and not may_send():
+        return Settled(unsent=[r.ledger_id for r in batch.recipients], fatal=LEASE_LOST, fatal_code=1)
     try:
         return Settled.of(transport.deliver(batch))
     except FatalTransportError as e:
@@ -123,13 +132,13 @@ def deliver(planner, transport: Transport, mask: int, people, batch: Batch | Non
 class Pool:
     """Runs `deliver` jobs on `size` threads: that many requests in flight at once."""
 
-    def __init__(self, planner, transport: Transport, size: int):
-        self.planner, self.transport, self.size = planner, transport, size
+    def __init__(self, planner, transport: Transport, size: int, may_send: Callable[[], bool] | None = None):
+        self.planner, self.transport, self.size, self.may_send = planner, transport, size, may_send
         planner.rendering.parts()  # the edition's one pipeline run, before any thread needs it
         self._threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="deliver")
 
     def submit(self, mask: int, people, batch: Batch | None = None) -> Future:
-        return self._threads.submit(deliver, self.planner, self.transport, mask, people, batch)
+        return self._threads.submit(deliver, self.planner, self.transport, mask, people, batch, self.may_send)
 
     def __enter__(self) -> Pool:
         return self
