@@ -160,7 +160,7 @@ def import_csv(engine: Engine, path: Path, settings: Settings) -> ImportReport:
     """Import in chunks of CHUNK rows, each its own transaction.
 
     Per chunk: existing addresses are looked up with one query, new ones inserted with
-    one executemany, changed ones updated with another.  A later row for the same address
+    one executemany of INSERT ... ON CONFLICT DO NOTHING, changed ones updated with another.  A later row for the same address
     updates the earlier one, as before.  If the import stops part-way (the database
     fails, Ctrl-C), the chunks already committed stay, and the report says up to where.
     """
@@ -211,8 +211,11 @@ def _save_chunk(engine: Engine, rows: dict[str, dict], report: ImportReport, fir
                 "created_at": now, "updated_at": now}
                for key, r in rows.items() if key not in found]
         if new:
-            conn.execute(t.insert(), new)
-            report.imported += len(new)
+            inserted = _insert_new(conn, new)
+            report.imported += len(inserted)
+            for row in new:  # added meanwhile by someone else (a sign-up, another import): update it
+                if row["email_key"] not in inserted:
+                    found[row["email_key"]] = 0
         # Only the columns the file has change; an import never changes the status of
         # someone it did not add.  A row for an address this import added in an earlier
         # chunk is a later row of the same file: it wins whole, as within one chunk.
@@ -231,6 +234,23 @@ def _save_chunk(engine: Engine, rows: dict[str, dict], report: ImportReport, fir
         for columns, params in changed.items():
             conn.execute(t.update().where(t.c.email_key == bindparam("key_"))
                          .values({**{c: bindparam("v_" + c) for c in columns}, "updated_at": now}), params)
+
+
+def _insert_new(conn, rows: list[dict]) -> set[str]:
+    """Insert `rows`; the address keys inserted.
+
+    INSERT ... ON CONFLICT DO NOTHING, sent as multi-row statements (SQLAlchemy's
+    "insertmanyvalues", on SQLite and PostgreSQL alike): an address that another writer
+    added after the chunk's lookup is skipped here and updated by the caller, instead of
+    failing the whole chunk on the unique key.
+    """
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    t = subscribers_table
+    statement = insert(t).on_conflict_do_nothing(index_elements=[t.c.email_key]).returning(t.c.email_key)
+    return set(conn.execute(statement, rows).scalars())
 
 
 def escape_formula(value: str) -> str:

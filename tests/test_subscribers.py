@@ -250,3 +250,24 @@ def test_remembered_domain_checks_give_the_libraries_own_answers():
     finally:
         module.validate_email_domain_name = cached
     assert with_cache == without and any(a[0] == "error" for a in without)
+
+
+def test_an_address_added_by_someone_else_during_an_import_is_updated_not_a_failure(engine, settings, tmp_path,
+                                                                                      monkeypatch):
+    """Between the chunk's lookup and its insert, a sign-up adds one of the file's addresses."""
+    from digest.store import subscribers as subscribers_table, utcnow
+    from subscribers import importer
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text("email,name,sections\nnew@example.com,New,world\nrace@example.com,From File,tech\n")
+    real = importer._insert_new
+
+    def signup_first(conn, rows):
+        conn.execute(subscribers_table.insert().values(email="race@example.com", email_key="race@example.com",
+                                                        name="Signed Up", section_mask=0, status="active",
+                                                        created_at=utcnow(), updated_at=utcnow()))
+        return real(conn, rows)
+    monkeypatch.setattr(importer, "_insert_new", signup_first)
+    report = import_csv(engine, csv_file, settings)
+    assert (report.imported, report.updated, report.rejected) == (1, 1, [])
+    race = store.get(engine, email="race@example.com")
+    assert race.name == "From File" and race.sections == ("tech",)
