@@ -8,6 +8,7 @@ from digest.articles import ArticleError
 from digest.articles.importer import import_articles
 from digest.articles.markdown import parse_text
 from digest.articles.repository import articles_published_on
+from tests.stores import store_url
 
 
 def parse(settings, front: str, body: str = "Body.", name: str = "story"):
@@ -229,7 +230,7 @@ def test_articles_list_shows_control_characters_instead_of_sending_them_to_the_t
     from digest.articles.repository import save_articles
     from digest.importing import ImportReport
     from digest.store import open_store
-    engine = open_store(f"sqlite:///{workdir / 'digest.db'}")  # stored before imports cleaned titles
+    engine = open_store(store_url(workdir / "digest.db"))  # stored before imports cleaned titles
     save_articles(engine, [Article(id="old", title="Red \x1b[31malert\x07", url="https://x.example/o",
                                    published=datetime(2026, 11, 25, 7, tzinfo=timezone.utc), sections=("world",))],
                   ImportReport())
