@@ -99,6 +99,18 @@ def test_duplicate_id_in_one_import_is_rejected(tmp_path, engine, settings):
     assert report.imported == 1 and "also used by" in report.rejected[0][1]
 
 
+def test_an_id_longer_than_the_column_is_that_files_error_and_the_rest_are_imported(cli, workdir):
+    """A 201-character id (here a long file name): PostgreSQL would refuse the row and with
+    it the whole import, so the file is rejected by name and the others are kept."""
+    write_article(workdir / "a", "x" * 201)
+    write_article(workdir / "a", "y" * 200, title="Long but fits")
+    write_article(workdir / "a", "short")
+    result = cli("articles", "import", workdir / "a")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "longer than 200 characters" in result.output and f"{'x' * 201}.md" in result.output
+    assert sorted(a["id"] for a in cli.json("articles", "list", "--date", "2026-11-25", "--json")) == ["short", "y" * 200]
+
+
 def test_edition_day_follows_the_newsletter_time_zone(tmp_path, engine, settings):
     write_article(tmp_path, "late", published="2026-11-25T23:30:00Z")
     import_articles(engine, [tmp_path], settings)
