@@ -7,20 +7,30 @@ STAMP   := $(VENV)/.installed
 DEMO_DATE ?= 2026-11-25
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test bench chromium clean
+.PHONY: demo test test-sqlite test-postgres bench chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,postgres]'
 	touch $(STAMP)
 
 # Browser tests drive Debian's Chromium (Playwright's own browser download is not used).
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
-test: $(STAMP) chromium
-	$(PY) -m pytest -q
+# The whole suite twice: on SQLite files, then on a throwaway PostgreSQL cluster that
+# scripts/with-postgres starts (installing PostgreSQL with apt-get when it is missing) and
+# removes afterwards.  Each pass deselects the other engine's tests (-m), never skips them.
+test: test-sqlite test-postgres
+
+test-sqlite: $(STAMP) chromium
+	@echo "== tests on SQLite =="
+	$(PY) -m pytest -q -m "not postgres_only"
+
+test-postgres: $(STAMP) chromium
+	@echo "== tests on PostgreSQL =="
+	scripts/with-postgres $(PY) -m pytest -q -m "not sqlite_only"
 
 # The daily send as a dry run on the bundled sample data, in demo/ (its own SQLite file).
 demo: $(STAMP)

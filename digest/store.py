@@ -106,6 +106,12 @@ webhook_events = Table(
 )
 
 
+# Ids (subscribers.id, ledger.id) are INTEGER columns: 32-bit on PostgreSQL (64-bit on
+# SQLite).  A larger number from outside (a webhook's custom arg) names nobody, and must
+# not reach a query: PostgreSQL fails the statement with "integer out of range".
+MAX_ID = 2**31
+
+
 class StoreError(Exception):
     """The database cannot be opened or is not ours."""
 

@@ -29,12 +29,12 @@ from sqlalchemy.exc import IntegrityError
 
 from digest.config import ConfigError
 from digest.deliver import ledger
-from digest.store import is_busy, utcnow, webhook_events
+from digest.store import MAX_ID, is_busy, utcnow, webhook_events
+from digest.text import not_text
 from subscribers import store
 
 log = logging.getLogger("uvicorn.error")
 
-MAX_ID = 2**63  # ids are signed 64-bit in every database we run on; larger ones name nobody
 MAX_SKEW = 600  # seconds: older (or future) signatures are refused, so a captured request cannot be replayed later
 
 # Suppression strength: a later, weaker event never overwrites a stronger one.
@@ -107,9 +107,11 @@ def parse_events(body: bytes) -> list[dict]:
 # -- what an event means (pure) -----------------------------------------------------------
 
 def text(event: dict, name: str) -> str:
-    """A string field, or "" when it is missing or of another type (a list, a dict, a number)."""
+    """A string field, or "" when it is missing, of another type (a list, a dict, a number),
+    or holds characters that are not text (digest.text): no real event has a NUL or an
+    escape in a field, and PostgreSQL cannot store a NUL, so such a field is unusable."""
     value = event.get(name)
-    return value if isinstance(value, str) else ""
+    return value if isinstance(value, str) and not not_text(value) else ""
 
 
 def suppression(event: dict) -> tuple[str, str] | None:
@@ -147,7 +149,7 @@ def custom_arg(event: dict, name: str) -> str | None:
 
 
 def subscriber_id(event: dict) -> int | None:
-    """Our subscriber_id custom arg, when it is plain digits in 0 < id < 2**63 (else the
+    """Our subscriber_id custom arg, when it is plain digits in 0 < id < MAX_ID (else the
     database would overflow on it)."""
     value = custom_arg(event, "subscriber_id")
     if not (value and value.isascii() and value.isdigit() and len(value) <= 19):
@@ -174,11 +176,12 @@ def message_id(event: dict) -> str | None:
 
 def event_id(event: dict) -> str | None:
     """sg_event_id; "" when absent (applied without dedupe); None when unusable (a list, or
-    too long to store whole: cutting it could merge two events into one)."""
+    too long to store whole, or with characters that are not text: cutting or cleaning it
+    could merge two events into one)."""
     value = event.get("sg_event_id")
     if value is None or value == "":
         return ""
-    return value if isinstance(value, str) and len(value) <= 200 else None
+    return value if isinstance(value, str) and len(value) <= 200 and not not_text(value) else None
 
 
 # -- applying events ------------------------------------------------------------------------

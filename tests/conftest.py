@@ -1,5 +1,6 @@
-"""Shared fixtures: a settings object, a real SQLite store in a temp folder, the CLI two ways
-(Typer's runner in-process, and the installed `digest` command in a subprocess)."""
+"""Shared fixtures: a settings object, a real store in a temp folder (a SQLite file, or a
+PostgreSQL database on the PostgreSQL pass: tests/stores.py), the CLI two ways (Typer's
+runner in-process, and the installed `digest` command in a subprocess)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from digest.cli import app
 from digest.config import load_settings
 from digest import store as digest_store
 from digest.store import open_store
+from tests import stores
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "sample"
@@ -32,9 +34,48 @@ def digest_command() -> str:
     return str(beside) if beside.exists() else shutil.which("digest")
 
 
+def pytest_report_header(config):
+    return f"store engine: {stores.ENGINE_NAME}"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Deselect (never skip) the tests of the other engine, so a plain `pytest` on either
+    engine runs exactly the tests that apply to it, and a count of passes means something."""
+    other = "sqlite_only" if stores.POSTGRES else "postgres_only"
+    drop = [item for item in items if item.get_closest_marker(other)]
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = [item for item in items if not item.get_closest_marker(other)]
+
+
+def pytest_sessionfinish(session):
+    if stores.POSTGRES:
+        stores.drop_all_stores()
+
+
+@pytest.fixture(autouse=True)
+def _store_cleanup(request):
+    """On the PostgreSQL pass: drop the test's databases when it ends, and fail a test that
+    made a SQLite file anyway (a URL built by hand instead of with stores.store_url)."""
+    yield
+    tmp = request.node.funcargs.get("tmp_path")
+    if not stores.POSTGRES or tmp is None:
+        return
+    stores.drop_stores_under(tmp)
+    if not request.node.get_closest_marker("sqlite_only"):
+        files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*.db"))
+        assert not files, f"the PostgreSQL pass made SQLite files {files}: build store URLs with tests.stores.store_url"
+
+
 @pytest.fixture
-def settings(tmp_path):
-    return replace(load_settings(env={}), database_url=f"sqlite:///{tmp_path / 'digest.db'}",
+def database_url(tmp_path) -> str:
+    """The test's store: tmp_path/digest.db, or its PostgreSQL database on that pass."""
+    return stores.store_url(tmp_path / "digest.db")
+
+
+@pytest.fixture
+def settings(database_url):
+    return replace(load_settings(env={}), database_url=database_url,
                    secret_key=SECRET, base_url="https://news.example.com/digest")
 
 
@@ -44,13 +85,13 @@ def engine(settings):
 
 
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
+def workdir(tmp_path, monkeypatch, database_url):
     """A temp working folder with a clean environment for the CLI."""
     monkeypatch.chdir(tmp_path)
     for var in list(os.environ):
         if var.startswith(("DIGEST_", "SENDGRID_")):
             monkeypatch.delenv(var)
-    monkeypatch.setenv("DIGEST_DATABASE_URL", f"sqlite:///{tmp_path / 'digest.db'}")
+    monkeypatch.setenv("DIGEST_DATABASE_URL", database_url)
     return tmp_path
 
 
@@ -74,10 +115,10 @@ def cli(workdir):
 
 
 @pytest.fixture
-def run_digest(tmp_path):
+def run_digest(tmp_path, database_url):
     """Run the installed `digest` in a subprocess in `tmp_path`, with a clean environment."""
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("DIGEST_", "SENDGRID_"))}
-    base_env["DIGEST_DATABASE_URL"] = f"sqlite:///{tmp_path / 'digest.db'}"
+    base_env["DIGEST_DATABASE_URL"] = database_url
 
     def run(*args, env=None, timeout=120):
         full_env = dict(base_env, **(env or {}))
@@ -108,6 +149,7 @@ def write_article(folder: Path, name: str, **fields) -> Path:
 def write_lock(tmp_path, monkeypatch):
     """`write_lock()` makes another connection hold the write lock of tmp_path/digest.db (as a
     long import would) until the test ends; stores opened afterwards wait only 50 ms for it."""
+    assert not stores.POSTGRES, "write_lock holds a SQLite file's lock: mark the test sqlite_only"
     monkeypatch.setattr(digest_store, "BUSY_TIMEOUT_MS", 50)
     holders = []
 

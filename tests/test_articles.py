@@ -8,6 +8,7 @@ from digest.articles import ArticleError
 from digest.articles.importer import import_articles
 from digest.articles.markdown import parse_text
 from digest.articles.repository import articles_published_on
+from tests.stores import store_url
 
 
 def parse(settings, front: str, body: str = "Body.", name: str = "story"):
@@ -96,6 +97,18 @@ def test_duplicate_id_in_one_import_is_rejected(tmp_path, engine, settings):
     write_article(tmp_path / "b", "x")
     report = import_articles(engine, [tmp_path / "a", tmp_path / "b"], settings)
     assert report.imported == 1 and "also used by" in report.rejected[0][1]
+
+
+def test_an_id_longer_than_the_column_is_that_files_error_and_the_rest_are_imported(cli, workdir):
+    """A 201-character id (here a long file name): PostgreSQL would refuse the row and with
+    it the whole import, so the file is rejected by name and the others are kept."""
+    write_article(workdir / "a", "x" * 201)
+    write_article(workdir / "a", "y" * 200, title="Long but fits")
+    write_article(workdir / "a", "short")
+    result = cli("articles", "import", workdir / "a")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "longer than 200 characters" in result.output and f"{'x' * 201}.md" in result.output
+    assert sorted(a["id"] for a in cli.json("articles", "list", "--date", "2026-11-25", "--json")) == ["short", "y" * 200]
 
 
 def test_edition_day_follows_the_newsletter_time_zone(tmp_path, engine, settings):
@@ -229,7 +242,7 @@ def test_articles_list_shows_control_characters_instead_of_sending_them_to_the_t
     from digest.articles.repository import save_articles
     from digest.importing import ImportReport
     from digest.store import open_store
-    engine = open_store(f"sqlite:///{workdir / 'digest.db'}")  # stored before imports cleaned titles
+    engine = open_store(store_url(workdir / "digest.db"))  # stored before imports cleaned titles
     save_articles(engine, [Article(id="old", title="Red \x1b[31malert\x07", url="https://x.example/o",
                                    published=datetime(2026, 11, 25, 7, tzinfo=timezone.utc), sections=("world",))],
                   ImportReport())

@@ -21,6 +21,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from tests.web_helpers import digest_command, html_part, link_in
+from tests.stores import store_url
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -45,7 +46,7 @@ class Server:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}/digest"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("DIGEST_", "SENDGRID_"))}
-        self.env.update(DIGEST_DATABASE_URL=f"sqlite:///{folder / 'digest.db'}",
+        self.env.update(DIGEST_DATABASE_URL=store_url(folder / "digest.db"),
                         DIGEST_SECRET_KEY="browser-test-secret", DIGEST_BASE_URL=self.base)
         self.log = folder / "serve.log"
         self.proc = None

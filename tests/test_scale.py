@@ -25,12 +25,10 @@ import os
 import random
 import shutil
 import signal
-import sqlite3
 import subprocess
 import threading
 import time
 from collections import Counter
-from contextlib import closing
 from datetime import date
 from email.utils import parseaddr
 from pathlib import Path
@@ -40,6 +38,7 @@ import pytest
 from digest.config import SECTIONS, Settings, section_mask
 from tests.conftest import SAMPLE, SAMPLE_DAY, SECRET, digest_command
 from tests.fake_sendgrid import FakeSendGrid
+from tests.stores import copy_store, rows, store_url
 from tests.test_send import Site, request_recipients, wait_for
 
 DAY = SAMPLE_DAY
@@ -53,7 +52,7 @@ TOML_1 = TOML_4.replace("concurrency = 4", "concurrency = 1")
 
 
 def cli_env(folder: Path) -> dict:
-    return {"PATH": "/usr/bin:/bin", "DIGEST_DATABASE_URL": f"sqlite:///{folder / 'digest.db'}"}
+    return {"PATH": "/usr/bin:/bin", "DIGEST_DATABASE_URL": store_url(folder / "digest.db")}
 
 
 def digest_in(folder: Path, *args, timeout=300) -> subprocess.CompletedProcess:
@@ -65,19 +64,12 @@ def digest_in(folder: Path, *args, timeout=300) -> subprocess.CompletedProcess:
     return done
 
 
-def copy_store(source: Path, folder: Path) -> None:
-    for suffix in ("", "-wal", "-shm"):
-        if Path(f"{source}{suffix}").exists():
-            shutil.copy(f"{source}{suffix}", folder / f"digest.db{suffix}")
-
-
-def db(folder: Path, sql: str, *params) -> list[tuple]:
-    with closing(sqlite3.connect(folder / "digest.db")) as conn:
-        return conn.execute(sql, params).fetchall()
+def db(folder: Path, sql: str, **params) -> list[tuple]:
+    return rows(store_url(folder / "digest.db"), sql, **params)
 
 
 def ledger_status(folder: Path) -> dict[str, str]:
-    return dict(db(folder, "SELECT lower(email), status FROM ledger WHERE edition = ?", DAY))
+    return dict(db(folder, "SELECT lower(email), status FROM ledger WHERE edition = :day", day=DAY))
 
 
 def delivered(sg: FakeSendGrid, since: int = 0) -> Counter:
@@ -163,7 +155,7 @@ class KillingFake(FakeSendGrid):
 def test_kill_9_with_requests_in_flight_leaves_a_truthful_ledger_and_reruns_never_duplicate_sent_rows(
         tmp_path, run_digest, big_store, seed, when):
     rng = random.Random(seed)
-    copy_store(big_store, tmp_path)
+    copy_store(big_store, tmp_path / "digest.db")
     (tmp_path / "digest.toml").write_text(TOML_4, encoding="utf-8")
     everyone = {e for (e,) in db(tmp_path, "SELECT lower(email) FROM subscribers WHERE status = 'active'")}
     assert len(everyone) == N_PEOPLE
@@ -267,7 +259,7 @@ def written(outbox: Path) -> list[str]:
     45])  # more files than digests: every digest gets one, some two
 def test_dry_run_sample_writes_n_files_spread_over_distinct_digests(tmp_path, run_digest, thirty_digests, n):
     store, who = thirty_digests
-    copy_store(store, tmp_path)
+    copy_store(store, tmp_path / "digest.db")
     result = run_digest("send", "--date", DAY, "--dry-run", "--sample", n, "--outbox", tmp_path / "out", "--json")
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
@@ -287,7 +279,7 @@ def test_dry_run_sample_writes_n_files_spread_over_distinct_digests(tmp_path, ru
 
 def test_sample_without_dry_run_is_a_usage_error(tmp_path, run_digest, thirty_digests):
     store, _ = thirty_digests
-    copy_store(store, tmp_path)
+    copy_store(store, tmp_path / "digest.db")
     result = run_digest("send", "--date", DAY, "--sample", 10,
                         env={"SENDGRID_API_KEY": "SG.x", "DIGEST_SECRET_KEY": SECRET})
     assert result.returncode == 2
@@ -322,14 +314,12 @@ def test_a_frozen_story_that_breaks_mjml_fails_only_its_readers_and_refreeze_is_
         assert site.status()["counts"]["pending"] == 8 and sg.deliveries == []
         # The frozen copy of one story holds a control character (as stores frozen before the
         # import cleaned text do): MJML cannot parse it.
-        [(frozen,)] = db(folder, "SELECT articles FROM editions WHERE date = ?", DAY)
-        stories = json.loads(frozen)
+        [(frozen,)] = db(folder, "SELECT articles FROM editions WHERE date = :day", day=DAY)
+        stories = json.loads(frozen) if isinstance(frozen, str) else frozen  # PostgreSQL's driver parses JSON
         broken = next(a for a in stories if a["id"] == BROKEN_ID)
         assert broken["sections"] == ["tabloid"] and not broken["featured"]
         broken["title"] = "Runaway parrot \u0007 turns up"
-        with closing(sqlite3.connect(folder / "digest.db")) as conn:
-            conn.execute("UPDATE editions SET articles = ? WHERE date = ?", (json.dumps(stories), DAY))
-            conn.commit()
+        db(folder, "UPDATE editions SET articles = :stories WHERE date = :day", stories=json.dumps(stories), day=DAY)
         readers = {e for e, m in db(folder, "SELECT lower(email), section_mask FROM ledger") if m & TABLOID}
         others = {e for (e,) in db(folder, "SELECT lower(email) FROM ledger")} - readers
         assert readers and others
@@ -368,11 +358,11 @@ ALEX = "alex.reader@example.com"  # follows every section: the last digest, the 
 
 
 class LeavesDuringFirstRequest(FakeSendGrid):
-    """While answering the first request, `leaver` unsubscribes (written straight into SQLite)."""
+    """While answering the first request, `leaver` unsubscribes (written straight into the store)."""
 
     def __init__(self, *args, **kw):
         super().__init__(*args, **kw)
-        self.db_path = self.leaver = None
+        self.folder = self.leaver = None
         self.first_recipients: list[str] | None = None
 
     def _handle(self, h):
@@ -383,10 +373,8 @@ class LeavesDuringFirstRequest(FakeSendGrid):
         if first:
             raw = h.rfile.read(int(h.headers.get("Content-Length") or 0))
             self.first_recipients = [p["to"][0]["email"].lower() for p in json.loads(raw)["personalizations"]]
-            with closing(sqlite3.connect(self.db_path, timeout=10)) as conn:
-                conn.execute("UPDATE subscribers SET status = 'unsubscribed', status_reason = 'left mid-run' "
-                             "WHERE email_key = ?", (self.leaver,))
-                conn.commit()
+            db(self.folder, "UPDATE subscribers SET status = 'unsubscribed', status_reason = 'left mid-run' "
+                            "WHERE email_key = :leaver", leaver=self.leaver)
             h.rfile = _Replay(raw)  # the stand-in reads the body itself
         super()._handle(h)
 
@@ -403,7 +391,7 @@ class _Replay:
 def test_someone_who_leaves_while_the_run_goes_on_is_not_mailed(sample_site, run_digest):
     folder = sample_site
     with LeavesDuringFirstRequest() as sg:
-        sg.db_path, sg.leaver = folder / "digest.db", ALEX
+        sg.folder, sg.leaver = folder, ALEX
         site = Site(folder, run_digest, sg)
         result = site.send("--json")
         assert result.returncode == 0, result.stderr
@@ -486,10 +474,10 @@ def test_bulk_import_in_parallel_gives_exactly_the_serial_result(tmp_path, setti
         return real(records, fields, settings, parallel)
     monkeypatch.setattr(importer, "_checked_chunks", spy)
 
-    parallel_engine = open_store(f"sqlite:///{tmp_path / 'parallel.db'}")
+    parallel_engine = open_store(store_url(tmp_path / "parallel.db"))
     parallel = importer.import_csv(parallel_engine, path, settings)
     monkeypatch.setattr(importer, "PARALLEL_FROM", 10**9)  # the same file, checked in this process
-    serial_engine = open_store(f"sqlite:///{tmp_path / 'serial.db'}")
+    serial_engine = open_store(store_url(tmp_path / "serial.db"))
     serial = importer.import_csv(serial_engine, path, settings)
     assert used == [True, False]  # the file is big enough for the parallel path, and it was taken
 
@@ -514,7 +502,7 @@ def test_a_reimport_updates_everyone_the_same_way_in_parallel_and_serially(tmp_p
     from subscribers import importer
     path = tmp_path / "big.csv"
     _, expected = big_csv(path)
-    engine = open_store(f"sqlite:///{tmp_path / 'd.db'}")
+    engine = open_store(store_url(tmp_path / "d.db"))
     importer.import_csv(engine, path, settings)
     again = importer.import_csv(engine, path, settings)
     monkeypatch.setattr(importer, "PARALLEL_FROM", 10**9)
@@ -538,7 +526,7 @@ def test_a_duplicate_address_gives_the_same_subscriber_wherever_the_chunk_bounda
     results = {}
     for chunk in (5000, 2):
         monkeypatch.setattr(importer, "CHUNK", chunk)
-        engine = open_store(f"sqlite:///{tmp_path / f'chunk{chunk}.db'}")
+        engine = open_store(store_url(tmp_path / f"chunk{chunk}.db"))
         importer.import_csv(engine, path, settings)
         results[chunk] = store_contents(engine)
     assert results[2] == results[5000]

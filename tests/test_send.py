@@ -17,12 +17,10 @@ import csv
 import json
 import shutil
 import socket
-import sqlite3
 import subprocess
 import time
 from collections import Counter
 from datetime import date
-from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -34,6 +32,7 @@ from digest.message import list_unsubscribe_headers
 from digest.render import Rendered
 from tests.conftest import SAMPLE, SAMPLE_DAY, SECRET, digest_command, write_article
 from tests.fake_sendgrid import FakeSendGrid
+from tests.stores import copy_store, rows, store_url
 
 DAY = SAMPLE_DAY
 BASE_URL = "https://news.example.com/digest"
@@ -63,7 +62,7 @@ ALEX, SAM, JO = "alex.reader@example.com", "sam.defaults@example.org", "jo.smith
 def sample_db(tmp_path_factory) -> Path:
     """The sample articles and subscribers imported once, through the CLI; tests copy it."""
     folder = tmp_path_factory.mktemp("sample-db")
-    env = {"PATH": "/usr/bin:/bin", "DIGEST_DATABASE_URL": f"sqlite:///{folder / 'digest.db'}"}
+    env = {"PATH": "/usr/bin:/bin", "DIGEST_DATABASE_URL": store_url(folder / "digest.db")}
     for args in (["articles", "import", SAMPLE / "articles"], ["subscribers", "import", SAMPLE / "subscribers.csv"]):
         done = subprocess.run([digest_command(), *map(str, args)], cwd=folder, env=env, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
@@ -130,20 +129,17 @@ class Site:
     def popen(self, *args, **env):
         """`digest ARGS` in the background (for kill and concurrency tests)."""
         full = {k: v for k, v in {**self.env, **env}.items() if v is not None}
-        full.update({"PATH": "/usr/bin:/bin", "DIGEST_DATABASE_URL": f"sqlite:///{self.folder / 'digest.db'}"})
+        full.update({"PATH": "/usr/bin:/bin", "DIGEST_DATABASE_URL": store_url(self.folder / "digest.db")})
         return subprocess.Popen([digest_command(), *map(str, args)], cwd=self.folder, env=full,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
-    def db(self, sql: str, *params) -> list[tuple]:
-        with closing(sqlite3.connect(self.folder / "digest.db")) as conn:
-            return conn.execute(sql, params).fetchall()
+    def db(self, sql: str, **params) -> list[tuple]:
+        return rows(store_url(self.folder / "digest.db"), sql, **params)
 
 
 @pytest.fixture
 def site(tmp_path, run_digest, sample_db, sg) -> Site:
-    for suffix in ("", "-wal"):  # WAL mode: a -wal file, if left, holds committed rows
-        if Path(f"{sample_db}{suffix}").exists():
-            shutil.copy(f"{sample_db}{suffix}", tmp_path / f"digest.db{suffix}")
+    copy_store(sample_db, tmp_path / "digest.db")
     (tmp_path / "digest.toml").write_text(TOML, encoding="utf-8")
     return Site(tmp_path, run_digest, sg)
 
@@ -196,7 +192,7 @@ def test_send_reaches_everyone_once_in_shared_batches_and_rerun_sends_nothing(si
     assert all(r["headers"]["Authorization"] == f"Bearer {sg.api_key}" for r in sg.requests)
 
     # The ledger keeps SendGrid's X-Message-Id of each recipient's request.
-    ids = dict(site.db("SELECT lower(email), message_id FROM ledger WHERE edition = ?", DAY))
+    ids = dict(site.db("SELECT lower(email), message_id FROM ledger WHERE edition = :day", day=DAY))
     assert ids == {d["to"].lower(): d["message_id"] for d in sg.deliveries}
     assert site.status() == {"date": DAY, "counts": {"pending": 0, "sent": 8, "failed": 0, "unknown": 0},
                              "problems": []}
@@ -720,7 +716,7 @@ def test_requests_in_flight_reach_everyone_once_and_record_every_outcome(site, s
     summary = json.loads(result.stdout)
     assert summary["sent"] == 8 and summary["requests"] == 7 and summary["renders"] == 1
     assert_each_once(sg)
-    ids = dict(site.db("SELECT lower(email), message_id FROM ledger WHERE edition = ?", DAY))
+    ids = dict(site.db("SELECT lower(email), message_id FROM ledger WHERE edition = :day", day=DAY))
     assert ids == {d["to"].lower(): d["message_id"] for d in sg.deliveries}
 
 

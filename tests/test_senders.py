@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from tests.fake_sendgrid import FakeSendGrid
+from tests.stores import copy_store
 from tests.test_scale import (  # noqa: F401 - big_store is a fixture
-    DAY, N_PEOPLE, TOML_4, KillingFake, big_store, copy_store, db, delivered, ledger_status,
+    DAY, N_PEOPLE, TOML_4, KillingFake, big_store, db, delivered, ledger_status,
 )
 from tests.test_send import Site, wait_for
 
@@ -80,7 +81,7 @@ def retry_the_unknown(site: Site, sg: FakeSendGrid, folder: Path, everyone: set[
 
 @pytest.fixture
 def site_4(tmp_path, run_digest, big_store):
-    copy_store(big_store, tmp_path)
+    copy_store(big_store, tmp_path / "digest.db")
     (tmp_path / "digest.toml").write_text(TOML_4, encoding="utf-8")
     return tmp_path
 

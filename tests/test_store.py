@@ -4,7 +4,10 @@ from digest.store import StoreError, head_revision, journal_mode, open_store
 
 import pytest
 
+from tests.stores import rows, store_url
 
+
+@pytest.mark.sqlite_only
 def test_schema_created_versioned_and_wal(tmp_path):
     engine = open_store(f"sqlite:///{tmp_path / 'd.db'}")
     with engine.connect() as conn:
@@ -15,7 +18,7 @@ def test_schema_created_versioned_and_wal(tmp_path):
 
 
 def test_newer_schema_is_refused(tmp_path):
-    url = f"sqlite:///{tmp_path / 'd.db'}"
+    url = store_url(tmp_path / "d.db")
     engine = open_store(url)
     with engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = 'a_later_revision'"))
@@ -24,11 +27,10 @@ def test_newer_schema_is_refused(tmp_path):
 
 
 def test_foreign_database_is_refused(tmp_path):
-    import sqlite3
-    path = tmp_path / "other.db"
-    sqlite3.connect(path).execute("create table t (x)").connection.commit()
+    url = store_url(tmp_path / "other.db")
+    rows(url, "create table t (x integer)")
     with pytest.raises(StoreError, match="not a news-digest store"):
-        open_store(f"sqlite:///{path}")
+        open_store(url)
 
 
 def test_unusable_url_exits_2(cli):
@@ -36,6 +38,7 @@ def test_unusable_url_exits_2(cli):
     assert result.exit_code == 2 and "database URL" in result.stderr
 
 
+@pytest.mark.sqlite_only  # a SQLite file's write lock (write_lock)
 @pytest.mark.parametrize("command", [
     ("subscribers", "add", "new@example.com"),
     ("subscribers", "update", "jo@example.com", "--name", "Joanna"),

@@ -5,18 +5,17 @@
 
 from __future__ import annotations
 
-import sqlite3
-from contextlib import closing
-
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.pool import NullPool
 
 from digest.config import section_mask
 from digest.deliver import ledger
-from digest.store import StoreError, head_revision, metadata, open_store, schema_state
+from digest.store import StoreError, head_revision, metadata, normalise_url, open_store, schema_state
 from subscribers import store as subscriber_store
+from tests.stores import POSTGRES, rows, store_url
 from tests.test_store_migration import build_v1, dump
 
 NOW = "2026-11-20 08:00:00.000000"
@@ -26,10 +25,21 @@ def revision_of(path) -> list[tuple]:
     return dump(path, "SELECT version_num FROM alembic_version")
 
 
+def tables_of(path) -> set[str]:
+    engine = create_engine(normalise_url(store_url(path)), poolclass=NullPool)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
 def dump_by_name(path, sql: str) -> list[dict]:
-    with closing(sqlite3.connect(path)) as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(r) for r in conn.execute(sql)]
+    engine = create_engine(normalise_url(store_url(path)), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(text(sql))]
+    finally:
+        engine.dispose()
 
 
 def same_columns(rows: list[dict], like: list[dict]) -> list[dict]:
@@ -38,49 +48,44 @@ def same_columns(rows: list[dict], like: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k in keep} for r in rows]
 
 
-def tables_of(path) -> set[str]:
-    return {n for (n,) in dump(path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
-
-
 def build_v2(path) -> None:
     """A store as the code on main before Alembic made it: `schema_version` 2.
 
     Its tables are those of revision 0002 (which is what that code's `metadata.create_all`
-    made: adoption stamps such a store at 0002), plus the old `schema_version` table.
+    made, on either engine: adoption stamps such a store at 0002) plus the old
+    `schema_version` table; the rows are written as SQL.
     """
     from alembic import command
-    from sqlalchemy import create_engine
     from digest.store import _alembic_config
-    engine = create_engine(f"sqlite:///{path}")
+    url = store_url(path)
+    engine = create_engine(normalise_url(url), poolclass=NullPool)
     with engine.begin() as conn:
         command.upgrade(_alembic_config(conn), "0002")
         conn.execute(text("DROP TABLE alembic_version"))
     engine.dispose()
-    with closing(sqlite3.connect(path)) as conn:
-        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-        conn.execute("INSERT INTO schema_version (version) VALUES (2)")
-        conn.execute("INSERT INTO editions (date, frozen_at, articles) VALUES ('2026-11-19', ?, '[]')", (NOW,))
-        people = [("a@example.com", "A", section_mask(("world", "tech")), "active"),
-                  ("b@example.com", "B", 0, "paused"),
-                  ("c@example.com", "C", section_mask(("food",)), "unsubscribed")]
-        for email, name, mask, status in people:
-            conn.execute("INSERT INTO subscribers (email, email_key, name, section_mask, status, created_at, "
-                         "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)", (email, email, name, mask, status, NOW, NOW))
-        # An erased subscriber held the highest id: AUTOINCREMENT must not give it out again.
-        conn.execute("DELETE FROM subscribers WHERE email = 'c@example.com'")
-        conn.execute("INSERT INTO ledger (edition, subscriber_id, email, name, section_mask, status, message_id, "
-                     "attempts, updated_at) VALUES ('2026-11-19', 1, 'a@example.com', 'A', ?, 'sent', 'm-1', 1, ?)",
-                     (section_mask(("world", "tech")), NOW))
-        conn.execute("INSERT INTO ledger (edition, subscriber_id, email, name, section_mask, status, reason, "
-                     "attempts, updated_at) VALUES ('2026-11-19', 2, 'b@example.com', 'B', 0, 'unknown', "
-                     "'no answer', 1, ?)", (NOW,))
-        conn.execute("INSERT INTO webhook_events VALUES ('ev-1', 'bounce', 'x@example.com', ?)", (NOW,))
-        conn.commit()
+    rows(url, "CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    rows(url, "INSERT INTO schema_version (version) VALUES (2)")
+    rows(url, "INSERT INTO editions (date, frozen_at, articles) VALUES ('2026-11-19', :now, '[]')", now=NOW)
+    people = [("a@example.com", "A", section_mask(("world", "tech")), "active"),
+              ("b@example.com", "B", 0, "paused"),
+              ("c@example.com", "C", section_mask(("food",)), "unsubscribed")]
+    for email, name, mask, status in people:
+        rows(url, "INSERT INTO subscribers (email, email_key, name, section_mask, status, created_at, updated_at) "
+                  "VALUES (:email, :email, :name, :mask, :status, :now, :now)",
+             email=email, name=name, mask=mask, status=status, now=NOW)
+    # An erased subscriber held the highest id: AUTOINCREMENT must not give it out again.
+    rows(url, "DELETE FROM subscribers WHERE email = 'c@example.com'")
+    rows(url, "INSERT INTO ledger (edition, subscriber_id, email, name, section_mask, status, message_id, attempts, "
+              "updated_at) VALUES ('2026-11-19', 1, 'a@example.com', 'A', :mask, 'sent', 'm-1', 1, :now)",
+         mask=section_mask(("world", "tech")), now=NOW)
+    rows(url, "INSERT INTO ledger (edition, subscriber_id, email, name, section_mask, status, reason, attempts, "
+              "updated_at) VALUES ('2026-11-19', 2, 'b@example.com', 'B', 0, 'unknown', 'no answer', 1, :now)", now=NOW)
+    rows(url, "INSERT INTO webhook_events VALUES ('ev-1', 'bounce', 'x@example.com', :now)", now=NOW)
 
 
 def test_a_new_store_is_created_at_head_and_matches_the_metadata(tmp_path):
     path = tmp_path / "new.db"
-    engine = open_store(f"sqlite:///{path}")
+    engine = open_store(store_url(path))
     assert revision_of(path) == [(head_revision(),)]
     assert "schema_version" not in tables_of(path)
     with engine.connect() as conn:
@@ -89,6 +94,7 @@ def test_a_new_store_is_created_at_head_and_matches_the_metadata(tmp_path):
     engine.dispose()
 
 
+@pytest.mark.sqlite_only
 def test_an_in_memory_store_is_migrated_on_its_own_connection():
     engine = open_store("sqlite://")
     with engine.connect() as conn:
@@ -100,9 +106,12 @@ def test_a_version_2_store_is_adopted_without_data_loss(tmp_path):
     path = tmp_path / "v2.db"
     build_v2(path)
     everything = ["SELECT * FROM subscribers ORDER BY id", "SELECT * FROM ledger ORDER BY id",
-                  "SELECT * FROM editions", "SELECT * FROM webhook_events", "SELECT * FROM sqlite_sequence"]
+                  "SELECT * FROM editions", "SELECT * FROM webhook_events"]
+    # The id counters: AUTOINCREMENT's on SQLite, the id sequences on PostgreSQL.
+    everything += (["SELECT last_value FROM subscribers_id_seq", "SELECT last_value FROM ledger_id_seq"] if POSTGRES
+                   else ["SELECT * FROM sqlite_sequence"])
     before = [dump_by_name(path, sql) for sql in everything]
-    engine = open_store(f"sqlite:///{path}")
+    engine = open_store(store_url(path))
     # Stamped at 0002, then upgraded: every value of every column that stays is unchanged.
     after = [dump_by_name(path, sql) for sql in everything]
     assert [same_columns(new, old) for new, old in zip(after, before)] == \
@@ -118,23 +127,19 @@ def test_a_version_2_store_is_adopted_without_data_loss(tmp_path):
 
 def test_a_store_newer_than_this_program_is_refused(tmp_path):
     path = tmp_path / "d.db"
-    open_store(f"sqlite:///{path}").dispose()
-    with closing(sqlite3.connect(path)) as conn:
-        conn.execute("UPDATE alembic_version SET version_num = '0099_from_the_future'")
-        conn.commit()
+    open_store(store_url(path)).dispose()
+    rows(store_url(path), "UPDATE alembic_version SET version_num = '0099_from_the_future'")
     with pytest.raises(StoreError, match="newer than this program.*upgrade news-digest"):
-        open_store(f"sqlite:///{path}")
+        open_store(store_url(path))
     assert revision_of(path) == [("0099_from_the_future",)]  # untouched
 
 
 def test_an_old_scheme_store_newer_than_this_program_is_refused(tmp_path):
     path = tmp_path / "d.db"
-    with closing(sqlite3.connect(path)) as conn:
-        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-        conn.execute("INSERT INTO schema_version VALUES (3)")
-        conn.commit()
+    rows(store_url(path), "CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    rows(store_url(path), "INSERT INTO schema_version VALUES (3)")
     with pytest.raises(StoreError, match="upgrade news-digest"):
-        open_store(f"sqlite:///{path}")
+        open_store(store_url(path))
 
 
 def test_a_failed_adoption_changes_nothing(tmp_path, monkeypatch):
@@ -149,7 +154,7 @@ def test_a_failed_adoption_changes_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(alembic.command, "upgrade", broken_upgrade)
     with pytest.raises(StoreError):
-        open_store(f"sqlite:///{path}")
+        open_store(store_url(path))
     assert {t: dump(path, f"SELECT * FROM {t}") for t in before} == before
     assert "alembic_version" not in tables_of(path)
 
@@ -185,10 +190,8 @@ def test_db_current_does_not_migrate_and_db_upgrade_adopts_a_v1_store(cli, workd
 
 def test_db_commands_on_a_newer_store_exit_2_with_one_line(cli, workdir):
     path = workdir / "digest.db"
-    open_store(f"sqlite:///{path}").dispose()
-    with closing(sqlite3.connect(path)) as conn:
-        conn.execute("UPDATE alembic_version SET version_num = 'ffff'")
-        conn.commit()
+    open_store(store_url(path)).dispose()
+    rows(store_url(path), "UPDATE alembic_version SET version_num = 'ffff'")
     for command in (("db", "current"), ("db", "upgrade"), ("subscribers", "list")):
         result = cli(*command)
         assert result.exit_code == 2, command
@@ -197,15 +200,13 @@ def test_db_commands_on_a_newer_store_exit_2_with_one_line(cli, workdir):
 
 
 def test_db_current_on_a_foreign_database_exits_2(cli, workdir):
-    with closing(sqlite3.connect(workdir / "digest.db")) as conn:
-        conn.execute("CREATE TABLE t (x)")
-        conn.commit()
+    rows(store_url(workdir / "digest.db"), "CREATE TABLE t (x INTEGER)")
     result = cli("db", "current")
     assert result.exit_code == 2 and "not a news-digest store" in result.stderr
 
 
 def test_schema_state_reports_the_revision(tmp_path):
-    url = f"sqlite:///{tmp_path / 'd.db'}"
+    url = store_url(tmp_path / "d.db")
     assert schema_state(url).revision is None
     open_store(url).dispose()
     state = schema_state(url)

@@ -1,8 +1,11 @@
 """A version-1 store (sections as JSON lists, commit 4896824) upgrades in place to the latest schema.
 
-The v1 database is written with plain sqlite3, with the CREATE TABLE statements that the
-metadata of digest/store.py at 4896824 creates, so the test does not depend on today's
-code to build the "before" picture.
+On SQLite the v1 tables are created with plain sqlite3, with the CREATE TABLE statements
+that the metadata of digest/store.py at 4896824 creates, so the test does not depend on
+today's code to build the "before" picture.  On PostgreSQL they are created by Alembic's
+revision 0001 (the same schema, written out), and the store is either left there (a store
+of this program at 0001) or turned into one of the old hand-rolled scheme (its
+`alembic_version` swapped for `schema_version` 1).  The rows are the same on both.
 """
 
 from __future__ import annotations
@@ -11,12 +14,15 @@ import json
 import sqlite3
 from contextlib import closing
 
-from sqlalchemy import inspect, text
+import pytest
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.pool import NullPool
 
 from digest.config import SECTIONS, section_mask
 from digest.deliver import ledger
-from digest.store import head_revision, open_store
+from digest.store import _alembic_config, head_revision, normalise_url, open_store
 from subscribers import store as subscriber_store
+from tests.stores import POSTGRES, rows, store_url
 
 V1_SCHEMA = """
 CREATE TABLE articles (
@@ -117,40 +123,66 @@ def expected_sections(stored: list[str]) -> tuple[str, ...]:
     return tuple(s for s in SECTIONS if s in stored)
 
 
-def build_v1(path) -> None:
-    with closing(sqlite3.connect(path)) as conn:
-        conn.executescript(V1_SCHEMA)
-        for day in ("2026-11-19", "2026-11-20"):
-            conn.execute("INSERT INTO editions (date, frozen_at, articles) VALUES (?, ?, ?)",
-                         (day, NOW, json.dumps([])))
-        for email, name, sections, status, reason in V1_SUBSCRIBERS:
-            conn.execute("INSERT INTO subscribers (email, email_key, name, sections, status, status_reason, "
-                         "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                         (email, email.lower(), name, json.dumps(sections), status, reason, NOW, NOW))
-        ids = [i for (i,) in conn.execute("SELECT id FROM subscribers ORDER BY id")]
-        for day, who, sections, status, message_id, reason, attempts in V1_LEDGER:
-            email, name = V1_SUBSCRIBERS[who][0], V1_SUBSCRIBERS[who][1]
-            conn.execute("INSERT INTO ledger (edition, subscriber_id, email, name, sections, status, message_id, "
-                         "reason, attempts, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                         (day, ids[who], email, name, json.dumps(sections), status, message_id, reason, attempts, NOW))
-        conn.commit()
+def build_v1(path, legacy: bool = True) -> None:
+    """The v1 store named `path` (tests/stores.py): of the old scheme (`schema_version` 1),
+    or with `legacy=False` a store of this program at Alembic revision 0001."""
+    url = store_url(path)
+    if POSTGRES:
+        from alembic import command
+        engine = create_engine(normalise_url(url), poolclass=NullPool)
+        with engine.begin() as conn:
+            command.upgrade(_alembic_config(conn), "0001")
+            if legacy:
+                conn.execute(text("DROP TABLE alembic_version"))
+                conn.execute(text("CREATE TABLE schema_version (version INTEGER NOT NULL)"))
+                conn.execute(text("INSERT INTO schema_version (version) VALUES (1)"))
+        engine.dispose()
+    else:
+        with closing(sqlite3.connect(path)) as conn:
+            conn.executescript(V1_SCHEMA)
+            if not legacy:
+                conn.execute("DROP TABLE schema_version")
+                conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
+                conn.execute("INSERT INTO alembic_version VALUES ('0001')")
+            conn.commit()
+    for day in ("2026-11-19", "2026-11-20"):
+        rows(url, "INSERT INTO editions (date, frozen_at, articles) VALUES (:day, :now, :articles)",
+             day=day, now=NOW, articles=json.dumps([]))
+    for email, name, sections, status, reason in V1_SUBSCRIBERS:
+        rows(url, "INSERT INTO subscribers (email, email_key, name, sections, status, status_reason, created_at, "
+                  "updated_at) VALUES (:email, :key, :name, :sections, :status, :reason, :now, :now)",
+             email=email, key=email.lower(), name=name, sections=json.dumps(sections), status=status,
+             reason=reason, now=NOW)
+    ids = [i for (i,) in rows(url, "SELECT id FROM subscribers ORDER BY id")]
+    for day, who, sections, status, message_id, reason, attempts in V1_LEDGER:
+        email, name = V1_SUBSCRIBERS[who][0], V1_SUBSCRIBERS[who][1]
+        rows(url, "INSERT INTO ledger (edition, subscriber_id, email, name, sections, status, message_id, reason, "
+                  "attempts, updated_at) VALUES (:day, :id, :email, :name, :sections, :status, :message_id, "
+                  ":reason, :attempts, :now)",
+             day=day, id=ids[who], email=email, name=name, sections=json.dumps(sections), status=status,
+             message_id=message_id, reason=reason, attempts=attempts, now=NOW)
 
 
 def dump(path, sql) -> list[tuple]:
-    with closing(sqlite3.connect(path)) as conn:
-        return conn.execute(sql).fetchall()
+    return rows(store_url(path), sql)
 
 
-def test_a_version_1_store_upgrades_in_place_and_keeps_everything(tmp_path):
+def as_list(stored) -> list:
+    """A JSON column's value: SQLite gives the text, PostgreSQL's driver the parsed list."""
+    return json.loads(stored) if isinstance(stored, str) else stored
+
+
+@pytest.mark.parametrize("legacy", [True, False], ids=["schema_version-1", "alembic-0001"])
+def test_a_version_1_store_upgrades_in_place_and_keeps_everything(tmp_path, legacy):
     path = tmp_path / "v1.db"
-    build_v1(path)
+    build_v1(path, legacy)
     before_subscribers = dump(path, "SELECT id, email, email_key, name, status, status_reason, created_at "
                                     "FROM subscribers ORDER BY id")
     before_ledger = dump(path, "SELECT id, edition, subscriber_id, email, name, status, message_id, reason, "
                                "attempts FROM ledger ORDER BY id")
-    before_ledger_sections = [json.loads(s) for (s,) in dump(path, "SELECT sections FROM ledger ORDER BY id")]
+    before_ledger_sections = [as_list(s) for (s,) in dump(path, "SELECT sections FROM ledger ORDER BY id")]
 
-    url = f"sqlite:///{path}"
+    url = store_url(path)
     engine = open_store(url)
     with engine.connect() as conn:
         # Adopted by Alembic: stamped, the old version table dropped, upgraded to the head.
@@ -197,7 +229,7 @@ def test_the_upgraded_store_works_for_writes(tmp_path):
     """After the upgrade the store takes new subscribers and updates as a new one would."""
     path = tmp_path / "v1.db"
     build_v1(path)
-    engine = open_store(f"sqlite:///{path}")
+    engine = open_store(store_url(path))
     new = subscriber_store.add(engine, "new@example.com", "New", ("tech", "world"))
     assert new.sections == ("world", "tech")
     assert new.id == len(V1_SUBSCRIBERS) + 1  # AUTOINCREMENT survived: ids keep growing

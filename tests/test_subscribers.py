@@ -4,6 +4,7 @@ import io
 import pytest
 
 from tests.conftest import SAMPLE
+from tests.stores import store_url
 from subscribers import store
 from subscribers.importer import export_csv, import_csv
 from subscribers.store import SubscriberError
@@ -83,7 +84,7 @@ def test_export_round_trip(tmp_path, engine, settings):
     assert "'=HYPERLINK" in out.getvalue()
     copy = write_csv(tmp_path / "copy.csv", out.getvalue())
     from digest.store import open_store
-    other = open_store(f"sqlite:///{tmp_path / 'other.db'}")
+    other = open_store(store_url(tmp_path / "other.db"))
     report = import_csv(other, copy, settings)
     assert report.imported == n and not report.rejected
     key = lambda s: (s.email, s.name, s.sections, s.status)  # nobody who left is resubscribed
@@ -98,7 +99,7 @@ def test_exported_emails_are_formula_escaped_and_imported_back(tmp_path, engine,
     cells = [row[0] for row in csv.reader(io.StringIO(out.getvalue()))][1:]
     assert cells == ["'=1+2@example.com", "'+44@example.com", "'-x@example.com"]  # a spreadsheet runs none
     from digest.store import open_store
-    other = open_store(f"sqlite:///{tmp_path / 'other.db'}")
+    other = open_store(store_url(tmp_path / "other.db"))
     report = import_csv(other, write_csv(tmp_path / "copy.csv", out.getvalue()), settings)
     assert report.imported == 3 and not report.rejected
     assert [s.email for s in store.list_all(other)] == ["=1+2@example.com", "+44@example.com", "-x@example.com"]

@@ -14,6 +14,7 @@ from digest.store import subscribers, utcnow
 from subscribers import store
 from subscribers.web import create_app, origin_of, redact, run_server
 from tests.fake_sendgrid import FakeSendGrid
+from tests.stores import store_url
 from tests.web_helpers import (  # noqa: F401  (site is a fixture)
     checked_sections, digest_command, hidden, html_part, link_in, make_site, site,
 )
@@ -45,7 +46,7 @@ def test_routes_at_the_root_when_the_base_url_has_no_path(tmp_path):
 
 
 def test_no_secret_key_refuses_to_start(tmp_path):
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'd.db'}")
+    settings = Settings(database_url=store_url(tmp_path / "d.db"))
     with pytest.raises(ConfigError, match="DIGEST_SECRET_KEY"):
         create_app(settings)
     with pytest.raises(ConfigError):
@@ -54,7 +55,7 @@ def test_no_secret_key_refuses_to_start(tmp_path):
 
 def test_serve_without_secret_key_exits_2(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DIGEST_", "SENDGRID_"))}
-    env["DIGEST_DATABASE_URL"] = f"sqlite:///{tmp_path / 'd.db'}"
+    env["DIGEST_DATABASE_URL"] = store_url(tmp_path / "d.db")
     done = subprocess.run([digest_command(), "serve", "--port", "0"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "DIGEST_SECRET_KEY" in done.stderr
@@ -537,6 +538,7 @@ def test_an_old_confirmation_link_naming_only_an_id_is_refused_clearly(site):
     assert site.get("pia@example.com").status == "pending"
 
 
+@pytest.mark.sqlite_only  # a SQLite file's write lock (write_lock)
 def test_a_busy_database_is_a_503_page_not_a_500(tmp_path, write_lock):
     site = make_site(tmp_path)
     sub = site.add("jo@example.com")

@@ -256,6 +256,16 @@ def test_an_oversized_body_is_refused_before_anything_else(site, key):
     ({"sg_event_id": ["ev"]}, "active"),   # cannot be deduplicated: not applied
     ({"sg_event_id": "e" * 201}, "active"),
     ({"custom_args": ["not", "a", "dict"], "event": "bounce"}, "bounced"),
+    # Ids beyond 32 bits name nobody (PostgreSQL's INTEGER would overflow in the query).
+    ({"subscriber_id": str(2**40), "email": None}, "active"),
+    ({"subscriber_id": 2**31}, "bounced"),  # found by the address instead
+    ({"event": "processed", "edition": "2026-11-25", "subscriber_id": 2**31}, "active"),
+    # A NUL (which PostgreSQL cannot store) or another character that is not text makes a field unusable.
+    ({"reason": "550\x00 user unknown"}, "bounced"),
+    ({"sg_event_id": "ev\x00nul"}, "active"),  # cannot be deduplicated: not applied
+    ({"email": "jo@example.com\x00"}, "bounced"),  # found by the subscriber_id instead
+    ({"event": "bounce\x00"}, "active"),
+    ({"event": "processed", "edition": "2026-11-25", "sg_message_id": "m\x00.filter0001"}, "active"),
 ])
 def test_events_with_odd_field_types_are_handled_and_the_rest_applied(site, key, odd, status):
     victim, other = site.add("jo@example.com"), site.add("ann@example.com")
@@ -318,6 +328,7 @@ def test_reconciliation_needs_the_events_address_to_match(site, key):
     assert by_id == {jo.id: "unknown", ann.id: "sent"}
 
 
+@pytest.mark.sqlite_only  # a SQLite file's write lock (write_lock)
 def test_a_busy_database_is_a_503_and_the_redelivery_applies_the_events(tmp_path, key, write_lock):
     site = make_site(tmp_path, sendgrid_webhook_public_key=key.public_b64)
     jo = site.add("jo@example.com")

@@ -19,6 +19,7 @@ from starlette.testclient import TestClient
 
 from digest.config import Settings
 from digest.store import open_store
+from tests.stores import store_url
 from subscribers import store
 from subscribers.tokens import Signer
 from subscribers.web import create_app
@@ -29,7 +30,7 @@ BASE = "http://testserver/digest"  # TestClient's host, with a path: routes live
 
 @dataclass
 class Site:
-    """The app over a real SQLite file, with shortcuts to the store and to signed links."""
+    """The app over a real store (tests/stores.py), with shortcuts to the store and to signed links."""
     settings: Settings
     engine: object
     client: TestClient
@@ -59,7 +60,7 @@ class Site:
 
 
 def make_site(tmp_path: Path, raise_server_exceptions: bool = True, **overrides) -> Site:
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'digest.db'}", secret_key=SECRET, base_url=BASE,
+    settings = Settings(database_url=store_url(tmp_path / "digest.db"), secret_key=SECRET, base_url=BASE,
                         outbox=str(tmp_path / "outbox"))
     settings = replace(settings, **overrides)
     engine = open_store(settings.database_url)

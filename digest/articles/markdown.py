@@ -46,6 +46,9 @@ def find_markdown_files(paths) -> tuple[list[Path], list[tuple[str, str]]]:
     return files, problems
 
 
+# The store's articles.id column (String(200)): PostgreSQL refuses a longer value (SQLite
+# would keep it), so a long id, often a long file name, is this file's error, not the import's.
+MAX_ID_LENGTH = 200
 KNOWN_KEYS = {"id", "section", "sections", "title", "question", "url", "published", "priority",
               "featured", "summary", "image", "image_alt"}
 
@@ -107,6 +110,8 @@ def parse_text(text: str, default_id: str, settings: Settings, source: str = "",
     article_id = text_field("id", cleanable=False) or default_id
     if not_text(article_id):
         raise ArticleError(f"the id {article_id!r} contains characters that are not text; give an 'id'")
+    if len(article_id) > MAX_ID_LENGTH:
+        raise ArticleError(f"the id is longer than {MAX_ID_LENGTH} characters; give a shorter 'id'")
     title = text_field("title", required=True)
     if not title:
         raise ArticleError("'title' has no text left once the characters that are not text are removed")
