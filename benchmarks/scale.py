@@ -18,6 +18,7 @@ recipient, ratios); BENCHMARKS.md keeps the tables measured on the project's mac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -188,15 +189,20 @@ def main(argv=None) -> int:
     parser.add_argument("--subscribers", type=int, default=100_000)
     parser.add_argument("--engine-url", help="database URL (default: a new SQLite file in a temp folder)")
     parser.add_argument("--keep", help="work in this folder and keep it (default: a temp folder)")
+    parser.add_argument("--postgres", action="store_true",
+                        help="a new database on the PostgreSQL server of DIGEST_TEST_POSTGRES "
+                             "(as scripts/with-postgres sets it), dropped afterwards")
     parser.add_argument("--workers", type=int, nargs="+", default=[1], metavar="W",
                         help="sender processes of each send measured (default: 1)")
     args = parser.parse_args(argv)
     n = args.subscribers
     digest = str(Path(sys.executable).parent / "digest")
-    with tempfile.TemporaryDirectory() as tmp_dir:
+    with tempfile.TemporaryDirectory() as tmp_dir, contextlib.ExitStack() as stack:
         tmp = Path(args.keep or tmp_dir)
         tmp.mkdir(parents=True, exist_ok=True)
         url = args.engine_url or f"sqlite:///{tmp / 'digest.db'}"
+        if args.postgres:
+            url = stack.enter_context(postgres_database())
         people = tmp / "people.csv"
         write_subscribers(people, n)
         write_edition(tmp / "articles")
@@ -256,6 +262,27 @@ def main(argv=None) -> int:
         print(f"| {name} | {wall:,.1f} | {per_s:,.0f} | {rss_text} | {renders} | {requests} | {per_r_text} | "
               f"{vs_naive} | {vs_floor} |")
     return 0 if exactly_once else 1
+
+
+@contextlib.contextmanager
+def postgres_database():
+    """A new database on DIGEST_TEST_POSTGRES's server for one run; its URL."""
+    from sqlalchemy import create_engine, make_url
+    from digest.store import normalise_url
+    server = os.environ.get("DIGEST_TEST_POSTGRES")
+    if not server:
+        raise SystemExit("--postgres needs DIGEST_TEST_POSTGRES: run it as scripts/with-postgres "
+                         ".venv/bin/python -m benchmarks.scale --postgres ...")
+    name = f"bench_{os.getpid()}"
+    admin = create_engine(normalise_url(server), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(normalise_url(server)).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
 
 
 def clear_send(engine) -> None:
