@@ -318,6 +318,10 @@ def _state(conn) -> SchemaState:
     return SchemaState(revision, head)
 
 
+# PostgreSQL advisory lock taken while migrating (any fixed number; this one spells "digest").
+MIGRATION_LOCK_KEY = 0x646967657374
+
+
 def migrate(engine: Engine) -> SchemaState:
     """Bring the schema up to the head revision; return where it stood before.
 
@@ -336,6 +340,15 @@ def migrate(engine: Engine) -> SchemaState:
             # one ourselves; IMMEDIATE also takes the write lock, so two commands migrating
             # at once take turns, and the second re-reads the state the first one left.
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+            before = _state(conn)
+            if before.at_head:
+                return before
+        elif conn.dialect.name == "postgresql":
+            # PostgreSQL keeps DDL inside the transaction already; what it lacks is SQLite's
+            # one writer at a time: two commands opening a new store at once would both
+            # create the tables, and one would fail.  This lock (held until the transaction
+            # ends) makes them take turns, and the second re-reads the state the first left.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             before = _state(conn)
             if before.at_head:
                 return before
