@@ -125,14 +125,24 @@ BUSY_TIMEOUT_MS = 10_000
 BUSY_MESSAGE = "the database is busy (another process holds its write lock); nothing was changed, try again"
 
 
+# PostgreSQL's SQLSTATEs for "another transaction holds what this one needs": lock_timeout
+# ran out (lock_not_available), or the server broke a deadlock by rolling this one back.
+# Either way the statement's transaction changed nothing, and the same command can be retried.
+POSTGRES_BUSY = {"55P03", "40P01"}
+
+
 def is_busy(exc: BaseException) -> bool:
     """Whether `exc` is the database refusing a write because another process holds the lock.
 
-    Why a test of the message: SQLite says "database is locked" (or "busy") through the
-    same OperationalError class as every other failure of the database.
+    Why a test of the message on SQLite: it says "database is locked" (or "busy") through
+    the same OperationalError class as every other failure of the database.  PostgreSQL's
+    driver gives an SQLSTATE instead, and its messages must not be read for words: a
+    database or host whose name holds "locked" or "busy" is not a busy database.
     """
     if not isinstance(exc, OperationalError):
         return False
+    if hasattr(exc.orig, "sqlstate"):  # psycopg (None when no server answered at all)
+        return exc.orig.sqlstate in POSTGRES_BUSY
     words = str(exc.orig if exc.orig is not None else exc).lower()
     return "locked" in words or "busy" in words
 
@@ -150,6 +160,15 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_MS)}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def _postgres_session(dbapi_conn, _record) -> None:
+    # SQLite's busy timeout, on PostgreSQL: a statement that has waited this long for another
+    # process's lock gives up (SQLSTATE 55P03, which is_busy knows) instead of hanging the
+    # command or the web request for as long as the other transaction lasts.
+    with dbapi_conn.cursor() as cur:
+        cur.execute(f"SET lock_timeout = {int(BUSY_TIMEOUT_MS)}")
+    dbapi_conn.commit()  # psycopg began a transaction for the SET; the setting outlives it
 
 
 def transaction(conn_or_engine):
@@ -199,6 +218,8 @@ def open_store(url: str, *, upgrade: bool = True) -> Engine:
         raise StoreError(f"the database URL {shown!r} is not usable: {str(e).replace(url, shown)}") from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    elif engine.dialect.name == "postgresql":
+        event.listen(engine, "connect", _postgres_session)
     if upgrade:
         with database_errors(engine):
             migrate(engine)
@@ -296,6 +317,10 @@ def _state(conn) -> SchemaState:
     return SchemaState(revision, head)
 
 
+# PostgreSQL advisory lock taken while migrating (any fixed number; this one spells "digest").
+MIGRATION_LOCK_KEY = 0x646967657374
+
+
 def migrate(engine: Engine) -> SchemaState:
     """Bring the schema up to the head revision; return where it stood before.
 
@@ -314,6 +339,15 @@ def migrate(engine: Engine) -> SchemaState:
             # one ourselves; IMMEDIATE also takes the write lock, so two commands migrating
             # at once take turns, and the second re-reads the state the first one left.
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+            before = _state(conn)
+            if before.at_head:
+                return before
+        elif conn.dialect.name == "postgresql":
+            # PostgreSQL keeps DDL inside the transaction already; what it lacks is SQLite's
+            # one writer at a time: two commands opening a new store at once would both
+            # create the tables, and one would fail.  This lock (held until the transaction
+            # ends) makes them take turns, and the second re-reads the state the first left.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             before = _state(conn)
             if before.at_head:
                 return before

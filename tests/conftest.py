@@ -146,16 +146,24 @@ def write_article(folder: Path, name: str, **fields) -> Path:
 
 
 @pytest.fixture
-def write_lock(tmp_path, monkeypatch):
-    """`write_lock()` makes another connection hold the write lock of tmp_path/digest.db (as a
-    long import would) until the test ends; stores opened afterwards wait only 50 ms for it."""
-    assert not stores.POSTGRES, "write_lock holds a SQLite file's lock: mark the test sqlite_only"
+def write_lock(database_url, monkeypatch):
+    """`write_lock()` makes another connection hold the write lock of the test's store (as a
+    long import would) until the test ends; stores opened afterwards wait only 50 ms for it.
+
+    SQLite: the file's one write lock (BEGIN IMMEDIATE).  PostgreSQL: every table locked
+    against writes (EXCLUSIVE mode lets reads through, as SQLite's WAL does).
+    """
     monkeypatch.setattr(digest_store, "BUSY_TIMEOUT_MS", 50)
     holders = []
 
     def take():
-        holder = sqlite3.connect(tmp_path / "digest.db", isolation_level=None)
-        holder.execute("BEGIN IMMEDIATE")
+        if stores.POSTGRES:
+            import psycopg
+            holder = psycopg.connect(database_url.replace("postgresql+psycopg://", "postgresql://"))
+            holder.execute("LOCK TABLE " + ", ".join(digest_store.metadata.tables) + " IN EXCLUSIVE MODE")
+        else:
+            holder = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+            holder.execute("BEGIN IMMEDIATE")
         holders.append(holder)
         return holder  # holder.rollback() lets go early
     yield take

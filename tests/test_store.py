@@ -1,9 +1,10 @@
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 
 from digest.store import StoreError, head_revision, journal_mode, open_store
 
 import pytest
 
+from tests import stores
 from tests.stores import rows, store_url
 
 
@@ -38,7 +39,6 @@ def test_unusable_url_exits_2(cli):
     assert result.exit_code == 2 and "database URL" in result.stderr
 
 
-@pytest.mark.sqlite_only  # a SQLite file's write lock (write_lock)
 @pytest.mark.parametrize("command", [
     ("subscribers", "add", "new@example.com"),
     ("subscribers", "update", "jo@example.com", "--name", "Joanna"),
@@ -55,3 +55,13 @@ def test_a_busy_database_is_one_clear_line_and_exit_2(cli, workdir, write_lock, 
     assert result.exit_code == 2, result.output
     assert result.stderr == ("error: the database is busy (another process holds its write lock); "
                              "nothing was changed, try again\n")
+
+
+@pytest.mark.postgres_only
+def test_a_missing_postgres_database_named_locked_is_not_called_busy(cli):
+    """PostgreSQL's errors are told apart by SQLSTATE, not by words in the message: a
+    database called "locked_out" that does not exist is that error, not a busy database."""
+    url = make_url(stores.POSTGRES).set(database="locked_out").render_as_string(hide_password=False)
+    result = cli("subscribers", "list", env={"DIGEST_DATABASE_URL": url})
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert 'database "locked_out" does not exist' in result.stderr and "busy" not in result.stderr

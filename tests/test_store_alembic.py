@@ -211,3 +211,40 @@ def test_schema_state_reports_the_revision(tmp_path):
     open_store(url).dispose()
     state = schema_state(url)
     assert state.at_head and state.revision == head_revision() == "0003"
+
+
+def test_two_processes_opening_a_new_store_at_once_take_turns_at_creating_it(tmp_path, monkeypatch):
+    """Two stores (as two commands, or the web server and a cron job, on their first day) open
+    one new, empty database at the same moment.  The first pauses with the schema created but
+    not committed; the second must wait for it, not create the same tables too (and fail on
+    the first's), then find the schema made."""
+    import threading
+    import alembic.command
+    url = store_url(tmp_path / "new.db")
+    real_upgrade, first_paused, second_done = alembic.command.upgrade, threading.Event(), threading.Event()
+
+    def upgrade(config, revision):
+        real_upgrade(config, revision)
+        if threading.current_thread().name == "first":
+            first_paused.set()
+            second_done.wait(timeout=1)  # the second cannot finish first: it waits for our lock
+    monkeypatch.setattr(alembic.command, "upgrade", upgrade)
+
+    errors = []
+
+    def open_it():
+        try:
+            open_store(url).dispose()
+        except Exception as e:  # noqa: BLE001 (the test reports it)
+            errors.append(f"{threading.current_thread().name}: {e}")
+        finally:
+            if threading.current_thread().name == "second":
+                second_done.set()
+    first = threading.Thread(target=open_it, name="first")
+    first.start()
+    assert first_paused.wait(timeout=30)
+    second = threading.Thread(target=open_it, name="second")
+    second.start()
+    first.join(60), second.join(60)
+    assert errors == []
+    assert revision_of(tmp_path / "new.db") == [(head_revision(),)]

@@ -538,7 +538,6 @@ def test_an_old_confirmation_link_naming_only_an_id_is_refused_clearly(site):
     assert site.get("pia@example.com").status == "pending"
 
 
-@pytest.mark.sqlite_only  # a SQLite file's write lock (write_lock)
 def test_a_busy_database_is_a_503_page_not_a_500(tmp_path, write_lock):
     site = make_site(tmp_path)
     sub = site.add("jo@example.com")

@@ -328,7 +328,6 @@ def test_reconciliation_needs_the_events_address_to_match(site, key):
     assert by_id == {jo.id: "unknown", ann.id: "sent"}
 
 
-@pytest.mark.sqlite_only  # a SQLite file's write lock (write_lock)
 def test_a_busy_database_is_a_503_and_the_redelivery_applies_the_events(tmp_path, key, write_lock):
     site = make_site(tmp_path, sendgrid_webhook_public_key=key.public_b64)
     jo = site.add("jo@example.com")
