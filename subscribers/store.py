@@ -178,11 +178,31 @@ def set_status(conn_or_engine, subscriber_id: int, status: str, reason: str | No
         return get(conn, id=subscriber_id)
 
 
+def change_status_from(conn_or_engine, subscriber_id: int, only_from, status: str, reason: str | None) -> bool:
+    """Set `status` only if the current status is one of `only_from`, in one conditional
+    UPDATE; whether it changed.
+
+    Why not read, check, then write: another process (a second `digest serve`, the webhook
+    in another request) may change the row between the read and the write, and the write
+    would undo that change, e.g. a one-click unsubscribe replacing a bounce that came in
+    meanwhile.  A single UPDATE is checked against the row as it is when written: on
+    PostgreSQL an UPDATE that waited for another transaction's row lock re-evaluates its
+    WHERE against the committed row; SQLite has one writer at a time.
+    """
+    with transaction(conn_or_engine) as conn:
+        return conn.execute(subscribers.update()
+                            .where(subscribers.c.id == subscriber_id, subscribers.c.status.in_(tuple(only_from)))
+                            .values(status=status, status_reason=reason, updated_at=utcnow())).rowcount == 1
+
+
 def unsubscribe(engine: Engine, subscriber: Subscriber, reason: str) -> Subscriber:
-    """Idempotent; a bounce or spam report already stops everything, and says more, so it stays."""
+    """Idempotent; a bounce or spam report already stops everything, and says more, so it
+    stays, even one that arrived after `subscriber` was read (change_status_from)."""
     if subscriber.status in LEFT:
         return subscriber
-    return set_status(engine, subscriber.id, "unsubscribed", reason)
+    with engine.begin() as conn:
+        change_status_from(conn, subscriber.id, [s for s in STATUSES if s not in LEFT], "unsubscribed", reason)
+        return get(conn, id=subscriber.id) or subscriber  # erased meanwhile: nothing left to unsubscribe
 
 
 def remove(engine: Engine, email: str) -> Subscriber:

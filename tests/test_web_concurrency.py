@@ -1,0 +1,279 @@
+"""`digest serve` under concurrent load, on either engine: several real serve processes
+(the installed command) on one store, real HTTP from many threads, a real `digest send`
+at the same time against the SendGrid stand-in.
+
+What must hold: every answer is a 200 (on SQLite a busy database may answer 503 with
+Retry-After, which the clients here retry; on PostgreSQL never); each webhook event is
+applied exactly once however many processes receive it at once; no write is lost (each
+subscriber's final sections and status are what was last written for them, and a weaker
+suppression never replaces a stronger one); nobody who left before their chunk was
+claimed is mailed, and the ledger says exactly who was.
+
+Every load loop has a fixed count, every request and every wait a timeout; all traffic
+goes to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from subscribers.tokens import Signer
+from tests import stores
+from tests.conftest import SAMPLE, SAMPLE_DAY, SECRET, digest_command
+from tests.fake_sendgrid import FakeSendGrid
+from tests.stores import rows, store_url
+from tests.web_helpers import ServeProcess, WebhookKey, event_body
+
+DAY = SAMPLE_DAY
+BASE_URL = "https://news.example.com/digest"  # behind a load balancer: one public URL for every process
+HOOK = "/digest/webhooks/sendgrid"
+SERVERS = 3
+REQUEST_TIMEOUT = 30   # seconds, for any one request
+BUSY_RETRIES = 5       # SQLite only: a 503 (busy, Retry-After) is sent again at most this often
+LOAD_TIMEOUT = 60      # seconds, for all the threads of one burst together
+SQLITE = not stores.POSTGRES
+SECTION_CHOICES = (["world"], ["tech", "science"], ["sports"], ["business", "world"], ["food"], ["gaming", "tech"])
+
+
+@pytest.fixture(scope="module")
+def key():
+    return WebhookKey()
+
+
+# -- the processes ------------------------------------------------------------------------------
+
+def clean_env(url: str, **extra) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DIGEST_", "SENDGRID_"))}
+    env.update(DIGEST_DATABASE_URL=url, DIGEST_SECRET_KEY=SECRET, DIGEST_BASE_URL=BASE_URL, **extra)
+    return env
+
+
+class Cluster:
+    """SERVERS `digest serve` processes on one store, as behind a load balancer."""
+
+    def __init__(self, folder: Path, url: str, key: WebhookKey, count: int = SERVERS):
+        env = clean_env(url, SENDGRID_WEBHOOK_PUBLIC_KEY=key.public_b64)
+        self.servers = [ServeProcess(folder, env, name=f"serve{i}") for i in range(count)]
+
+    def __enter__(self) -> Cluster:
+        try:
+            for s in self.servers:  # all starting at once: their migration checks race too
+                s.start()
+            for s in self.servers:
+                s.wait_ready("/digest/subscribe")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        for s in self.servers:
+            s.stop()
+
+    def assert_quiet_logs(self) -> None:
+        """No traceback and no error line in any process's output."""
+        for s in self.servers:
+            out = s.output()
+            bad = [line for line in out.splitlines() if "Traceback" in line or "ERROR" in line]
+            assert not bad, f"{s.log.name} has errors:\n" + "\n".join(bad[:20]) + f"\n--- full log ---\n{out[-5000:]}"
+
+
+class Traffic:
+    """Requests to the cluster from many threads; every answer is kept for the checks."""
+
+    def __init__(self, cluster: Cluster):
+        self.servers = cluster.servers
+        self.answers: list[tuple[str, int, str | None]] = []  # (what, status, Retry-After)
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._clients: list[httpx.Client] = []
+
+    def _client(self) -> httpx.Client:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = httpx.Client(timeout=REQUEST_TIMEOUT)
+            with self._lock:
+                self._clients.append(client)
+        return client
+
+    def request(self, method: str, n: int, path: str, what: str, **kw) -> httpx.Response:
+        """`method path` at server n (mod the count); on SQLite a busy 503 is retried (bounded)."""
+        url = self.servers[n % len(self.servers)].url + path
+        for _ in range(BUSY_RETRIES):
+            r = self._client().request(method, url, **kw)
+            with self._lock:
+                self.answers.append((what, r.status_code, r.headers.get("retry-after")))
+            if not (SQLITE and r.status_code == 503):
+                break
+            time.sleep(0.2)
+        return r
+
+    def close(self) -> None:
+        for client in self._clients:
+            client.close()
+
+    def busy(self) -> int:
+        return sum(1 for _, status, _ in self.answers if status == 503)
+
+    def assert_all_ok(self, expected: int | None = None) -> None:
+        """Every answer a 200; on SQLite a 503 only with Retry-After (the busy lock), and only
+        if the same request then got through; never a 500."""
+        allowed = {200, 503} if SQLITE else {200}
+        bad = Counter((what, status) for what, status, retry in self.answers
+                      if status not in allowed or (status == 503 and retry != "30"))
+        assert not bad, f"unexpected answers (what, status): {dict(bad)}; all: {Counter(s for _, s, _ in self.answers)}"
+        if expected is not None:
+            assert sum(1 for _, s, _ in self.answers if s == 200) == expected, Counter(s for _, s, _ in self.answers)
+
+
+def run_all(jobs) -> None:
+    """Run every callable in `jobs` at once, each on its own thread; re-raise the first failure."""
+    jobs = list(jobs)
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        futures = [pool.submit(job) for job in jobs]
+        deadline = time.monotonic() + LOAD_TIMEOUT
+        for f in futures:
+            f.result(timeout=max(0.1, deadline - time.monotonic()))
+
+
+def import_people(folder: Path, url: str, people: list[tuple[str, list[str]]]) -> dict[str, int]:
+    """`digest subscribers import` of (email, sections); their ids by address."""
+    path = folder / "people.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["email", "name", "sections"])
+        for email, sections in people:
+            w.writerow([email, "", ";".join(sections)])
+    done = subprocess_run(folder, url, "subscribers", "import", str(path))
+    assert done.returncode == 0, done.stderr
+    return {email: sid for sid, email in rows(url, "SELECT id, email FROM subscribers")}
+
+
+def subprocess_run(folder: Path, url: str, *args, timeout=120, **env):
+    import subprocess
+    return subprocess.run([digest_command(), *map(str, args)], cwd=folder, env=clean_env(url, **env),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def people_state(url: str) -> dict[str, tuple[str, int]]:
+    return {email: (status, mask) for email, status, mask in
+            rows(url, "SELECT email, status, section_mask FROM subscribers")}
+
+
+def mask_of(sections) -> int:
+    from digest.config import section_mask
+    return section_mask(sections)
+
+
+def one_click(traffic: Traffic, n: int, token: str) -> httpx.Response:
+    # RFC 8058: what a mailbox provider's server posts, no cookies, no form token.
+    return traffic.request("POST", n, f"/digest/unsubscribe/{token}", "one-click",
+                           content=b"List-Unsubscribe=One-Click",
+                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+
+
+def webhook(traffic: Traffic, key: WebhookKey, n: int, events: list[dict]) -> httpx.Response:
+    body = event_body(*events)
+    return traffic.request("POST", n, HOOK, "webhook", content=body, headers=key.headers(body))
+
+
+def sg_event(email: str, sid: int, eid: str, **fields) -> dict:
+    return {"email": email, "timestamp": int(time.time()), "sg_event_id": eid, "subscriber_id": str(sid),
+            "sg_message_id": "msg-1.filter0001.1.2", **fields}
+
+
+BOUNCE = {"event": "bounce", "type": "bounce", "status": "5.1.1", "reason": "550 5.1.1 user unknown"}
+
+
+def freeze_everyone_in_flight(url: str) -> None:
+    """Freeze DAY for every active subscriber and leave each row `unknown`, claimed by a
+    sender whose lease ran out (as a run that died mid-request leaves them)."""
+    from dataclasses import replace
+    from digest.config import load_settings
+    from digest.store import open_store
+    from tests.conftest import freeze_and_claim_everyone
+    engine = open_store(url)
+    try:
+        freeze_and_claim_everyone(engine, replace(load_settings(env={}), database_url=url, secret_key=SECRET,
+                                                  base_url=BASE_URL), DAY)
+    finally:
+        engine.dispose()
+
+
+# -- the webhook across processes ------------------------------------------------------------------
+
+def test_each_webhook_event_is_applied_once_across_serve_processes(tmp_path, key):
+    """The same signed batches at every process at once, from several threads, three times over.
+
+    Bounces and spam reports of the same 50 people arrive in two batches processed side by
+    side, so each person's two events are applied at the same moment in different
+    processes: the spam report is the stronger and must win whichever commits last.
+    """
+    url = store_url(tmp_path / "digest.db")
+    emails = [f"hook{i:03}@example.com" for i in range(100)]
+    ids = import_people(tmp_path, url, [(e, []) for e in emails])
+    freeze_everyone_in_flight(url)
+    bounced, left, delivered = emails[:50], emails[50:74], emails[74:]
+    bounces = [sg_event(e, ids[e], f"b-{e}", **BOUNCE) for e in bounced]
+    spam = [sg_event(e, ids[e], f"s-{e}", event="spamreport") for e in bounced]
+    unsubs = [sg_event(e, ids[e], f"u-{e}", event="unsubscribe") for e in left]
+    dones = [sg_event(e, ids[e], f"d-{e}", event="delivered", edition=DAY) for e in delivered]
+    batches = [bounces + unsubs[:12] + dones[:13], spam + unsubs[12:] + dones[13:]]
+    distinct = len({ev["sg_event_id"] for batch in batches for ev in batch})
+    assert distinct == 150 and len(batches[0]) == len(batches[1]) == 75
+    rounds, per_server = 3, 2
+
+    with Cluster(tmp_path, url, key) as cluster:
+        traffic = Traffic(cluster)
+        tallies, lock = [], threading.Lock()
+
+        def poster(batch, n):
+            def post():
+                for _ in range(rounds):
+                    r = webhook(traffic, key, n, batch)
+                    if r.status_code == 200:
+                        with lock:
+                            tallies.append(r.json())
+            return post
+        try:
+            run_all(poster(batch, n) for batch in batches for n in range(SERVERS) for _ in range(per_server))
+        finally:
+            traffic.close()
+        posts = len(batches) * SERVERS * per_server * rounds
+        traffic.assert_all_ok()
+        cluster.assert_quiet_logs()
+
+    total = Counter()
+    for t in tallies:
+        total.update(t)
+    assert total["failed"] == 0, total
+    applied = total["suppressed"] + total["reconciled"] + total["ignored"]
+    if not traffic.busy():  # a 503 mid-batch (SQLite) applied part of it uncounted: the store says the rest
+        assert len(tallies) == posts
+        assert applied == distinct, f"events applied {applied} times, {distinct} distinct: {total}"
+        assert total["duplicates"] == posts * 75 - distinct
+        assert total["reconciled"] == len(delivered) and total["suppressed"] >= len(bounced) + len(left), total
+    assert applied <= distinct, total
+
+    seen = sorted(r[0] for r in rows(url, "SELECT sg_event_id FROM webhook_events"))
+    assert seen == sorted(ev["sg_event_id"] for batch in batches for ev in batch)
+    state = people_state(url)
+    assert {e: state[e][0] for e in bounced} == {e: "complained" for e in bounced}  # stronger event kept
+    assert {e: state[e][0] for e in left} == {e: "unsubscribed" for e in left}
+    assert {e: state[e][0] for e in delivered} == {e: "active" for e in delivered}
+    ledger = dict(rows(url, "SELECT email, status FROM ledger WHERE edition = :d", d=DAY))
+    assert {e: ledger[e] for e in delivered} == {e: "sent" for e in delivered}
+    assert {e for e, s in ledger.items() if s == "sent"} == set(delivered)  # the rest still unknown
