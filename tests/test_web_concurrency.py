@@ -277,3 +277,36 @@ def test_each_webhook_event_is_applied_once_across_serve_processes(tmp_path, key
     ledger = dict(rows(url, "SELECT email, status FROM ledger WHERE edition = :d", d=DAY))
     assert {e: ledger[e] for e in delivered} == {e: "sent" for e in delivered}
     assert {e for e, s in ledger.items() if s == "sent"} == set(delivered)  # the rest still unknown
+
+
+def test_a_one_click_unsubscribe_racing_a_bounce_keeps_the_bounce(tmp_path, key):
+    """For each person, a bounce (webhook) and a one-click unsubscribe reach two different
+    processes at the same moment: the bounce says more and must stay, whichever lands last."""
+    url = store_url(tmp_path / "digest.db")
+    emails = [f"race{i:02}@example.com" for i in range(60)]
+    ids = import_people(tmp_path, url, [(e, []) for e in emails])
+    signer = Signer(SECRET)
+    start = threading.Barrier(2, timeout=REQUEST_TIMEOUT)
+
+    with Cluster(tmp_path, url, key) as cluster:
+        traffic = Traffic(cluster)
+
+        def bounces():
+            for i, e in enumerate(emails):
+                start.wait()
+                webhook(traffic, key, i, [sg_event(e, ids[e], f"race-b-{e}", **BOUNCE)])
+
+        def unsubscribes():
+            for i, e in enumerate(emails):
+                start.wait()
+                one_click(traffic, i + 1, signer.manage_token(ids[e], e))
+        try:
+            run_all([bounces, unsubscribes])
+        finally:
+            traffic.close()
+        traffic.assert_all_ok()
+        cluster.assert_quiet_logs()
+
+    state = people_state(url)
+    kept = {e: state[e][0] for e in emails}
+    assert kept == {e: "bounced" for e in emails}, Counter(kept.values())
