@@ -32,7 +32,7 @@ from tests import stores
 from tests.conftest import SAMPLE, SAMPLE_DAY, SECRET, digest_command
 from tests.fake_sendgrid import FakeSendGrid
 from tests.stores import rows, store_url
-from tests.web_helpers import ServeProcess, WebhookKey, event_body
+from tests.web_helpers import ServeProcess, WebhookKey, event_body, hidden
 
 DAY = SAMPLE_DAY
 BASE_URL = "https://news.example.com/digest"  # behind a load balancer: one public URL for every process
@@ -213,6 +213,28 @@ def freeze_everyone_in_flight(url: str) -> None:
         engine.dispose()
 
 
+class GatedSendGrid(FakeSendGrid):
+    """The stand-in, holding its first mail/send request until `gate` is set (or LOAD_TIMEOUT).
+
+    With `concurrency = 1` the sender claims its next chunk only when this request returns,
+    so while it is held exactly one chunk is claimed: the people in it, and nobody else,
+    may be mailed even if they leave meanwhile.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.held, self.gate = threading.Event(), threading.Event()
+        self._first, self._first_lock = True, threading.Lock()
+
+    def _handle(self, h):
+        with self._first_lock:
+            first, self._first = self._first and h.command == "POST", self._first and h.command != "POST"
+        if first:
+            self.held.set()
+            self.gate.wait(LOAD_TIMEOUT)
+        super()._handle(h)
+
+
 # -- the webhook across processes ------------------------------------------------------------------
 
 def test_each_webhook_event_is_applied_once_across_serve_processes(tmp_path, key):
@@ -310,3 +332,104 @@ def test_a_one_click_unsubscribe_racing_a_bounce_keeps_the_bounce(tmp_path, key)
     state = people_state(url)
     kept = {e: state[e][0] for e in emails}
     assert kept == {e: "bounced" for e in emails}, Counter(kept.values())
+
+
+def test_preferences_unsubscribes_and_bounces_under_load_while_a_send_runs(tmp_path, key):
+    """60 people in 6 digests; a real `digest send` holds its first chunk in flight while
+    threads change everyone's sections (page, then save, three times each, alternating
+    processes), a third unsubscribe by one click (twice: providers repeat) and a third
+    bounce (each event delivered to two processes).  Then the send finishes."""
+    url = store_url(tmp_path / "digest.db")
+    (tmp_path / "digest.toml").write_text("[sendgrid]\nconcurrency = 1\n", encoding="utf-8")
+    done = subprocess_run(tmp_path, url, "articles", "import", SAMPLE / "articles")
+    assert done.returncode == 0, done.stderr
+    emails = [f"load{i:02}@example.com" for i in range(60)]
+    ids = import_people(tmp_path, url, [(e, SECTION_CHOICES[i % 6]) for i, e in enumerate(emails)])
+    index = {e: i for i, e in enumerate(emails)}
+    rounds = 3
+    final_sections = {e: SECTION_CHOICES[(i + rounds) % 6] for i, e in enumerate(emails)}
+    unsubscribing, bouncing, staying = set(emails[0::3]), set(emails[1::3]), set(emails[2::3])
+    signer = Signer(SECRET)
+    token = {e: signer.manage_token(ids[e], e) for e in emails}
+
+    with GatedSendGrid() as sg, Cluster(tmp_path, url, key) as cluster:
+        traffic = Traffic(cluster)
+        saves = Counter()
+
+        def preferences(share):
+            def run():
+                for e in share:
+                    i = index[e]
+                    for r in range(1, rounds + 1):  # one thread per person: the last save is known
+                        page = traffic.request("GET", i + r, f"/digest/preferences/{token[e]}", "preferences page")
+                        if page.status_code != 200:
+                            continue  # counted in traffic.answers, and fails the test there
+                        saved = traffic.request("POST", i + r + 1, f"/digest/preferences/{token[e]}", "save",
+                                                data={"csrf": hidden(page.text, "csrf"), "form": "preferences",
+                                                      "sections": SECTION_CHOICES[(i + r) % 6]})
+                        if saved.status_code == 200:
+                            assert "Saved" in saved.text, saved.text[:2000]
+                            saves[e] += 1
+            return run
+
+        def unsubscribes(share):
+            def run():
+                for e in share:
+                    for n in (index[e], index[e] + 1):
+                        one_click(traffic, n, token[e])
+            return run
+
+        def bounces(share):
+            def run():
+                for e in share:
+                    ev = sg_event(e, ids[e], f"load-b-{e}", **BOUNCE)
+                    for n in (index[e], index[e] + 2):
+                        webhook(traffic, key, n, [ev])
+            return run
+
+        env = clean_env(url, SENDGRID_API_HOST=sg.url, SENDGRID_API_KEY=sg.api_key, SENDGRID_TIMEOUT="90")
+        import subprocess
+        send = subprocess.Popen([digest_command(), "send", "--date", DAY, "--json"], cwd=tmp_path, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert sg.held.wait(30), "the send made no request within 30 s"
+            started = time.monotonic()
+            run_all([preferences(emails[t::4]) for t in range(4)]
+                    + [unsubscribes(sorted(unsubscribing)[t::2]) for t in range(2)]
+                    + [bounces(sorted(bouncing))])
+            load_seconds = time.monotonic() - started
+        finally:
+            sg.gate.set()
+            try:
+                out, err = send.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                send.kill()
+                out, err = send.communicate(timeout=10)
+            traffic.close()
+        traffic.assert_all_ok()
+        cluster.assert_quiet_logs()
+        print(f"{len(traffic.answers)} requests in {load_seconds:.1f} s while the send was held")
+
+    assert "Traceback" not in err, err
+    assert send.returncode == 0, f"digest send exited {send.returncode}:\n{err}\n{out}"
+    summary = json.loads(out)
+    assert saves == Counter({e: rounds for e in emails})
+
+    # Nobody's write was lost.
+    state = people_state(url)
+    expected_status = {e: "unsubscribed" if e in unsubscribing else "bounced" if e in bouncing else "active"
+                       for e in emails}
+    assert {e: state[e][0] for e in emails} == expected_status
+    assert {e: state[e][1] for e in emails} == {e: mask_of(final_sections[e]) for e in emails}
+
+    # The chunk in flight went out as claimed; everyone else who left was withdrawn, not mailed.
+    first = {p["to"][0]["email"].lower() for p in sg.requests[0]["body"]["personalizations"]}
+    left = unsubscribing | bouncing
+    assert 0 < len(first) < len(emails) and left - first, first
+    mailed = first | (set(emails) - left)
+    received = Counter(d["to"].lower() for d in sg.deliveries)
+    assert received == Counter({e: 1 for e in mailed}), received
+    assert summary["skipped_empty"] == 0 and summary["withdrawn"] == len(left - first), summary
+    assert summary["counts"] == {"pending": 0, "sent": len(mailed), "failed": 0, "unknown": 0}, summary
+    ledger = dict(rows(url, "SELECT email, status FROM ledger WHERE edition = :d", d=DAY))
+    assert ledger == {e: "sent" for e in mailed}
