@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete, func, select
+from sqlalchemy import case, delete, func, select
 from sqlalchemy.engine import Connection, Engine
 
 from digest.config import mask_sections, section_mask
@@ -148,8 +148,15 @@ LEFT = ("unsubscribed",) + SUPPRESSED
 
 
 def update(engine: Engine, email: str, *, name: str | None = None, sections=None,
-           status: str | None = None, reason: str | None = None, by_operator: bool = False) -> Subscriber:
-    """Change the given fields of an existing subscriber."""
+           status: str | None = None, reason: str | None = None, by_operator: bool = False,
+           status_only_from=None) -> Subscriber:
+    """Change the given fields of an existing subscriber.
+
+    `status_only_from`: the status changes only if the current one is among these, checked
+    in the UPDATE itself (the other fields change regardless).  The preference page uses
+    it: a delivery choice made on a page that showed the digest as on must not lift an
+    unsubscribe, bounce or complaint that arrived after the page was shown.
+    """
     values = {"updated_at": utcnow()}
     if name is not None:
         values["name"] = clean_name(name)
@@ -160,6 +167,10 @@ def update(engine: Engine, email: str, *, name: str | None = None, sections=None
             raise SubscriberError(f"unknown status {status!r}")
         values["status"] = status
         values["status_reason"] = reason
+        if status_only_from is not None:
+            still = subscribers.c.status.in_(tuple(status_only_from))
+            values["status"] = case((still, status), else_=subscribers.c.status)
+            values["status_reason"] = case((still, reason), else_=subscribers.c.status_reason)
     with engine.begin() as conn:
         found = get(conn, email=email)
         if not found:
