@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import threading
 import time
 from collections import Counter
@@ -178,6 +179,12 @@ def mask_of(sections) -> int:
     return section_mask(sections)
 
 
+def checked_status(html: str) -> str:
+    found = re.search(r'name="status" value="([a-z]+)" checked', html)
+    assert found, "no delivery option is checked on the page"
+    return found.group(1)
+
+
 def one_click(traffic: Traffic, n: int, token: str) -> httpx.Response:
     # RFC 8058: what a mailbox provider's server posts, no cookies, no form token.
     return traffic.request("POST", n, f"/digest/unsubscribe/{token}", "one-click",
@@ -336,9 +343,11 @@ def test_a_one_click_unsubscribe_racing_a_bounce_keeps_the_bounce(tmp_path, key)
 
 def test_preferences_unsubscribes_and_bounces_under_load_while_a_send_runs(tmp_path, key):
     """60 people in 6 digests; a real `digest send` holds its first chunk in flight while
-    threads change everyone's sections (page, then save, three times each, alternating
-    processes), a third unsubscribe by one click (twice: providers repeat) and a third
-    bounce (each event delivered to two processes).  Then the send finishes."""
+    threads change everyone's sections (page, then save as a browser would, delivery radio
+    included, three times each, alternating processes), a third unsubscribe by one click
+    (twice: providers repeat) and a third bounce (each event delivered to two processes).
+    Then the send finishes.  A page shown before someone left and saved after must not
+    bring them back."""
     url = store_url(tmp_path / "digest.db")
     (tmp_path / "digest.toml").write_text("[sendgrid]\nconcurrency = 1\n", encoding="utf-8")
     done = subprocess_run(tmp_path, url, "articles", "import", SAMPLE / "articles")
@@ -364,9 +373,12 @@ def test_preferences_unsubscribes_and_bounces_under_load_while_a_send_runs(tmp_p
                         page = traffic.request("GET", i + r, f"/digest/preferences/{token[e]}", "preferences page")
                         if page.status_code != 200:
                             continue  # counted in traffic.answers, and fails the test there
+                        # As a browser posts the form: its hidden fields, the delivery radio as shown.
+                        form = {"csrf": hidden(page.text, "csrf"), "form": "preferences",
+                                "shown": hidden(page.text, "shown"), "status": checked_status(page.text),
+                                "sections": SECTION_CHOICES[(i + r) % 6]}
                         saved = traffic.request("POST", i + r + 1, f"/digest/preferences/{token[e]}", "save",
-                                                data={"csrf": hidden(page.text, "csrf"), "form": "preferences",
-                                                      "sections": SECTION_CHOICES[(i + r) % 6]})
+                                                data=form)
                         if saved.status_code == 200:
                             assert "Saved" in saved.text, saved.text[:2000]
                             saves[e] += 1
