@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete, func, select
+from sqlalchemy import case, delete, func, select
 from sqlalchemy.engine import Connection, Engine
 
 from digest.config import mask_sections, section_mask
@@ -148,8 +148,15 @@ LEFT = ("unsubscribed",) + SUPPRESSED
 
 
 def update(engine: Engine, email: str, *, name: str | None = None, sections=None,
-           status: str | None = None, reason: str | None = None, by_operator: bool = False) -> Subscriber:
-    """Change the given fields of an existing subscriber."""
+           status: str | None = None, reason: str | None = None, by_operator: bool = False,
+           status_only_from=None) -> Subscriber:
+    """Change the given fields of an existing subscriber.
+
+    `status_only_from`: the status changes only if the current one is among these, checked
+    in the UPDATE itself (the other fields change regardless).  The preference page uses
+    it: a delivery choice made on a page that showed the digest as on must not lift an
+    unsubscribe, bounce or complaint that arrived after the page was shown.
+    """
     values = {"updated_at": utcnow()}
     if name is not None:
         values["name"] = clean_name(name)
@@ -160,6 +167,10 @@ def update(engine: Engine, email: str, *, name: str | None = None, sections=None
             raise SubscriberError(f"unknown status {status!r}")
         values["status"] = status
         values["status_reason"] = reason
+        if status_only_from is not None:
+            still = subscribers.c.status.in_(tuple(status_only_from))
+            values["status"] = case((still, status), else_=subscribers.c.status)
+            values["status_reason"] = case((still, reason), else_=subscribers.c.status_reason)
     with engine.begin() as conn:
         found = get(conn, email=email)
         if not found:
@@ -178,11 +189,31 @@ def set_status(conn_or_engine, subscriber_id: int, status: str, reason: str | No
         return get(conn, id=subscriber_id)
 
 
+def change_status_from(conn_or_engine, subscriber_id: int, only_from, status: str, reason: str | None) -> bool:
+    """Set `status` only if the current status is one of `only_from`, in one conditional
+    UPDATE; whether it changed.
+
+    Why not read, check, then write: another process (a second `digest serve`, the webhook
+    in another request) may change the row between the read and the write, and the write
+    would undo that change, e.g. a one-click unsubscribe replacing a bounce that came in
+    meanwhile.  A single UPDATE is checked against the row as it is when written: on
+    PostgreSQL an UPDATE that waited for another transaction's row lock re-evaluates its
+    WHERE against the committed row; SQLite has one writer at a time.
+    """
+    with transaction(conn_or_engine) as conn:
+        return conn.execute(subscribers.update()
+                            .where(subscribers.c.id == subscriber_id, subscribers.c.status.in_(tuple(only_from)))
+                            .values(status=status, status_reason=reason, updated_at=utcnow())).rowcount == 1
+
+
 def unsubscribe(engine: Engine, subscriber: Subscriber, reason: str) -> Subscriber:
-    """Idempotent; a bounce or spam report already stops everything, and says more, so it stays."""
+    """Idempotent; a bounce or spam report already stops everything, and says more, so it
+    stays, even one that arrived after `subscriber` was read (change_status_from)."""
     if subscriber.status in LEFT:
         return subscriber
-    return set_status(engine, subscriber.id, "unsubscribed", reason)
+    with engine.begin() as conn:
+        change_status_from(conn, subscriber.id, [s for s in STATUSES if s not in LEFT], "unsubscribed", reason)
+        return get(conn, id=subscriber.id) or subscriber  # erased meanwhile: nothing left to unsubscribe
 
 
 def remove(engine: Engine, email: str) -> Subscriber:

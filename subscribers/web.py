@@ -41,6 +41,7 @@ log = logging.getLogger("uvicorn.error")
 
 WEB_TEMPLATES = TEMPLATES_DIR / "web"
 SIGNUP_FORM_MAX_AGE = 24 * 3600
+RECEIVING = ("active", "paused")
 SAFE_METHODS = ("GET", "HEAD")  # Starlette routes HEAD to GET's handler: it must not change anything either
 MAX_WEBHOOK_BODY = 5 * 1024 * 1024  # SendGrid batches stay far below this; anything larger is refused unread
 # Our forms are a few short text fields; these bound what a post may make the parser hold.
@@ -401,6 +402,11 @@ def read_preferences(form, settings: Settings) -> tuple[dict, dict]:
         changes.update(status="paused", reason="paused on the preference page")
     elif status != "keep":
         errors["status"] = "Choose one of the delivery options."
+    # The page says which status it showed (`shown`).  If it showed the digest on (active or
+    # paused), the choice was between those two; by the time it is saved, the person may
+    # have unsubscribed in one click or their address bounced: that stays (store.update).
+    if "status" in changes and form.get("shown") in RECEIVING:
+        changes["status_only_from"] = RECEIVING
     return changes, errors
 
 

@@ -244,8 +244,10 @@ def _apply(conn: Connection, event: dict) -> str:
     subscriber = _subscriber_of(conn, event) if change else None
     if not subscriber or RANK.get(subscriber.status, 0) >= RANK[change[0]]:
         return "ignored"
-    store.set_status(conn, subscriber.id, change[0], change[1])
-    return "suppressed"
+    # Checked again in the UPDATE itself: a stronger event for the same person may be being
+    # applied at this moment by another request or another serve process.
+    weaker = [s for s in store.STATUSES if RANK.get(s, 0) < RANK[change[0]]]
+    return "suppressed" if store.change_status_from(conn, subscriber.id, weaker, *change) else "ignored"
 
 
 def _sent_to(conn: Connection, edition: str, sid: int, email: str) -> bool:

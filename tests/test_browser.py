@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import time
 import urllib.request
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -20,7 +18,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.web_helpers import digest_command, html_part, link_in
+from tests.web_helpers import ServeProcess, digest_command, free_port, html_part, link_in
 from tests.stores import store_url
 
 CHROMIUM = "/usr/bin/chromium"
@@ -32,24 +30,17 @@ DAY = "2026-11-25"
 WIDTHS = (375, 1280)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     """A `digest serve` process with its own folder, database and environment."""
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}/digest"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("DIGEST_", "SENDGRID_"))}
+        port = free_port()
+        self.base = f"http://127.0.0.1:{port}/digest"
         self.env.update(DIGEST_DATABASE_URL=store_url(folder / "digest.db"),
                         DIGEST_SECRET_KEY="browser-test-secret", DIGEST_BASE_URL=self.base)
-        self.log = folder / "serve.log"
-        self.proc = None
+        self.serve = ServeProcess(folder, self.env, port=port)
 
     def cli(self, *args: str) -> str:
         done = subprocess.run([digest_command(), *args], cwd=self.folder, env=self.env,
@@ -58,23 +49,10 @@ class Server:
         return done.stdout
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([digest_command(), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-                                     cwd=self.folder, env=self.env, stdout=self.log.open("wb"),
-                                     stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"digest serve exited:\n{self.log.read_text()}"
-            try:
-                urllib.request.urlopen(f"{self.base}/subscribe", timeout=1)
-                return
-            except OSError:
-                time.sleep(0.1)
-        pytest.fail(f"digest serve did not answer within 20 s:\n{self.log.read_text()}")
+        self.serve.start().wait_ready("/digest/subscribe")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
+        self.serve.stop()
 
     def subscriber(self, email: str) -> dict:
         people = json.loads(self.cli("subscribers", "list", "--json"))

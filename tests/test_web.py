@@ -258,6 +258,36 @@ def test_leaving_a_suppression_takes_an_explicit_choice(site, status):
     assert site.get("jo@example.com").status == "active"
 
 
+@pytest.mark.parametrize("status", ["unsubscribed", "bounced", "complained"])
+def test_a_page_shown_before_a_suppression_cannot_lift_it_when_saved(site, status):
+    """The page was opened while the digest was on; meanwhile the person unsubscribed in
+    one click (or the address bounced): saving that page as it was changes the sections,
+    never the suppression.  A page shown after it offers the explicit choice, as always."""
+    sub = site.add("jo@example.com", sections=("tech",))
+    page = site.client.get(site.prefs(sub)).text
+    assert 'name="shown" value="active"' in page
+    store.set_status(site.engine, sub.id, status, "meanwhile")
+    for choice in ("active", "paused"):  # whatever the page's radio said
+        data = {"csrf": hidden(page, "csrf"), "form": "preferences", "shown": hidden(page, "shown"),
+                "status": choice, "sections": ["food"]}
+        assert site.client.post(site.prefs(sub), data=data).status_code == 200
+        after = site.get("jo@example.com")
+        assert (after.status, after.status_reason, after.sections) == (status, "meanwhile", ("food",))
+    fresh = site.client.get(site.prefs(sub)).text
+    data = {"csrf": hidden(fresh, "csrf"), "form": "preferences", "shown": hidden(fresh, "shown"), "status": "active"}
+    site.client.post(site.prefs(sub), data=data)
+    assert site.get("jo@example.com").status == "active"
+
+
+def test_a_page_showing_the_digest_on_still_pauses_and_resumes(site):
+    sub = site.add("jo@example.com")
+    for choice in ("paused", "active"):
+        page = site.client.get(site.prefs(sub)).text
+        data = {"csrf": hidden(page, "csrf"), "form": "preferences", "shown": hidden(page, "shown"), "status": choice}
+        site.client.post(site.prefs(sub), data=data)
+        assert site.get("jo@example.com").status == choice
+
+
 # -- sign-up (double opt-in) ------------------------------------------------------------------------------
 
 def signup(site, **fields):

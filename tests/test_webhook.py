@@ -284,18 +284,18 @@ def test_a_subscriber_id_of_2_pow_70_names_nobody(site, key):
 def test_one_failing_event_leaves_the_others_applied_and_itself_for_redelivery(site, key, monkeypatch):
     jo, ann = site.add("jo@example.com"), site.add("ann@example.com")
     first, second = event(jo, event="spamreport"), event(ann, event="spamreport")
-    real = store.set_status
+    real = store.change_status_from
 
-    def flaky(engine, sid, *args):
+    def flaky(conn, sid, *args):
         if sid == jo.id:
             raise OperationalError("UPDATE", {}, Exception("disk I/O error"))
-        return real(engine, sid, *args)
-    monkeypatch.setattr(store, "set_status", flaky)
+        return real(conn, sid, *args)
+    monkeypatch.setattr(store, "change_status_from", flaky)
     r = post(site, key, first, second)
     assert r.status_code == 500 and r.json()["failed"] == 1 and r.json()["suppressed"] == 1  # SendGrid retries
     assert (site.get("jo@example.com").status, site.get("ann@example.com").status) == ("active", "complained")
     assert seen(site) == 1  # the failed one's claim was released
-    monkeypatch.setattr(store, "set_status", real)
+    monkeypatch.setattr(store, "change_status_from", real)
     r = post(site, key, first, second)  # the redelivery
     assert r.status_code == 200 and r.json()["suppressed"] == 1 and r.json()["duplicates"] == 1
     assert site.get("jo@example.com").status == "complained"
@@ -307,7 +307,7 @@ def test_a_crash_between_marking_seen_and_applying_loses_no_suppression(site, mo
 
     def killed(*args):  # the process dies after the event was marked seen, before it is applied
         raise KeyboardInterrupt
-    monkeypatch.setattr(store, "set_status", killed)
+    monkeypatch.setattr(store, "change_status_from", killed)
     with pytest.raises(KeyboardInterrupt):
         webhook.apply_events(site.engine, [e])
     assert seen(site) == 0 and site.get("jo@example.com").status == "active"  # neither happened

@@ -6,8 +6,11 @@ import base64
 import json
 import re
 import shutil
+import socket
+import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, replace
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -90,6 +93,56 @@ def digest_command() -> str:
     found = str(beside) if beside.exists() else shutil.which("digest")
     assert found, "the `digest` command is not installed"
     return found
+
+
+# -- a real `digest serve` ---------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServeProcess:
+    """A real `digest serve` (the installed command) on 127.0.0.1 at a free port, started in
+    `folder` with exactly `env`; its output goes to `folder/<name>.log`."""
+
+    def __init__(self, folder: Path, env: dict[str, str], name: str = "serve", port: int | None = None):
+        self.folder, self.env = Path(folder), dict(env)
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = self.folder / f"{name}.log"
+        self.proc = None
+
+    def start(self) -> "ServeProcess":
+        with self.log.open("wb") as out:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen([digest_command(), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                                         cwd=self.folder, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        return self
+
+    def wait_ready(self, path: str, timeout: float = 20) -> None:
+        """Until GET `path` (e.g. /digest/subscribe) answers 200; a test failure with the log if not."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"digest serve exited:\n{self.output()}"
+            try:
+                urllib.request.urlopen(f"{self.url}{path}", timeout=1)
+                return
+            except OSError:
+                time.sleep(0.1)
+        pytest.fail(f"digest serve did not answer within {timeout} s:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
 
 
 # -- email files --------------------------------------------------------------------------
