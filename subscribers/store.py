@@ -15,6 +15,7 @@ from datetime import timedelta
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import case, delete, func, select
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 
 from digest.config import mask_sections, section_mask
 from digest.deliver import ledger
@@ -134,10 +135,17 @@ def insert(conn: Connection, email: str, name: str, sections, status: str = "act
 
 def add(engine: Engine, email: str, name: str = "", sections=(), status: str = "active") -> Subscriber:
     email = normalize_email(email)
+    already = SubscriberError(f"{email} is already a subscriber (use 'subscribers update')")
     with engine.begin() as conn:
         if get(conn, email=email):
-            raise SubscriberError(f"{email} is already a subscriber (use 'subscribers update')")
-        new_id = insert(conn, email, clean_name(name), sections, status)
+            raise already
+        try:
+            new_id = insert(conn, email, clean_name(name), sections, status)
+        except IntegrityError:
+            # Another request added the address after our look (PostgreSQL lets both
+            # transactions get this far; the unique key stops the second).  Raising ends,
+            # and rolls back, the transaction the failed insert aborted.
+            raise already from None
         return get(conn, id=new_id)
 
 

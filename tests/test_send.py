@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import csv
 import json
-import shutil
 import socket
 import subprocess
 import time

@@ -272,3 +272,38 @@ def test_an_address_added_by_someone_else_during_an_import_is_updated_not_a_fail
     assert (report.imported, report.updated, report.rejected) == (1, 1, [])
     race = store.get(engine, email="race@example.com")
     assert race.name == "From File" and race.sections == ("tech",)
+
+
+@pytest.fixture
+def added_meanwhile(engine, monkeypatch):
+    """jo@example.com is added by another request just after store.add looked (inside its
+    transaction) and saw nobody, as two sign-ups of one address on two web workers can do
+    on PostgreSQL."""
+    from sqlalchemy.engine import Connection
+    real_get, looks = store.get, []
+
+    def get(conn_or_engine, email=None, id=None):
+        if email is not None and isinstance(conn_or_engine, Connection) and not looks:
+            looks.append(email)
+            store.add(engine, "jo@example.com", "Jo")  # the other request wins the race
+            return None
+        return real_get(conn_or_engine, email=email, id=id)
+    monkeypatch.setattr(store, "get", get)
+
+
+def test_an_address_added_meanwhile_is_already_a_subscriber_not_a_database_error(engine, added_meanwhile):
+    with pytest.raises(SubscriberError, match="already a subscriber"):
+        store.add(engine, "Jo@example.com", "Again")
+    assert [(s.email, s.name) for s in store.list_all(engine)] == [("jo@example.com", "Jo")]
+
+
+def test_a_signup_racing_another_for_the_same_address_is_no_error(tmp_path, added_meanwhile, engine, caplog):
+    """The sign-up is recorded after the answer (subscribers.web): the losing one of two
+    must find the winner's row, not fail with a database error in the log."""
+    from tests.web_helpers import hidden, make_site
+    site = make_site(tmp_path)  # the same store as `engine`
+    form = site.client.get("/digest/subscribe").text
+    r = site.client.post("/digest/subscribe", data={"csrf": hidden(form, "csrf"), "email": "jo@example.com"})
+    assert r.status_code == 200 and "Check your inbox" in r.text
+    assert site.get("jo@example.com").name == "Jo"  # the first sign-up's row stands
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
