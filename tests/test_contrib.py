@@ -119,8 +119,9 @@ def write_env(path: Path, site_dir: Path, digest: Path, sg: FakeSendGrid) -> Pat
         key, eq, value = line.partition("=")
         lines.append(f"{key}={mine.get(key, value)}" if eq and not line.startswith("#") else line)
     assert {k for k in mine} <= {line.partition("=")[0] for line in lines}
+    # Shell syntax: a PostgreSQL URL's `&` needs quotes, as the README says.
     lines += [f"DIGEST_BIN={digest}", f"SENDGRID_API_HOST={sg.url}",
-              f"DIGEST_DATABASE_URL={store_url(site_dir / 'digest.db')}"]
+              f"DIGEST_DATABASE_URL='{store_url(site_dir / 'digest.db')}'"]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
