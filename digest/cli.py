@@ -41,7 +41,7 @@ class _Commands(TyperGroup):
 
 app = typer.Typer(cls=_Commands, no_args_is_help=True, add_completion=False, rich_markup_mode=None,
                   help="news-digest: the daily email digest of curated, machine-summarised stories.")
-articles_app = typer.Typer(no_args_is_help=True, help="Import and list the site's stories.")
+articles_app = typer.Typer(no_args_is_help=True, help="Import, list, withdraw and restore the site's stories.")
 subscribers_app = typer.Typer(no_args_is_help=True, help="Manage who gets the digest.")
 db_app = typer.Typer(no_args_is_help=True, help="The store's schema (Alembic migrations; every command also upgrades).")
 app.add_typer(articles_app, name="articles")
@@ -168,21 +168,64 @@ def articles_list(
     all_days: bool = typer.Option(False, "--all", help="Every stored story, not one day's."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
-    """List the stories of one day's edition (or --all).
+    """List the stories of one day's edition (or --all), times in the newsletter's zone.
 
     Example: digest articles list --date 2026-11-25 --json
     """
+    from digest.articles.curation import lead_warning
     from digest.articles.repository import all_articles, articles_published_on
-    engine = state.engine()
-    items = all_articles(engine) if all_days else articles_published_on(engine, parse_day(day), state.settings.tz)
+    engine, tz = state.engine(), state.settings.tz
+    if all_days:
+        items, pulled = all_articles(engine), []
+    else:
+        the_day = parse_day(day)
+        items = articles_published_on(engine, the_day, tz)
+        pulled = articles_published_on(engine, the_day, tz, withdrawn=True)
     if as_json:
-        emit_json([{**a.to_dict(), "teaser": a.teaser} for a in items])
-        return
-    for a in items:
-        star = "*" if a.featured else " "
-        # Stored text is shown, not obeyed: an escape sequence in a title must not drive the terminal.
-        typer.echo(visible(f"{star} {a.published:%Y-%m-%d %H:%M}Z  {','.join(a.sections):<18} {a.id}  {a.title}"))
-    note(f"{len(items)} stor{'y' if len(items) == 1 else 'ies'}")
+        emit_json([{**a.to_dict(), "teaser": a.teaser, "withdrawn": a in pulled} for a in items + pulled])
+    else:
+        for a, mark in [(a, "*" if a.featured else " ") for a in items] + [(a, "-") for a in pulled]:
+            # Stored text is shown, not obeyed: an escape sequence in a title must not drive the terminal.
+            typer.echo(visible(f"{mark} {a.published.astimezone(tz):%Y-%m-%d %H:%M %Z}  "
+                               f"{','.join(a.sections):<18} {a.id}  {a.title}"))
+    shown = f"{len(items)} stor{'y' if len(items) == 1 else 'ies'}"
+    note(shown + (f", {len(pulled)} withdrawn (-)" if pulled else "") + ("" if as_json else "; * featured"))
+    if not all_days:
+        warning = lead_warning(the_day, items)
+        if warning:
+            note(f"warning: {warning}")
+
+
+def _curate(change, article_id: str) -> None:
+    import getpass
+    from digest.articles.curation import CurationError
+    try:
+        day = change(state.engine(), article_id, state.settings, f"{getpass.getuser()} (cli)")
+    except CurationError as e:
+        fail(str(e), 1)
+    return day
+
+
+@articles_app.command("withdraw")
+def articles_withdraw(article_id: str = typer.Argument(..., metavar="ID")):
+    """Pull a story from its edition (refused once that edition is frozen); re-imports keep it out.
+
+    Example: digest articles withdraw storm-warning
+    """
+    from digest.articles.curation import withdraw
+    day = _curate(withdraw, article_id)
+    typer.echo(f"withdrew {article_id} from the edition of {day}")
+
+
+@articles_app.command("restore")
+def articles_restore(article_id: str = typer.Argument(..., metavar="ID")):
+    """Put a withdrawn story back in its edition (refused once that edition is frozen).
+
+    Example: digest articles restore storm-warning
+    """
+    from digest.articles.curation import restore
+    day = _curate(restore, article_id)
+    typer.echo(f"restored {article_id} to the edition of {day}")
 
 
 # -- subscribers ------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import (
     JSON, Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table, Text,
-    UniqueConstraint, create_engine, event, inspect, make_url, text,
+    UniqueConstraint, create_engine, event, false, inspect, make_url, text,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
@@ -40,6 +40,19 @@ articles = Table(
     Column("image_alt", Text),
     Column("source", Text),  # file or URL it was imported from
     Column("updated_at", DateTime, nullable=False),
+    # Pulled by an editor (digest articles withdraw): kept, but in no edition until restored.
+    Column("withdrawn", Boolean, nullable=False, default=False, server_default=false()),
+)
+
+# Every editor's change to a story (withdraw, restore, ...): who, when, what.
+article_changes = Table(
+    "article_changes", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("article_id", String(200), nullable=False, index=True),
+    Column("action", String(20), nullable=False),
+    Column("detail", Text, nullable=False, default="", server_default=""),
+    Column("who", String(320), nullable=False),
+    Column("at", DateTime, nullable=False),
 )
 
 subscribers = Table(

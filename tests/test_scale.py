@@ -193,8 +193,11 @@ def test_kill_9_with_requests_in_flight_leaves_a_truthful_ledger_and_reruns_neve
         assert not (by_status["pending"] & set(got)), "a pending row was delivered"
         assert by_status["failed"] == set()
         assert by_status["pending"], "the kill came after the whole run"
-        if when in ("accepted", "arrival"):
+        if when == "accepted":
             # The request being answered at the kill was delivered but never recorded: unknown.
+            # (Not so for "arrival": when the killed sender's socket had unread bytes, its
+            # kernel answers with a reset, which discards the request body the stand-in had
+            # not read yet, so that request may never be delivered.)
             assert by_status["unknown"] & set(got)
         unknown_after_kill = set(by_status["unknown"])
         delivered_before_rerun = len(sg.deliveries)

@@ -54,10 +54,12 @@ def _article(row) -> Article:
     )
 
 
-def articles_published_on(engine: Engine, day: date, tz: ZoneInfo) -> list[Article]:
-    """The articles published on `day` in the newsletter's time zone, oldest first."""
+def articles_published_on(engine: Engine, day: date, tz: ZoneInfo, withdrawn: bool = False) -> list[Article]:
+    """The articles published on `day` in the newsletter's time zone, oldest first: those in
+    the edition, or (`withdrawn`) those an editor pulled from it."""
     start, end = day_bounds(day, tz)
-    q = (select(articles).where(articles.c.published >= start, articles.c.published < end)
+    q = (select(articles).where(articles.c.published >= start, articles.c.published < end,
+                                articles.c.withdrawn == withdrawn)
          .order_by(articles.c.published, articles.c.id))
     with engine.connect() as conn:
         return [_article(r) for r in conn.execute(q)]
