@@ -574,7 +574,8 @@ def status(
         emit_json(report)
     else:
         c = report["counts"]
-        typer.echo(f"{the_day}: " + ", ".join(f"{c[k]} {k}" for k in ledger.STATUSES))
+        typer.echo(f"{the_day}: " + ", ".join(f"{c[k]} {k}" for k in ledger.STATUSES)
+                   + (f"; {report['withdrawn']} withdrawn (left after the freeze)" if report.get("withdrawn") else ""))
         for p in report["problems"]:
             typer.echo(f"  {p['status']:<8} {p['email']}: {p['reason']}")
         for f in report.get("in_flight", []):

@@ -82,6 +82,8 @@ editions = Table(
     Column("date", String(10), primary_key=True),
     Column("frozen_at", DateTime, nullable=False),
     Column("articles", JSON, nullable=False),
+    # Audience members who left after the freeze, before their turn: their rows are dropped.
+    Column("withdrawn", Integer, nullable=False, default=0, server_default="0"),
 )
 
 # One row per (edition, subscriber): pending -> sent | failed | unknown.

@@ -41,7 +41,9 @@ class Subscriber:
     status_reason: str = ""
 
     def to_dict(self) -> dict:
-        d = {"email": self.email, "name": self.name, "sections": list(self.sections), "status": self.status}
+        # id: what SendGrid's events carry back (custom_args.subscriber_id).
+        d = {"id": self.id, "email": self.email, "name": self.name, "sections": list(self.sections),
+             "status": self.status}
         if self.status_reason:
             d["reason"] = self.status_reason
         return d

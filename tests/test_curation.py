@@ -100,3 +100,15 @@ def test_articles_list_shows_times_in_the_newsletter_zone(cli, workdir):
     listed = cli("articles", "list", "--date", "2026-11-25")
     assert "2026-11-25 21:30 EST" in listed.stdout, listed.stdout
     assert cli("articles", "list", "--date", "2026-11-26").stdout == ""
+
+
+def test_a_url_argument_is_rejected_as_given_not_mangled(cli, workdir):
+    result = cli("articles", "import", "https://news.example.com/feed.json")
+    assert result.exit_code == 1
+    assert "rejected https://news.example.com/feed.json: a URL" in result.stderr
+
+
+def test_subscribers_list_json_has_the_id_sendgrid_events_carry(cli, workdir):
+    assert cli("subscribers", "add", "ann@example.com", "--sections", "world").exit_code == 0
+    [ann] = cli.json("subscribers", "list", "--json")
+    assert isinstance(ann["id"], int) and ann["email"] == "ann@example.com"

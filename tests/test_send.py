@@ -114,8 +114,8 @@ class Site:
     def status(self) -> dict:
         result = self.run("status", "--date", DAY, "--json")
         report = json.loads(result.stdout)
-        # DESIGN.md's shape, exactly; "in_flight" only while senders are at work.
-        assert set(report) - {"in_flight"} == {"date", "counts", "problems"}
+        # DESIGN.md's shape, exactly, plus "withdrawn" and "in_flight" when there are any.
+        assert set(report) - {"in_flight", "withdrawn"} == {"date", "counts", "problems"}
         assert report["date"] == DAY
         assert set(report["counts"]) == {"pending", "sent", "failed", "unknown"}
         for p in report["problems"]:
@@ -350,6 +350,8 @@ def test_subscriber_who_leaves_between_runs_is_not_sent(site, sg):
     assert json.loads(result.stdout)["withdrawn"] == 1
     assert_each_once(sg, [e for e in EMAILS if e != JO])
     assert site.status()["counts"] == {"pending": 0, "sent": 7, "failed": 0, "unknown": 0}
+    assert site.status()["withdrawn"] == 1  # her row is gone; the edition still counts her
+    assert "1 withdrawn" in site.run("status", "--date", DAY).stdout
 
 
 def test_two_runs_at_once_never_send_twice(site, sg):

@@ -112,7 +112,7 @@ def test_cli_subscribers(cli, workdir):
     assert bad.exit_code == 2 and "not a valid email" in bad.stderr
     assert cli("subscribers", "add", "x@example.com", "--sections", "weather").exit_code == 2
     assert cli.json("subscribers", "list", "--json") == [
-        {"email": "jo@example.com", "name": "Jo", "sections": ["world", "tech"], "status": "active"}]
+        {"id": 1, "email": "jo@example.com", "name": "Jo", "sections": ["world", "tech"], "status": "active"}]
     assert cli("subscribers", "update", "jo@example.com", "--sections", "food", "--status", "paused").exit_code == 0
     assert cli.json("subscribers", "list", "--json")[0]["status"] == "paused"
     assert cli("subscribers", "update", "nobody@example.com", "--name", "X").exit_code == 1

@@ -28,10 +28,17 @@ _FrontMatterLoader.yaml_implicit_resolvers = {
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^---[ \t]*\r?$\n?(.*)\Z", re.DOTALL | re.MULTILINE)
 
 
+URL_ARGUMENT = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
 def find_markdown_files(paths) -> tuple[list[Path], list[tuple[str, str]]]:
     """Expand files and folders (recursively) into .md files; missing paths are problems."""
     files, problems, seen = [], [], set()
-    for p in map(Path, paths):
+    for raw in map(str, paths):
+        if URL_ARGUMENT.match(raw):  # Path() would fold its "//" and show it mangled
+            problems.append((raw, "a URL: only Markdown files and folders can be imported"))
+            continue
+        p = Path(raw)
         if p.is_dir():
             found = sorted(f for f in p.rglob("*") if f.suffix.lower() in (".md", ".markdown") and f.is_file())
         elif p.is_file():

@@ -22,7 +22,7 @@ from typing import Callable
 from sqlalchemy import and_, bindparam, case, delete, func, literal, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from digest.store import ledger, subscribers, transaction, utcnow
+from digest.store import editions, ledger, subscribers, transaction, utcnow
 
 STATUSES = ("pending", "sent", "failed", "unknown")
 # Also what a concurrent run sees for rows another run is sending right now, hence the wording.
@@ -197,8 +197,12 @@ def withdraw_departed(engine: Engine, day: str) -> int:
     still_active = (select(subscribers.c.id).where(subscribers.c.id == ledger.c.subscriber_id,
                                                    subscribers.c.status == "active").exists())
     with engine.begin() as conn:
-        return conn.execute(delete(ledger).where(ledger.c.edition == day, ledger.c.status == "pending",
-                                                 ~still_active)).rowcount
+        n = conn.execute(delete(ledger).where(ledger.c.edition == day, ledger.c.status == "pending",
+                                              ~still_active)).rowcount
+        if n:  # counted on the edition, since their rows are gone (`digest status` reports it)
+            conn.execute(update(editions).where(editions.c.date == day)
+                         .values(withdrawn=editions.c.withdrawn + n))
+        return n
 
 
 def release(engine: Engine, ids, sender: str) -> None:
@@ -270,9 +274,15 @@ def problems(engine: Engine, day: str, limit: int | None = None) -> list[dict]:
 
 
 def report(engine: Engine, day: str) -> dict:
-    """`digest status`: {"date", "counts", "problems"}, the shape DESIGN.md fixes; while
-    senders are at work, also "in_flight": each one's rows (counted as unknown) and lease."""
+    """`digest status`: {"date", "counts", "problems"}, the shape DESIGN.md fixes, plus two
+    keys present only when they are not empty: "withdrawn" (who left after the freeze and
+    was not sent: their rows are gone) and, while senders are at work, "in_flight" (each
+    one's rows, counted as unknown, and lease)."""
+    with engine.connect() as conn:
+        withdrawn = conn.execute(select(editions.c.withdrawn).where(editions.c.date == day)).scalar() or 0
     found = {"date": day, "counts": counts(engine, day), "problems": problems(engine, day)}
+    if withdrawn:
+        found["withdrawn"] = withdrawn
     senders = in_flight(engine, day)
     if senders:
         found["in_flight"] = [{"sender": s, "rows": n, "lease_until": f"{until:%Y-%m-%d %H:%M:%S}"}

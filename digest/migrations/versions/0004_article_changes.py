@@ -1,4 +1,5 @@
-"""Withdrawn stories, and the record of editors' changes to stories.
+"""Withdrawn stories, the record of editors' changes to stories, and how many of an
+edition's audience left before they were sent (the ledger drops their rows).
 
 Revision ID: 0004
 Revises: 0003
@@ -17,6 +18,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("articles", sa.Column("withdrawn", sa.Boolean, nullable=False, server_default=sa.false()))
+    op.add_column("editions", sa.Column("withdrawn", sa.Integer, nullable=False, server_default="0"))
     op.create_table(
         "article_changes",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -30,4 +32,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("article_changes")
+    op.drop_column("editions", "withdrawn")
     op.drop_column("articles", "withdrawn")
