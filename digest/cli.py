@@ -326,7 +326,7 @@ def subscribers_export(out: Optional[Path] = typer.Option(None, "--out", metavar
 # -- preview, send, status ----------------------------------------------------------------
 
 def _signer(real: bool):
-    from subscribers.tokens import Signer, throwaway_key
+    from digest.tokens import Signer, throwaway_key
     key = state.settings.secret_key
     if not key:
         if real:

@@ -31,7 +31,7 @@ from digest.edition import refreeze as refreeze_edition
 from digest.render import Rendered, RenderError, Renderer
 from digest.select import Digest, Edition, resolved_mask, select_digest
 from digest.store import subscribers
-from subscribers.tokens import Signer
+from digest.tokens import Signer
 
 CHUNK = ledger.CHUNK
 

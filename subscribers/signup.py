@@ -30,7 +30,7 @@ from digest.message import build_message
 from digest.render import Rendered
 from subscribers import store
 from subscribers.store import SUPPRESSED, Subscriber, SubscriberError
-from subscribers.tokens import Signer, manage_links
+from digest.tokens import Signer, manage_links
 
 log = logging.getLogger("uvicorn.error")
 

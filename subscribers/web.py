@@ -34,7 +34,7 @@ from digest.store import BUSY_MESSAGE, StoreError, is_busy, open_store
 from subscribers import store
 from subscribers.signup import Signup, make_mailer
 from subscribers.store import Subscriber, SubscriberError, normalize_email
-from subscribers.tokens import Signer, TokenError
+from digest.tokens import Signer, TokenError
 from subscribers.webhook import MalformedEvents, Verifier, apply_events, parse_events
 
 log = logging.getLogger("uvicorn.error")

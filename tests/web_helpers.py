@@ -22,9 +22,9 @@ from starlette.testclient import TestClient
 
 from digest.config import Settings
 from digest.store import open_store
-from tests.stores import store_url
+from digest.tokens import Signer
 from subscribers import store
-from subscribers.tokens import Signer
+from tests.stores import store_url
 from subscribers.web import create_app
 
 SECRET = "test-secret-key-not-for-production"
