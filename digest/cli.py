@@ -554,7 +554,7 @@ def serve(
     """
     import dataclasses
     import socket
-    from subscribers.web import run_server
+    from digest.web.app import run_server
     settings = state.settings
     if not settings.base_url:
         settings = dataclasses.replace(settings, base_url=f"http://{host}:{port}")

@@ -25,6 +25,10 @@ from digest.text import strip_not_text
 STATUSES = ("active", "pending", "paused", "unsubscribed", "bounced", "complained")
 # Statuses set by mailbox providers' reports; only the subscriber's own action clears them.
 SUPPRESSED = ("bounced", "complained")
+# A delivery choice: the digest on, or paused.  These are what an operator may set
+# (`digest subscribers update --status`) and what the preference page switches between;
+# any other status is reached by unsubscribing, a sign-up, or SendGrid's events.
+DELIVERY_CHOICES = ("active", "paused")
 
 
 class SubscriberError(ValueError):
@@ -212,6 +216,24 @@ def change_status_from(conn_or_engine, subscriber_id: int, only_from, status: st
         return conn.execute(subscribers.update()
                             .where(subscribers.c.id == subscriber_id, subscribers.c.status.in_(tuple(only_from)))
                             .values(status=status, status_reason=reason, updated_at=utcnow())).rowcount == 1
+
+
+# Suppression strength: a later, weaker suppression never replaces a stronger one.
+SUPPRESSION_RANK = {"unsubscribed": 1, "bounced": 2, "complained": 3}
+
+
+def suppress(conn_or_engine, subscriber: Subscriber, status: str, reason: str) -> bool:
+    """Set a suppressing `status` (unsubscribed, bounced, complained) unless the subscriber
+    already has one as strong; whether it changed.
+
+    The rank is checked again in the UPDATE itself (change_status_from): a stronger event
+    for the same person may be being applied at this moment by another process.
+    """
+    rank = SUPPRESSION_RANK[status]
+    if SUPPRESSION_RANK.get(subscriber.status, 0) >= rank:
+        return False
+    weaker = [s for s in STATUSES if SUPPRESSION_RANK.get(s, 0) < rank]
+    return change_status_from(conn_or_engine, subscriber.id, weaker, status, reason)
 
 
 def unsubscribe(engine: Engine, subscriber: Subscriber, reason: str) -> Subscriber:

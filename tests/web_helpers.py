@@ -23,9 +23,9 @@ from starlette.testclient import TestClient
 from digest.config import Settings
 from digest.store import open_store
 from digest.tokens import Signer
+from digest.web.app import create_app
 from subscribers import store
 from tests.stores import store_url
-from subscribers.web import create_app
 
 SECRET = "test-secret-key-not-for-production"
 BASE = "http://testserver/digest"  # TestClient's host, with a path: routes live under /digest
