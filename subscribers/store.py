@@ -159,6 +159,12 @@ def add(engine: Engine, email: str, name: str = "", sections=(), status: str = "
 LEFT = ("unsubscribed",) + SUPPRESSED
 
 
+def check_operator_status(status: str | None) -> None:
+    """SubscriberError unless an operator may set `status` (None: no change): a delivery choice only."""
+    if status is not None and status not in DELIVERY_CHOICES:
+        raise SubscriberError(f"can set {' or '.join(DELIVERY_CHOICES)} (use 'unsubscribe' to unsubscribe)")
+
+
 def update(engine: Engine, email: str, *, name: str | None = None, sections=None,
            status: str | None = None, reason: str | None = None, by_operator: bool = False,
            status_only_from=None) -> Subscriber:
@@ -169,6 +175,8 @@ def update(engine: Engine, email: str, *, name: str | None = None, sections=None
     it: a delivery choice made on a page that showed the digest as on must not lift an
     unsubscribe, bounce or complaint that arrived after the page was shown.
     """
+    if by_operator:
+        check_operator_status(status)
     values = {"updated_at": utcnow()}
     if name is not None:
         values["name"] = clean_name(name)
@@ -187,7 +195,7 @@ def update(engine: Engine, email: str, *, name: str | None = None, sections=None
         found = get(conn, email=email)
         if not found:
             raise SubscriberError(f"{email.strip()} is not a subscriber")
-        if by_operator and status in ("active", "paused") and found.status in LEFT:
+        if by_operator and status is not None and found.status in LEFT:
             raise SubscriberError(f"{found.email} is {found.status}; only they can resubscribe "
                                   "(from the preference page linked in every email)")
         conn.execute(subscribers.update().where(subscribers.c.id == found.id).values(**values))
@@ -244,6 +252,14 @@ def unsubscribe(engine: Engine, subscriber: Subscriber, reason: str) -> Subscrib
     with engine.begin() as conn:
         change_status_from(conn, subscriber.id, [s for s in STATUSES if s not in LEFT], "unsubscribed", reason)
         return get(conn, id=subscriber.id) or subscriber  # erased meanwhile: nothing left to unsubscribe
+
+
+def unsubscribe_address(engine: Engine, email: str, reason: str) -> Subscriber:
+    """unsubscribe() by address; SubscriberError if nobody has it."""
+    found = get(engine, email=email)
+    if not found:
+        raise SubscriberError(f"{email.strip()} is not a subscriber")
+    return unsubscribe(engine, found, reason)
 
 
 def remove(engine: Engine, email: str) -> Subscriber:

@@ -257,6 +257,12 @@ def counts(engine: Engine, day: str) -> dict[str, int]:
     return {s: found.get(s, 0) for s in STATUSES}
 
 
+def all_sent(counts: dict[str, int]) -> bool:
+    """Whether every row of an edition is `sent` (an edition without rows counts as done):
+    the one rule for `digest send` exiting 0, and for `digest status` too."""
+    return counts.get("sent", 0) == sum(counts.values())
+
+
 def problems(engine: Engine, day: str, limit: int | None = None) -> list[dict]:
     """Failed or unknown rows, with their reason: what `status` and `send` report.  Rows in
     flight at a live sender are not problems (yet): `in_flight` counts them."""

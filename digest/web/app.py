@@ -9,6 +9,7 @@ work without JavaScript; every failure is a friendly page, never a traceback.
 from __future__ import annotations
 
 import logging
+import socket
 from contextlib import asynccontextmanager
 from typing import AsyncIterator, Callable
 
@@ -101,8 +102,22 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
     return app
 
 
-def run_server(settings: Settings, host: str, port: int) -> None:
+def _quiet(message: str) -> None:
+    """Where notes go when the caller does not want them."""
+
+
+def run_server(settings: Settings, host: str, port: int, notify: Callable[[str], None] = _quiet) -> None:
+    """Serve the app at `host`:`port` until stopped; ConfigError if it cannot (the port is
+    taken, no secret key...).  Without DIGEST_BASE_URL, links point at this server."""
     import uvicorn
 
+    if not settings.base_url:
+        settings = settings.served_at(host, port)
+        notify(f"note: DIGEST_BASE_URL is not set; links will point at {settings.base_url}")
+    try:  # fail now, clearly, rather than inside uvicorn with its own exit status
+        with socket.create_server((host, port)):
+            pass
+    except OSError as e:
+        raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     app = create_app(settings)
     uvicorn.run(app, host=host, port=port, server_header=False, log_level="info")
