@@ -138,7 +138,7 @@ def naive(settings, engine, signer, stand_in, n: int) -> tuple[float, int]:
     from digest.render import Personal, Renderer, personalize
     from digest.select import select_digest
     from subscribers import store
-    from subscribers.tokens import links
+    from digest.tokens import links
     edition = load_edition(engine, DAY, settings)
     per_edition = Renderer(settings).edition(edition)
     client = SendGridAPIClient(api_key=stand_in.api_key, host=stand_in.url)
@@ -213,7 +213,7 @@ def main(argv=None) -> int:
         import_s, import_rss, _ = peak_rss_of([digest, "subscribers", "import", str(people)], env, tmp)
 
         from digest.store import open_store
-        from subscribers.tokens import Signer
+        from digest.tokens import Signer
         engine = open_store(url)
         sends = []
         for workers in args.workers:

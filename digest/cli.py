@@ -17,7 +17,7 @@ import typer
 from sqlalchemy.exc import OperationalError
 from typer.core import TyperGroup
 
-from digest.config import ConfigError, Settings, load_settings
+from digest.config import DEFAULT_HOST, DEFAULT_PORT, ConfigError, Settings, check_day, load_settings
 from digest.store import BUSY_MESSAGE, StoreError, is_busy, open_store
 from digest.text import visible
 
@@ -98,11 +98,6 @@ def emit_json(value) -> None:
     typer.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 
 
-# An edition's day is turned into a range of instants (its midnight to the next, in the
-# newsletter's zone): the last days Python can represent would overflow, so they are refused.
-FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(9998, 12, 31)
-
-
 def parse_day(value: Optional[str]) -> date:
     if value is None:
         return state.settings.today()
@@ -110,9 +105,10 @@ def parse_day(value: Optional[str]) -> date:
         day = date.fromisoformat(value)
     except ValueError:
         fail(f"--date {value!r} is not a date like 2026-11-25", 2)
-    if not FIRST_DAY <= day <= LAST_DAY:
-        fail(f"--date must be a date between {FIRST_DAY} and {LAST_DAY}", 2)
-    return day
+    try:
+        return check_day(day)
+    except ConfigError as e:
+        fail(f"--date {e}", 2)
 
 
 def parse_sections(value: Optional[str], option: str = "--sections"):
@@ -290,7 +286,7 @@ def subscribers_list(
     Example: digest subscribers list --json
     """
     from subscribers import store
-    if status and status not in store.STATUSES:
+    if status and status not in store.STATUSES:  # a choice among the store's statuses: parsing
         fail(f"--status must be one of {', '.join(store.STATUSES)}", 2)
     people = store.list_all(state.engine(), status=status)
     if as_json:
@@ -314,8 +310,11 @@ def subscribers_update(
     Example: digest subscribers update jo@example.com --sections world,politics
     """
     from subscribers import store
-    if status is not None and status not in ("active", "paused"):
-        fail("--status can set active or paused (use 'unsubscribe' to unsubscribe)", 2)
+    from subscribers.store import SubscriberError
+    try:
+        store.check_operator_status(status)
+    except SubscriberError as e:
+        fail(f"--status {e}", 2)
     s = _subscriber_call(store.update, state.engine(), email, name=name, sections=parse_sections(sections),
                          status=status, reason=None, by_operator=True)
     typer.echo(f"updated {s.email}: {s.status}, sections {';'.join(s.sections) or '(defaults)'}")
@@ -328,11 +327,7 @@ def subscribers_unsubscribe(email: str = typer.Argument(..., metavar="EMAIL")):
     Example: digest subscribers unsubscribe jo@example.com
     """
     from subscribers import store
-    engine = state.engine()
-    found = store.get(engine, email=email)
-    if not found:
-        fail(f"{email.strip()} is not a subscriber", 1)
-    s = store.unsubscribe(engine, found, "by an operator")
+    s = _subscriber_call(store.unsubscribe_address, state.engine(), email, "by an operator")
     typer.echo(f"unsubscribed {s.email}" if s.status == "unsubscribed" else f"{s.email} is already {s.status}")
 
 
@@ -368,17 +363,6 @@ def subscribers_export(out: Optional[Path] = typer.Option(None, "--out", metavar
 
 # -- preview, send, status ----------------------------------------------------------------
 
-def _signer(real: bool):
-    from subscribers.tokens import Signer, throwaway_key
-    key = state.settings.secret_key
-    if not key:
-        if real:
-            fail("DIGEST_SECRET_KEY is not set: links in emails must be signed with a key of yours", 2)
-        note("note: DIGEST_SECRET_KEY is not set; links are signed with a throwaway key and will not work")
-        key = throwaway_key()
-    return Signer(key)
-
-
 @app.command()
 def preview(
     day: Optional[str] = typer.Option(None, "--date", metavar="YYYY-MM-DD", help="Default: today."),
@@ -392,10 +376,12 @@ def preview(
     Example: digest preview --subscriber jo@example.com --format html --out jo.html
     """
     from digest import preview as previewing
+    from digest.tokens import link_signer
     if bool(subscriber) == (sections is not None):
         fail("give exactly one of --subscriber EMAIL or --sections a,b", 2)
     try:
-        shown = previewing.preview(state.engine(), state.settings, parse_day(day), _signer(real=False),
+        shown = previewing.preview(state.engine(), state.settings, parse_day(day),
+                                   link_signer(state.settings, real=False, notify=note),
                                    subscriber=subscriber, sections=parse_sections(sections), fmt=fmt.value)
     except previewing.PreviewError as e:
         fail(str(e), 1)
@@ -433,59 +419,19 @@ def send(
 
     Example: digest send --dry-run --date 2026-11-25
     """
-    from digest import sending
-    from digest.deliver.outbox import OutboxTransport
-    settings = state.settings
+    from digest import dispatch
     the_day = parse_day(day)
-    if dry_run and (retry or sandbox):
+    if dry_run and sandbox:  # two modes asked for at once
         fail("--dry-run cannot be combined with --retry or --sandbox", 2)
-    if sandbox and retry:
-        fail("--sandbox cannot be combined with --retry", 2)
-    if outbox and not dry_run:
-        fail("--outbox goes with --dry-run (a real send writes no files)", 2)
-    if sample is not None and not dry_run:
-        fail("--sample goes with --dry-run", 2)
-    if refreeze and (dry_run or sandbox):
-        fail("--refreeze goes with a real send (a dry run freezes nothing)", 2)
-    if workers > 1 and (dry_run or sandbox):
-        fail("--workers goes with a real send (a dry run or sandbox run is one process)", 2)
-    if dry_run:
-        folder = outbox or Path(settings.outbox) / the_day.isoformat()
-        transport = OutboxTransport(folder, settings)
-        try:
-            transport.prepare()
-            summary = sending.rehearse(state.engine(), settings, the_day, transport, _signer(real=False),
-                                       sample=sample)
-        except OSError as e:
-            fail(f"outbox {folder}: {e.strerror or e}", 2)
-        summary.outbox = str(folder)
-    else:
-        from digest.deliver.sendgrid import SendGridTransport, check_ready
-        try:
-            check_ready(settings)
-        except ConfigError as e:
-            fail(str(e), 2)
-        signer = _signer(real=True)
-        if not settings.base_url:
-            note(f"warning: DIGEST_BASE_URL is not set: the links and List-Unsubscribe headers in these emails "
-                 f"point at {settings.links_base}, which your subscribers cannot reach")
-        engine = state.engine()
+    mode = "dry-run" if dry_run else "sandbox" if sandbox else "send"
+    try:
         with _progress() as progress:
-            transport = SendGridTransport(settings, sandbox=sandbox, log=progress.log)
-            if sandbox:
-                summary = sending.rehearse(engine, settings, the_day, transport, signer, mode="sandbox",
-                                           progress=progress.advance)
-            elif workers > 1:
-                from functools import partial
-                from digest.senders import log_to_stderr, send_with_workers
-                summary = send_with_workers(engine, settings, the_day, workers,
-                                            partial(SendGridTransport, settings, log=log_to_stderr),
-                                            retry=retry.value if retry else None, refreeze=refreeze,
-                                            progress=progress.advance, on_plan=progress.start)
-            else:
-                summary = sending.send(engine, settings, the_day, transport, signer,
-                                       retry=retry.value if retry else None, refreeze=refreeze,
-                                       progress=progress.advance, on_plan=progress.start)
+            summary = dispatch.run(state.settings, the_day, mode=mode, retry=retry.value if retry else None,
+                                   refreeze=refreeze, workers=workers, sample=sample, outbox=outbox,
+                                   notify=note, progress=progress.advance, on_plan=progress.start,
+                                   log=progress.log)
+    except (ConfigError, StoreError) as e:
+        fail(str(e), 2)
     _report_send(summary, as_json)
     raise typer.Exit(summary.exit_code)
 
@@ -564,12 +510,13 @@ def status(
 
     Example: digest status --date 2026-11-25 --json
     """
-    from digest.deliver import lease, ledger
-    from digest.edition import is_frozen
+    from digest.deliver import ledger
+    from digest.sending import status as edition_status
     engine = state.engine()
     when = parse_day(day)
     the_day = when.isoformat()
-    report = lease.report(engine, the_day)
+    found = edition_status(engine, when)
+    report = found.report
     if as_json:
         emit_json(report)
     else:
@@ -580,36 +527,23 @@ def status(
             typer.echo(f"  {p['status']:<8} {p['email']}: {p['reason']}")
         for f in report.get("in_flight", []):
             typer.echo(f"  in flight: {f['rows']} at sender {f['sender']} (lease until {f['lease_until']} UTC)")
-    if not is_frozen(engine, when):
+    if not found.frozen:
         note(f"the edition of {the_day} has not been sent (no ledger yet)")
-        raise typer.Exit(1)
-    done = sum(report["counts"].values()) == report["counts"]["sent"]
-    raise typer.Exit(0 if done else 1)
+    raise typer.Exit(found.exit_code)
 
 
 @app.command()
 def serve(
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-    port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to listen on (0: any free one)."),
+    host: str = typer.Option(DEFAULT_HOST, "--host", help="Address to listen on."),
+    port: int = typer.Option(DEFAULT_PORT, "--port", min=0, max=65535, help="Port to listen on (0: any free one)."),
 ):
     """Run the preference centre, one-click unsubscribe, sign-up and SendGrid webhook.
 
     Example: DIGEST_BASE_URL=https://news.example.com/digest digest serve --port 8000
     """
-    import dataclasses
-    import socket
-    from subscribers.web import run_server
-    settings = state.settings
-    if not settings.base_url:
-        settings = dataclasses.replace(settings, base_url=f"http://{host}:{port}")
-        note(f"note: DIGEST_BASE_URL is not set; links will point at {settings.base_url}")
-    try:  # fail now, clearly, rather than inside uvicorn with its own exit status
-        with socket.create_server((host, port)):
-            pass
-    except OSError as e:
-        fail(f"cannot listen on {host}:{port}: {e.strerror or e}", 2)
+    from digest.web.app import run_server
     try:
-        run_server(settings, host, port)
+        run_server(state.settings, host, port, notify=note)
     except ConfigError as e:
         fail(str(e), 2)
 

@@ -20,6 +20,12 @@ SECTIONS: tuple[str, ...] = (
 )
 
 DEFAULT_SENDGRID_HOST = "https://api.sendgrid.com"
+# Where `digest serve` listens by default, and so where links point without DIGEST_BASE_URL.
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+# An edition's day is turned into a range of instants (its midnight to the next, in the
+# newsletter's zone): the last days Python can represent would overflow, so they are refused.
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(9998, 12, 31)
 
 
 # A set of site sections as an integer with bit i for SECTIONS[i].  The store keeps
@@ -39,6 +45,18 @@ def mask_sections(mask: int) -> tuple[str, ...]:
 
 class ConfigError(Exception):
     """A setting is missing or wrong; the CLI turns this into exit status 2."""
+
+
+def local_base_url(host: str, port: int) -> str:
+    """The base URL of a server on this machine: where links point without DIGEST_BASE_URL."""
+    return f"http://{host}:{port}"
+
+
+def check_day(day: date) -> date:
+    """`day`, if an edition can have it; ConfigError otherwise."""
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ConfigError(f"must be a date between {FIRST_DAY} and {LAST_DAY}")
+    return day
 
 
 @dataclass(frozen=True)
@@ -80,7 +98,11 @@ class Settings:
     @property
     def links_base(self) -> str:
         """Where links in emails point: DIGEST_BASE_URL, or a local server for trying things out."""
-        return self.base_url or "http://127.0.0.1:8000"
+        return self.base_url or local_base_url(DEFAULT_HOST, DEFAULT_PORT)
+
+    def served_at(self, host: str, port: int) -> Settings:
+        """These settings for a server at `host`:`port`: without DIGEST_BASE_URL, its links point at it."""
+        return self if self.base_url else replace(self, base_url=local_base_url(host, port))
 
     def today(self) -> date:
         return datetime.now(self.tz).date()

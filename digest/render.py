@@ -77,7 +77,7 @@ class Rendered:
 class Personal:
     """The per-recipient values of one message."""
     name: str
-    token: str  # the signed manage token of subscribers.tokens, in every link
+    token: str  # the signed manage token of digest.tokens, in every link
 
     def substitutions(self) -> dict[str, str]:
         greeting = f", {self.name}" if self.name else ""

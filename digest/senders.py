@@ -28,7 +28,7 @@ from digest.deliver.transport import Transport
 from digest.edition import load_edition
 from digest.sending import Summary, finish, prepare, run_sender, wait_for_other_senders
 from digest.store import open_store
-from subscribers.tokens import Signer
+from digest.tokens import Signer
 
 
 def log_to_stderr(message: str) -> None:

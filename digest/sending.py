@@ -26,12 +26,13 @@ from digest.deliver import ledger
 from digest.deliver.transport import Batch, Transport
 from digest.deliver.workers import MAX_PROBLEMS, Builder, Pool, Settled
 from digest.deliver.lease import Lease, end_dead_leases
-from digest.edition import freeze, load_edition
+from digest.deliver.lease import report as ledger_report
+from digest.edition import freeze, is_frozen, load_edition
 from digest.edition import refreeze as refreeze_edition
 from digest.render import Rendered, RenderError, Renderer
 from digest.select import Digest, Edition, resolved_mask, select_digest
 from digest.store import subscribers
-from subscribers.tokens import Signer
+from digest.tokens import Signer
 
 CHUNK = ledger.CHUNK
 
@@ -69,8 +70,7 @@ class Summary:
         if self.stories == 0:
             return 1  # no stories at all for the day is a failure worth a cron email
         if self.mode == "send":
-            total = sum(self.counts.values())
-            return 0 if self.counts.get("sent", 0) == total else 1
+            return 0 if ledger.all_sent(self.counts) else 1
         return 0 if self.failed == 0 and self.unknown == 0 else 1
 
     def to_dict(self) -> dict:
@@ -119,6 +119,23 @@ class Planner:
     def batch(self, mask: int, people) -> Batch:
         """`people`: (subscriber_id, email, name, ledger_id) of one digest, at most CHUNK."""
         return self.builder.batch(self.rendered(mask), people)
+
+
+@dataclass
+class EditionStatus:
+    """`digest status`: the edition's ledger (ledger.report's shape), and whether it was frozen."""
+    report: dict
+    frozen: bool
+
+    @property
+    def exit_code(self) -> int:
+        """0 only when the edition was sent to everyone: the rule `send` exits by."""
+        return 0 if self.frozen and ledger.all_sent(self.report["counts"]) else 1
+
+
+def status(engine: Engine, day: date) -> EditionStatus:
+    """The ledger of the edition of `day` (ending the leases of this host's dead senders first)."""
+    return EditionStatus(ledger_report(engine, day.isoformat()), is_frozen(engine, day))
 
 
 # -- the real send ----------------------------------------------------------------------------

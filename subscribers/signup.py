@@ -17,73 +17,44 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 import jinja2
 from sqlalchemy.engine import Engine
 
 from digest.config import Settings
-from digest.deliver.outbox import file_stem
-from digest.deliver.transport import Batch, FatalTransportError, Recipient
-from digest.message import build_message
+from digest.deliver.outbox import OutboxTransport
+from digest.deliver.transport import Batch, FatalTransportError, Recipient, Transport
 from digest.render import Rendered
+from digest.tokens import Signer, manage_links
 from subscribers import store
 from subscribers.store import SUPPRESSED, Subscriber, SubscriberError
-from subscribers.tokens import Signer, manage_links
 
 log = logging.getLogger("uvicorn.error")
 
 SIGNUP_EMAIL_INTERVAL = timedelta(minutes=10)  # per address: a form cannot be used to flood a mailbox
 
 
-class OutboxMailer:
-    """Writes each sign-up email to <outbox>/signups/ as an .eml file (dry-run setups)."""
-
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self.folder = Path(settings.outbox) / "signups"
-
-    def send(self, subscriber: Subscriber, rendered: Rendered) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        msg = build_message(rendered, subscriber.email, subscriber.name, {}, self.settings)
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
-        (self.folder / f"{stamp}-{file_stem(subscriber.email)}.eml").write_bytes(msg.as_bytes())
-
-
-class SendGridMailer:
-    """Sends each sign-up email through SendGrid, as one single-recipient batch."""
-
-    def __init__(self, settings: Settings):
-        from digest.deliver.sendgrid import SendGridTransport, check_ready
-        check_ready(settings)
-        # A person is waiting on the other side: retry briefly, not for minutes.
-        quick = dataclasses.replace(settings, sendgrid_max_attempts=min(settings.sendgrid_max_attempts, 2))
-        self.transport = SendGridTransport(quick, log=log.warning)
-
-    def send(self, subscriber: Subscriber, rendered: Rendered) -> None:
-        recipient = Recipient(subscriber_id=subscriber.id, email=subscriber.email, name=subscriber.name,
-                              substitutions={}, headers={},
-                              custom_args={"kind": "signup", "subscriber_id": str(subscriber.id)})
-        try:
-            outcome = self.transport.deliver(Batch(rendered, [recipient]))[0]
-        except FatalTransportError as e:
-            raise RuntimeError(str(e)) from None
-        if outcome.status != "sent":
-            raise RuntimeError(f"sign-up email to subscriber {subscriber.id} {outcome.status}: {outcome.reason}")
-
-
-def make_mailer(settings: Settings):
-    """The transport named by `signup_delivery`; SendGrid without an API key is a ConfigError."""
-    return SendGridMailer(settings) if settings.signup_delivery == "sendgrid" else OutboxMailer(settings)
+def signup_transport(settings: Settings) -> Transport:
+    """The transport named by `signup_delivery`, the digests' own: the outbox (every email
+    kept in <outbox>/signups/) or SendGrid; SendGrid without an API key is a ConfigError."""
+    if settings.signup_delivery != "sendgrid":
+        return OutboxTransport(Path(settings.outbox) / "signups", settings, keep=True)
+    from digest.deliver.sendgrid import SendGridTransport, check_ready
+    check_ready(settings)
+    # A person is waiting on the other side: retry briefly, not for minutes.
+    quick = dataclasses.replace(settings, sendgrid_max_attempts=min(settings.sendgrid_max_attempts, 2))
+    return SendGridTransport(quick, log=log.warning)
 
 
 class Signup:
-    def __init__(self, engine: Engine, settings: Settings, signer: Signer, mailer, templates: jinja2.Environment):
+    def __init__(self, engine: Engine, settings: Settings, signer: Signer, transport: Transport,
+                 templates: jinja2.Environment):
         self.engine = engine
         self.settings = settings
         self.signer = signer
-        self.mailer = mailer
+        self.transport = transport
         self.templates = templates
 
     def request(self, email: str, name: str, sections: tuple[str, ...]) -> None:
@@ -110,11 +81,23 @@ class Signup:
             # The stored name of a pending row was typed by whoever filled the form: keep it
             # out of the email (greeting and To:), so the form cannot put text in strangers' inboxes.
             anonymous = dataclasses.replace(subscriber, name="")
-            self.mailer.send(anonymous, self._email(anonymous, "confirm", link))
+            self._send(anonymous, self._email(anonymous, "confirm", link))
         else:  # active, paused, unsubscribed: the name is the one they confirmed or set themselves
             link, _ = manage_links(self.signer, self.settings.links_base, subscriber.id, subscriber.email)
             kind = "left" if subscriber.status == "unsubscribed" else "already"
-            self.mailer.send(subscriber, self._email(subscriber, kind, link))
+            self._send(subscriber, self._email(subscriber, kind, link))
+
+    def _send(self, subscriber: Subscriber, rendered: Rendered) -> None:
+        """One email, as a batch of one recipient; RuntimeError if it did not go out."""
+        recipient = Recipient(subscriber_id=subscriber.id, email=subscriber.email, name=subscriber.name,
+                              substitutions={}, headers={},
+                              custom_args={"kind": "signup", "subscriber_id": str(subscriber.id)})
+        try:
+            outcome = self.transport.deliver(Batch(rendered, [recipient]))[0]
+        except FatalTransportError as e:
+            raise RuntimeError(str(e)) from None
+        if outcome.status != "sent":
+            raise RuntimeError(f"sign-up email to subscriber {subscriber.id} {outcome.status}: {outcome.reason}")
 
     def confirm(self, subscriber: Subscriber) -> Subscriber | None:
         """Activate a pending subscriber; None if they are not pending (used link, or they left since)."""

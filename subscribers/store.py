@@ -25,6 +25,10 @@ from digest.text import strip_not_text
 STATUSES = ("active", "pending", "paused", "unsubscribed", "bounced", "complained")
 # Statuses set by mailbox providers' reports; only the subscriber's own action clears them.
 SUPPRESSED = ("bounced", "complained")
+# A delivery choice: the digest on, or paused.  These are what an operator may set
+# (`digest subscribers update --status`) and what the preference page switches between;
+# any other status is reached by unsubscribing, a sign-up, or SendGrid's events.
+DELIVERY_CHOICES = ("active", "paused")
 
 
 class SubscriberError(ValueError):
@@ -157,6 +161,12 @@ def add(engine: Engine, email: str, name: str = "", sections=(), status: str = "
 LEFT = ("unsubscribed",) + SUPPRESSED
 
 
+def check_operator_status(status: str | None) -> None:
+    """SubscriberError unless an operator may set `status` (None: no change): a delivery choice only."""
+    if status is not None and status not in DELIVERY_CHOICES:
+        raise SubscriberError(f"can set {' or '.join(DELIVERY_CHOICES)} (use 'unsubscribe' to unsubscribe)")
+
+
 def update(engine: Engine, email: str, *, name: str | None = None, sections=None,
            status: str | None = None, reason: str | None = None, by_operator: bool = False,
            status_only_from=None) -> Subscriber:
@@ -167,6 +177,8 @@ def update(engine: Engine, email: str, *, name: str | None = None, sections=None
     it: a delivery choice made on a page that showed the digest as on must not lift an
     unsubscribe, bounce or complaint that arrived after the page was shown.
     """
+    if by_operator:
+        check_operator_status(status)
     values = {"updated_at": utcnow()}
     if name is not None:
         values["name"] = clean_name(name)
@@ -185,7 +197,7 @@ def update(engine: Engine, email: str, *, name: str | None = None, sections=None
         found = get(conn, email=email)
         if not found:
             raise SubscriberError(f"{email.strip()} is not a subscriber")
-        if by_operator and status in ("active", "paused") and found.status in LEFT:
+        if by_operator and status is not None and found.status in LEFT:
             raise SubscriberError(f"{found.email} is {found.status}; only they can resubscribe "
                                   "(from the preference page linked in every email)")
         conn.execute(subscribers.update().where(subscribers.c.id == found.id).values(**values))
@@ -216,6 +228,24 @@ def change_status_from(conn_or_engine, subscriber_id: int, only_from, status: st
                             .values(status=status, status_reason=reason, updated_at=utcnow())).rowcount == 1
 
 
+# Suppression strength: a later, weaker suppression never replaces a stronger one.
+SUPPRESSION_RANK = {"unsubscribed": 1, "bounced": 2, "complained": 3}
+
+
+def suppress(conn_or_engine, subscriber: Subscriber, status: str, reason: str) -> bool:
+    """Set a suppressing `status` (unsubscribed, bounced, complained) unless the subscriber
+    already has one as strong; whether it changed.
+
+    The rank is checked again in the UPDATE itself (change_status_from): a stronger event
+    for the same person may be being applied at this moment by another process.
+    """
+    rank = SUPPRESSION_RANK[status]
+    if SUPPRESSION_RANK.get(subscriber.status, 0) >= rank:
+        return False
+    weaker = [s for s in STATUSES if SUPPRESSION_RANK.get(s, 0) < rank]
+    return change_status_from(conn_or_engine, subscriber.id, weaker, status, reason)
+
+
 def unsubscribe(engine: Engine, subscriber: Subscriber, reason: str) -> Subscriber:
     """Idempotent; a bounce or spam report already stops everything, and says more, so it
     stays, even one that arrived after `subscriber` was read (change_status_from)."""
@@ -224,6 +254,14 @@ def unsubscribe(engine: Engine, subscriber: Subscriber, reason: str) -> Subscrib
     with engine.begin() as conn:
         change_status_from(conn, subscriber.id, [s for s in STATUSES if s not in LEFT], "unsubscribed", reason)
         return get(conn, id=subscriber.id) or subscriber  # erased meanwhile: nothing left to unsubscribe
+
+
+def unsubscribe_address(engine: Engine, email: str, reason: str) -> Subscriber:
+    """unsubscribe() by address; SubscriberError if nobody has it."""
+    found = get(engine, email=email)
+    if not found:
+        raise SubscriberError(f"{email.strip()} is not a subscriber")
+    return unsubscribe(engine, found, reason)
 
 
 def remove(engine: Engine, email: str) -> Subscriber:

@@ -18,8 +18,8 @@ from digest.deliver import ledger
 from digest.deliver.transport import Batch, FatalTransportError, Outcome
 from digest.edition import freeze, load_edition
 from digest import sending
+from digest.tokens import Signer
 from subscribers import store as subscriber_store
-from subscribers.tokens import Signer
 from tests.conftest import SAMPLE, SAMPLE_DAY, SECRET
 
 DAY = date.fromisoformat(SAMPLE_DAY)

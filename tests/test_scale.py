@@ -594,7 +594,7 @@ def test_planner_recipient_matches_personal_and_writes_the_unsubscribe_header(se
     from digest.render import Personal
     from digest.select import Edition
     from digest.sending import Planner
-    from subscribers.tokens import Signer
+    from digest.tokens import Signer
     settings = replace(settings, base_url=base)
     signer = Signer(SECRET)
     planner = Planner(Edition(date.fromisoformat(DAY), ()), settings, signer)

@@ -298,7 +298,7 @@ def test_an_address_added_meanwhile_is_already_a_subscriber_not_a_database_error
 
 
 def test_a_signup_racing_another_for_the_same_address_is_no_error(tmp_path, added_meanwhile, engine, caplog):
-    """The sign-up is recorded after the answer (subscribers.web): the losing one of two
+    """The sign-up is recorded after the answer (digest.web.signup): the losing one of two
     must find the winner's row, not fail with a database error in the log."""
     from tests.web_helpers import hidden, make_site
     site = make_site(tmp_path)  # the same store as `engine`

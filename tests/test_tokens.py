@@ -1,4 +1,4 @@
-"""The fast manage-token path of subscribers.tokens.Signer against itsdangerous itself.
+"""The fast manage-token path of digest.tokens.Signer against itsdangerous itself.
 
 `Signer.manage_token` writes the token out by hand for speed (one per recipient, a million
 a morning); it must give exactly the bytes `URLSafeSerializer(secret,
@@ -13,7 +13,7 @@ import random
 import pytest
 from itsdangerous import URLSafeSerializer
 
-from subscribers.tokens import Signer, TokenError
+from digest.tokens import Signer, TokenError
 from tests.conftest import SECRET
 
 IDS = [0, 1, 2, 9, 10, 99, 100, 12345, 99_999_999, 100_000_000, 111_111_111, 123_456_789, 999_999_999,

@@ -11,8 +11,9 @@ from itsdangerous import URLSafeSerializer
 
 from digest.config import SECTIONS, ConfigError, Settings
 from digest.store import subscribers, utcnow
+from digest.web.app import create_app, run_server
+from digest.web.security import origin_of, redact
 from subscribers import store
-from subscribers.web import create_app, origin_of, redact, run_server
 from tests.fake_sendgrid import FakeSendGrid
 from tests.stores import store_url
 from tests.web_helpers import (  # noqa: F401  (site is a fixture)

@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from subscribers.tokens import Signer
+from digest.tokens import Signer
 from tests import stores
 from tests.conftest import SAMPLE, SAMPLE_DAY, SECRET, digest_command
 from tests.fake_sendgrid import FakeSendGrid

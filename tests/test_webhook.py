@@ -14,9 +14,9 @@ from digest.config import ConfigError
 from digest.deliver import ledger
 from digest.sending import active_chunks
 from digest.store import webhook_events
-from subscribers import store, webhook
-from subscribers.web import MAX_WEBHOOK_BODY
-from subscribers.webhook import Verifier, load_public_key, suppression
+from digest.web.webhooks import MAX_WEBHOOK_BODY, Verifier, load_public_key
+from subscribers import events, store
+from subscribers.events import suppression
 from tests.conftest import freeze_and_claim_everyone
 from tests.web_helpers import WebhookKey, event_body, make_site
 
@@ -309,12 +309,12 @@ def test_a_crash_between_marking_seen_and_applying_loses_no_suppression(site, mo
         raise KeyboardInterrupt
     monkeypatch.setattr(store, "change_status_from", killed)
     with pytest.raises(KeyboardInterrupt):
-        webhook.apply_events(site.engine, [e])
+        events.apply_events(site.engine, [e])
     assert seen(site) == 0 and site.get("jo@example.com").status == "active"  # neither happened
     monkeypatch.undo()
-    tally = webhook.apply_events(site.engine, [e])  # SendGrid's redelivery
+    tally = events.apply_events(site.engine, [e])  # SendGrid's redelivery
     assert (tally.suppressed, tally.duplicates) == (1, 0) and site.get("jo@example.com").status == "complained"
-    assert seen(site) == 1 and webhook.apply_events(site.engine, [e]).duplicates == 1
+    assert seen(site) == 1 and events.apply_events(site.engine, [e]).duplicates == 1
 
 
 def test_reconciliation_needs_the_events_address_to_match(site, key):

@@ -22,10 +22,10 @@ from starlette.testclient import TestClient
 
 from digest.config import Settings
 from digest.store import open_store
-from tests.stores import store_url
+from digest.tokens import Signer
+from digest.web.app import create_app
 from subscribers import store
-from subscribers.tokens import Signer
-from subscribers.web import create_app
+from tests.stores import store_url
 
 SECRET = "test-secret-key-not-for-production"
 BASE = "http://testserver/digest"  # TestClient's host, with a path: routes live under /digest

@@ -261,6 +261,12 @@ def counts(engine: Engine, day: str) -> dict[str, int]:
     return {s: found.get(s, 0) for s in STATUSES}
 
 
+def all_sent(counts: dict[str, int]) -> bool:
+    """Whether every row of an edition is `sent` (an edition without rows counts as done):
+    the one rule for `digest send` exiting 0, and for `digest status` too."""
+    return counts.get("sent", 0) == sum(counts.values())
+
+
 def problems(engine: Engine, day: str, limit: int | None = None) -> list[dict]:
     """Failed or unknown rows, with their reason: what `status` and `send` report.  Rows in
     flight at a live sender are not problems (yet): `in_flight` counts them."""
@@ -302,6 +308,27 @@ def row_email(conn_or_engine, day: str, subscriber_id: int) -> str | None:
 def erase_subscriber(conn: Connection, subscriber_id: int) -> None:
     """Right to erasure: the rows hold the address, so they go with the subscriber."""
     conn.execute(delete(ledger).where(ledger.c.subscriber_id == subscriber_id))
+
+
+def reconcile(conn_or_engine, day: str, subscriber_id: int, email: str, message_id: str | None) -> bool:
+    """SendGrid processed or delivered the message of (`day`, subscriber): their `unknown`
+    row becomes `sent`; whether it did.
+
+    Only an event about the message we sent that person may do it: when the event names
+    an address (`email`, "" when it names none), it must be the row's or the subscriber's.
+    A mismatching address means a mixed-up or stale custom arg, and the row stays `unknown`.
+    """
+    with transaction(conn_or_engine) as conn:
+        if email and email.lower() not in _addresses(conn, day, subscriber_id):
+            return False
+        return mark_sent_by_event(conn, day, subscriber_id, message_id)
+
+
+def _addresses(conn: Connection, day: str, subscriber_id: int) -> set[str]:
+    """The address the edition's row was sent to and the subscriber's address now, lower-cased."""
+    sent_to = row_email(conn, day, subscriber_id)
+    now = conn.execute(select(subscribers.c.email).where(subscribers.c.id == subscriber_id)).scalar()
+    return {e.lower() for e in (sent_to, now) if e}
 
 
 def mark_sent_by_event(conn_or_engine, day: str, subscriber_id: int, message_id: str | None) -> bool:

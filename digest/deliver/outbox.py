@@ -1,9 +1,10 @@
-"""The outbox transport: one .eml file per recipient, nothing sent (dry runs, previews)."""
+"""The outbox transport: one .eml file per recipient, nothing sent (dry runs, sign-ups)."""
 
 from __future__ import annotations
 
 import hashlib
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 
 from digest.config import Settings
@@ -16,17 +17,26 @@ MARKER = ".news-digest-outbox"  # lists the files this outbox wrote
 
 
 class OutboxTransport:
-    def __init__(self, folder: Path, settings: Settings):
+    """`keep`: every email is kept, under a name that starts with the time it was written
+    (sign-up emails: one address may get several); without it, a run replaces the files
+    of our earlier run in the folder (a dry run's outbox holds one edition)."""
+
+    def __init__(self, folder: Path, settings: Settings, keep: bool = False):
         self.folder = Path(folder)
         self.settings = settings
+        self.keep = keep
         self._prepared = False
 
     def prepare(self) -> None:
         """Create the folder; remove the .eml files of *our* earlier run there (and no others).
 
         A marker file says the folder is an outbox we made, so pointing --outbox at a
-        mail folder never deletes anybody's messages.
+        mail folder never deletes anybody's messages.  A `keep` outbox removes nothing
+        and lists nothing.
         """
+        if self.keep:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            return
         marker = self.folder / MARKER
         if marker.is_file():
             for name in marker.read_text(encoding="utf-8", errors="replace").split():
@@ -39,19 +49,25 @@ class OutboxTransport:
         self._prepared = True
 
     def deliver(self, batch: Batch) -> list[Outcome]:
-        if not self._prepared:
+        if not self._prepared or self.keep:  # a kept outbox's folder may have been removed meanwhile
             self.prepare()
         outcomes, names = [], []
         for r in batch.recipients:
             msg = build_message(personalize(batch.rendered, r.substitutions), r.email, r.name,
                                 {**batch.headers, **r.headers}, self.settings)
-            path = self.folder / f"{file_stem(r.email)}.eml"
+            path = self.folder / self._file_name(r.email)
             path.write_bytes(msg.as_bytes())
             names.append(path.name)
             outcomes.append(Outcome(r, "sent", message_id=msg["Message-ID"]))
-        with (self.folder / MARKER).open("a", encoding="utf-8") as marker:  # once per batch
-            marker.write("".join(n + "\n" for n in names))
+        if not self.keep:
+            with (self.folder / MARKER).open("a", encoding="utf-8") as marker:  # once per batch
+                marker.write("".join(n + "\n" for n in names))
         return outcomes
+
+    def _file_name(self, email: str) -> str:
+        if self.keep:
+            return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}-{file_stem(email)}.eml"
+        return f"{file_stem(email)}.eml"
 
 
 def safe_name(email: str) -> str:

@@ -19,7 +19,7 @@ from typing import Callable
 from digest.deliver.transport import Batch, FatalTransportError, Outcome, Recipient, Transport
 from digest.message import ONE_CLICK
 from digest.render import TOKENS, Rendered, RenderError
-from subscribers.tokens import Signer
+from digest.tokens import Signer
 
 NAME_HTML, NAME_TEXT, TOKEN = TOKENS["name_html"], TOKENS["name_text"], TOKENS["token"]
 _NEEDS_ESCAPE = re.compile("[&<>\"']")

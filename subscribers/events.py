@@ -1,4 +1,4 @@
-"""SendGrid's Event Webhook: check the signature, then turn events into suppressions.
+"""SendGrid's events (its Event Webhook): what each one means for a subscriber and the ledger.
 
     bounce (hard)                      -> bounced
     spamreport                         -> complained
@@ -7,7 +7,9 @@
     processed, delivered (edition)     -> the ledger's `unknown` row becomes `sent`
 
 Every event is applied at most once (`webhook_events`, keyed by `sg_event_id`).  The web
-layer only hands over the raw body and headers; nothing here knows about HTTP.
+layer (digest.web.webhooks) checks the signature and hands over the body; nothing here
+knows about HTTP.  The status changes are the store's (subscribers.store.suppress) and
+the ledger's (digest.deliver.ledger.reconcile).
 
 The body is signed by SendGrid, but its fields are still read defensively: a field of an
 unexpected type or range makes that one event `ignored`, never an error for the batch.
@@ -18,27 +20,17 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 from dataclasses import dataclass
 
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric import ec
-from sendgrid.helpers.eventwebhook import EventWebhook
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from digest.config import ConfigError
 from digest.deliver import ledger
 from digest.store import MAX_ID, is_busy, utcnow, webhook_events
 from digest.text import not_text
 from subscribers import store
 
 log = logging.getLogger("uvicorn.error")
-
-MAX_SKEW = 600  # seconds: older (or future) signatures are refused, so a captured request cannot be replayed later
-
-# Suppression strength: a later, weaker event never overwrites a stronger one.
-RANK = {"unsubscribed": 1, "bounced": 2, "complained": 3}
 
 DROPPED = {
     "Bounced Address": "bounced",
@@ -52,42 +44,6 @@ SOFT_CLASSIFICATIONS = {"Content", "Frequency or Volume Too High", "Reputation",
 
 class MalformedEvents(ValueError):
     """The body is not a JSON array of event objects."""
-
-
-class Verifier:
-    """Checks `X-Twilio-Email-Event-Webhook-Signature` over the raw body and timestamp."""
-
-    def __init__(self, public_key: str, max_skew: int = MAX_SKEW, clock=time.time):
-        self.enabled = bool(public_key)
-        self.max_skew = max_skew
-        self.clock = clock
-        self._helper = EventWebhook()
-        self._key = load_public_key(public_key) if public_key else None
-
-    def verify(self, body: bytes, signature: str | None, timestamp: str | None) -> bool:
-        if not (self._key and signature and timestamp):
-            return False
-        try:
-            if abs(self.clock() - int(timestamp)) > self.max_skew:
-                return False  # the helper never checks the timestamp itself
-            # The helper wants str and raises (rather than returning False) on bad base64.
-            return self._helper.verify_signature(body.decode("utf-8"), signature, timestamp, self._key)
-        except (ValueError, TypeError):  # includes binascii.Error and UnicodeDecodeError
-            return False
-
-
-def load_public_key(text: str) -> ec.EllipticCurvePublicKey:
-    """The key as SendGrid shows it (base64 DER, no PEM lines); a bad one is a startup error."""
-    body = "".join(line for line in text.strip().splitlines() if not line.startswith("-----"))
-    try:
-        key = EventWebhook().convert_public_key_to_ecdsa(body)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        key = None
-    # SendGrid signs with P-256 only; a key on another curve can never verify, so say so at startup.
-    if not (isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)):
-        raise ConfigError("SENDGRID_WEBHOOK_PUBLIC_KEY is not an ECDSA P-256 public key "
-                          "(paste the 'Verification Key' from SendGrid's signed Event Webhook settings)")
-    return key
 
 
 def parse_events(body: bytes) -> list[dict]:
@@ -236,32 +192,12 @@ def _apply(conn: Connection, event: dict) -> str:
     kind = text(event, "event")
     if kind in ("processed", "delivered"):
         edition, sid = edition_of(event), subscriber_id(event)
-        if (edition and sid is not None and _sent_to(conn, edition, sid, email_of(event))
-                and ledger.mark_sent_by_event(conn, edition, sid, message_id(event))):
+        if edition and sid is not None and ledger.reconcile(conn, edition, sid, email_of(event), message_id(event)):
             return "reconciled"
         return "ignored"
     change = suppression(event)
     subscriber = _subscriber_of(conn, event) if change else None
-    if not subscriber or RANK.get(subscriber.status, 0) >= RANK[change[0]]:
-        return "ignored"
-    # Checked again in the UPDATE itself: a stronger event for the same person may be being
-    # applied at this moment by another request or another serve process.
-    weaker = [s for s in store.STATUSES if RANK.get(s, 0) < RANK[change[0]]]
-    return "suppressed" if store.change_status_from(conn, subscriber.id, weaker, *change) else "ignored"
-
-
-def _sent_to(conn: Connection, edition: str, sid: int, email: str) -> bool:
-    """Whether the event's address (when it names one) is the ledger row's or the subscriber's.
-
-    Why: only an event about the message we sent that person may mark their row sent; a
-    mismatching address means a mixed-up or stale custom arg, and the row stays `unknown`.
-    """
-    if not email:
-        return True
-    row_email = ledger.row_email(conn, edition, sid)
-    subscriber = store.get(conn, id=sid)
-    known = {e.lower() for e in (row_email, subscriber.email if subscriber else None) if e}
-    return email.lower() in known
+    return "suppressed" if subscriber and store.suppress(conn, subscriber, *change) else "ignored"
 
 
 def _subscriber_of(conn: Connection, event: dict) -> store.Subscriber | None:

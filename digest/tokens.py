@@ -14,8 +14,11 @@ import base64
 import hashlib
 import hmac
 import secrets
+from typing import Callable
 
 from itsdangerous import BadData, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+
+from digest.config import ConfigError, Settings
 
 CONFIRM_MAX_AGE = 7 * 24 * 3600
 
@@ -98,6 +101,21 @@ def _id_and_tag(value) -> tuple[int, str]:
             or not 0 < value[0] < MAX_ID):
         raise TokenError("invalid link")
     return value[0], value[1]
+
+
+def link_signer(settings: Settings, *, real: bool, notify: Callable[[str], None]) -> Signer:
+    """The signer for the links in emails: with DIGEST_SECRET_KEY, always.
+
+    A real send needs that key (ConfigError without it): its links must keep working.
+    A dry run or a preview may sign with a throwaway key, and says so through `notify`.
+    """
+    key = settings.secret_key
+    if not key:
+        if real:
+            raise ConfigError("DIGEST_SECRET_KEY is not set: links in emails must be signed with a key of yours")
+        notify("note: DIGEST_SECRET_KEY is not set; links are signed with a throwaway key and will not work")
+        key = throwaway_key()
+    return Signer(key)
 
 
 def throwaway_key() -> str:

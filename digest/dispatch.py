@@ -1,0 +1,101 @@
+"""`digest send` as one call: which mode, transport and signer a send uses.
+
+    dry-run   build every message, write .eml files to the outbox; no ledger, nothing frozen
+    sandbox   SendGrid's sandbox mode: every request validated, nothing delivered or recorded
+    send      the real send through SendGrid: one process (digest.sending.send), or
+              `workers` processes on this host (digest.senders.send_with_workers)
+
+The option rules (what goes with which mode) are here too, with the messages `digest
+send` prints for them.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+from digest import sending
+from digest.config import ConfigError, Settings
+from digest.deliver.outbox import OutboxTransport
+from digest.deliver.sendgrid import SendGridTransport, check_ready
+from digest.senders import log_to_stderr, send_with_workers
+from digest.sending import Summary
+from digest.store import open_store
+from digest.tokens import link_signer
+
+MODES = ("dry-run", "sandbox", "send")
+
+
+class SendOptionsError(ConfigError):
+    """Options that do not go together; nothing was done."""
+
+
+def _quiet(message: str) -> None:
+    """Where notes go when the caller does not want them."""
+
+
+def check_options(mode: str, *, retry: str | None = None, refreeze: bool = False, workers: int = 1,
+                  sample: int | None = None, outbox: Path | str | None = None) -> None:
+    """SendOptionsError unless the options go with `mode`."""
+    if mode not in MODES:
+        raise SendOptionsError(f"unknown mode {mode!r} (one of {', '.join(MODES)})")
+    if mode == "dry-run" and retry:
+        raise SendOptionsError("--dry-run cannot be combined with --retry or --sandbox")
+    if mode == "sandbox" and retry:
+        raise SendOptionsError("--sandbox cannot be combined with --retry")
+    if outbox and mode != "dry-run":
+        raise SendOptionsError("--outbox goes with --dry-run (a real send writes no files)")
+    if sample is not None and mode != "dry-run":
+        raise SendOptionsError("--sample goes with --dry-run")
+    if refreeze and mode != "send":
+        raise SendOptionsError("--refreeze goes with a real send (a dry run freezes nothing)")
+    if workers > 1 and mode != "send":
+        raise SendOptionsError("--workers goes with a real send (a dry run or sandbox run is one process)")
+
+
+def run(settings: Settings, day: date, *, mode: str = "send", retry: str | None = None, refreeze: bool = False,
+        workers: int = 1, sample: int | None = None, outbox: Path | str | None = None,
+        notify: Callable[[str], None] = _quiet, progress: Callable[[int], None] | None = None,
+        on_plan: Callable[[int], None] | None = None, log: Callable[[str], None] | None = None) -> Summary:
+    """Run the send of the edition of `day` in `mode`; its Summary (whose exit_code is the run's).
+
+    ConfigError (a SendOptionsError among them) or StoreError when nothing could be done:
+    options that do not go together, a missing key, an outbox that cannot be written, a
+    store that cannot be opened.  `notify` gets the lines worth telling the operator
+    before the run (a throwaway signing key, links nobody can reach); `progress`,
+    `on_plan` and `log` (a transport's retries) follow a real or sandbox run.
+    """
+    check_options(mode, retry=retry, refreeze=refreeze, workers=workers, sample=sample, outbox=outbox)
+    if mode == "dry-run":
+        return _dry_run(settings, day, sample, Path(outbox) if outbox else None, notify)
+    check_ready(settings)
+    signer = link_signer(settings, real=True, notify=notify)
+    if not settings.base_url:
+        notify(f"warning: DIGEST_BASE_URL is not set: the links and List-Unsubscribe headers in these emails "
+               f"point at {settings.links_base}, which your subscribers cannot reach")
+    engine = open_store(settings.database_url)
+    if mode == "sandbox":
+        transport = SendGridTransport(settings, sandbox=True, log=log)
+        return sending.rehearse(engine, settings, day, transport, signer, mode="sandbox", progress=progress)
+    if workers > 1:
+        return send_with_workers(engine, settings, day, workers, partial(SendGridTransport, settings, log=log_to_stderr),
+                                 retry=retry, refreeze=refreeze, progress=progress, on_plan=on_plan)
+    return sending.send(engine, settings, day, SendGridTransport(settings, log=log), signer,
+                        retry=retry, refreeze=refreeze, progress=progress, on_plan=on_plan)
+
+
+def _dry_run(settings: Settings, day: date, sample: int | None, outbox: Path | None,
+             notify: Callable[[str], None]) -> Summary:
+    folder = outbox or Path(settings.outbox) / day.isoformat()
+    transport = OutboxTransport(folder, settings)
+    try:
+        transport.prepare()
+        engine = open_store(settings.database_url)
+        summary = sending.rehearse(engine, settings, day, transport,
+                                   link_signer(settings, real=False, notify=notify), sample=sample)
+    except OSError as e:
+        raise ConfigError(f"outbox {folder}: {e.strerror or e}") from None
+    summary.outbox = str(folder)
+    return summary
