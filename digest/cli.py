@@ -11,7 +11,7 @@ import sys
 from datetime import date
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
+from typing import List, NoReturn, Optional
 
 import typer
 from sqlalchemy.exc import OperationalError
@@ -85,7 +85,7 @@ class _State:
 state = _State()
 
 
-def fail(message: str, code: int = 1):
+def fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
@@ -199,7 +199,8 @@ def _subscriber_call(fn, *args, **kwargs):
 def subscribers_add(
     email: str = typer.Argument(..., metavar="EMAIL"),
     name: str = typer.Option("", "--name", help="Display name used in the greeting."),
-    sections: Optional[str] = typer.Option(None, "--sections", metavar="a,b", help="Default: the newsletter's defaults."),
+    sections: Optional[str] = typer.Option(None, "--sections", metavar="a,b",
+                                           help="Default: the newsletter's defaults."),
 ):
     """Add one subscriber (active at once; the web sign-up uses double opt-in).
 
@@ -233,7 +234,7 @@ def subscribers_import(file: Path = typer.Argument(..., metavar="FILE.csv")):
     except ImportInterrupted as e:
         note(f"error: {e.report.interrupted}")
         typer.echo(e.report.line())
-        raise typer.Exit(130 if isinstance(e.__cause__, KeyboardInterrupt) else 1)
+        raise typer.Exit(130 if isinstance(e.__cause__, KeyboardInterrupt) else 1) from None
     _finish_import(report, prefix=f"{file}, ")
 
 
@@ -381,7 +382,8 @@ def send(
     retry: Optional[Retry] = typer.Option(None, "--retry", help="Resend the edition's failed or unknown rows."),
     refreeze: bool = typer.Option(False, "--refreeze", help="A started edition takes the day's stories as stored "
                                   "now (after fixing a broken story); sent rows are not resent."),
-    sandbox: bool = typer.Option(False, "--sandbox", help="SendGrid sandbox mode: validated, not delivered, not recorded."),
+    sandbox: bool = typer.Option(False, "--sandbox",
+                                 help="SendGrid sandbox mode: validated, not delivered, not recorded."),
     workers: int = typer.Option(1, "--workers", min=1, max=64, metavar="N",
                                 help="Sender processes on this host, sharing the edition (real sends)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
@@ -408,10 +410,10 @@ def send(
         fail("--workers goes with a real send (a dry run or sandbox run is one process)", 2)
     if dry_run:
         folder = outbox or Path(settings.outbox) / the_day.isoformat()
-        transport = OutboxTransport(folder, settings)
+        dry = OutboxTransport(folder, settings)
         try:
-            transport.prepare()
-            summary = sending.rehearse(state.engine(), settings, the_day, transport, _signer(real=False),
+            dry.prepare()
+            summary = sending.rehearse(state.engine(), settings, the_day, dry, _signer(real=False),
                                        sample=sample)
         except OSError as e:
             fail(f"outbox {folder}: {e.strerror or e}", 2)
@@ -434,6 +436,7 @@ def send(
                                            progress=progress.advance)
             elif workers > 1:
                 from functools import partial
+
                 from digest.senders import log_to_stderr, send_with_workers
                 summary = send_with_workers(engine, settings, the_day, workers,
                                             partial(SendGridTransport, settings, log=log_to_stderr),
@@ -503,7 +506,8 @@ def _report_send(s, as_json: bool) -> None:
         c = s.counts
         typer.echo(f"send {s.date}: {s.delivered} sent now in {s.requests} batch(es); edition: "
                    f"{c.get('sent', 0)} sent, {c.get('pending', 0)} pending, {c.get('failed', 0)} failed, "
-                   f"{c.get('unknown', 0)} unknown" + (f"; {s.skipped_empty} skipped (empty digest)" if s.skipped_empty else "")
+                   f"{c.get('unknown', 0)} unknown"
+                   + (f"; {s.skipped_empty} skipped (empty digest)" if s.skipped_empty else "")
                    + (f"; {s.withdrawn} withdrawn (no longer active since the edition froze)" if s.withdrawn else ""))
     for p in s.problems:
         note(f"{p['status']}: {p['email']}: {p['reason']}")
@@ -554,6 +558,7 @@ def serve(
     """
     import dataclasses
     import socket
+
     from subscribers.web import run_server
     settings = state.settings
     if not settings.base_url:

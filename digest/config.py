@@ -94,7 +94,7 @@ class Settings:
         """Return `names` in canonical order, or raise naming the unknown ones."""
         given = [n.strip() for n in names if n and n.strip()]
         wanted = [n.lower() for n in given]
-        unknown = [g for g, n in zip(given, wanted) if n not in self.sections]
+        unknown = [g for g, n in zip(given, wanted, strict=True) if n not in self.sections]
         if unknown:
             raise ConfigError(
                 f"{where}: unknown section {', '.join(repr(u) for u in unknown)} "
@@ -261,7 +261,7 @@ def _validate(v: dict, source: str, origin: dict | None = None) -> Settings:
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 fail(key, f"{v[key]!r} must be an absolute http(s) URL")
             try:
-                parts.port
+                _ = parts.port  # raises on a port that is not a number from 0 to 65535
             except ValueError:
                 fail(key, f"{v[key]!r} has an invalid port")
             if parts.query or parts.fragment:
@@ -281,7 +281,8 @@ def _validate(v: dict, source: str, origin: dict | None = None) -> Settings:
 
     if "sendgrid_categories" in v:
         cats = v["sendgrid_categories"]
-        if not isinstance(cats, list) or len(cats) > 10 or not all(isinstance(c, str) and 0 < len(c) <= 255 for c in cats):
+        if (not isinstance(cats, list) or len(cats) > 10
+                or not all(isinstance(c, str) and 0 < len(c) <= 255 for c in cats)):
             fail("[sendgrid] categories", "must be a list of at most 10 strings")
         twice = sorted({c for c in cats if cats.count(c) > 1})
         if twice:  # SendGrid refuses every request whose categories repeat one

@@ -7,10 +7,9 @@ from datetime import date
 
 from sqlalchemy.engine import Engine
 
-from digest.config import Settings
+from digest.config import Settings, section_mask
 from digest.edition import load_edition
 from digest.message import build_message
-from digest.config import section_mask
 from digest.render import RenderError, personalize
 from digest.select import subscriber_sections
 from digest.sending import Planner

@@ -15,6 +15,7 @@ import hmac
 import logging
 import re
 from contextlib import asynccontextmanager
+from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
 
 import jinja2
@@ -206,7 +207,8 @@ class Site:
         changes, errors = read_preferences(form, self.settings)
         if errors:
             return self.manage_page("preferences.html.j2", subscriber, token, 400, errors=errors,
-                                    chosen=tuple(form.getlist("sections")), name_value=form.get("name", subscriber.name))
+                                    chosen=tuple(form.getlist("sections")),
+                                    name_value=form.get("name", subscriber.name))
         try:
             saved = await run_in_threadpool(lambda: store.update(self.engine, subscriber.email, **changes))
         except SubscriberError:  # erased a moment ago
@@ -388,7 +390,8 @@ def read_preferences(form, settings: Settings) -> tuple[dict, dict]:
     - `status`: active or paused, or absent / `keep`: leaving a bounced or unsubscribed
       status always needs that explicit choice.
     """
-    changes, errors = {}, {}
+    changes: dict[str, Any] = {}
+    errors: dict[str, str] = {}
     delivery_only = (form.get("form") != "preferences" and "status" in form
                      and "sections" not in form and "name" not in form)
     if not delivery_only:
@@ -494,9 +497,11 @@ def create_app(settings: Settings, engine=None) -> Starlette:
             log.info(line)
         yield
 
-    app = Starlette(routes=site.routes(), lifespan=lifespan,
-                    exception_handlers={HTTPException: site.http_error, OperationalError: site.database_error,
-                                        Exception: site.server_error})
+    # Each handler takes the exception class it is registered for (Starlette's own
+    # annotation says Exception for all of them).
+    handlers: dict[Any, Callable[[Request, Any], Awaitable[Response]]] = {
+        HTTPException: site.http_error, OperationalError: site.database_error, Exception: site.server_error}
+    app = Starlette(routes=site.routes(), lifespan=lifespan, exception_handlers=handlers)
     # Starlette answers /subscribe/ with a redirect built from the request's Host header,
     # which a client chooses: no such redirects (a trailing slash is simply not found).
     app.router.redirect_slashes = False

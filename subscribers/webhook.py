@@ -241,7 +241,9 @@ def _apply(conn: Connection, event: dict) -> str:
             return "reconciled"
         return "ignored"
     change = suppression(event)
-    subscriber = _subscriber_of(conn, event) if change else None
+    if change is None:
+        return "ignored"
+    subscriber = _subscriber_of(conn, event)
     if not subscriber or RANK.get(subscriber.status, 0) >= RANK[change[0]]:
         return "ignored"
     # Checked again in the UPDATE itself: a stronger event for the same person may be being

@@ -15,8 +15,13 @@ from subscribers import store
 from subscribers.web import create_app, origin_of, redact, run_server
 from tests.fake_sendgrid import FakeSendGrid
 from tests.stores import store_url
-from tests.web_helpers import (  # noqa: F401  (site is a fixture)
-    checked_sections, digest_command, hidden, html_part, link_in, make_site, site,
+from tests.web_helpers import (
+    checked_sections,
+    digest_command,
+    hidden,
+    html_part,
+    link_in,
+    make_site,
 )
 
 EVIL = {"Origin": "https://evil.example"}

@@ -22,10 +22,10 @@ from starlette.testclient import TestClient
 
 from digest.config import Settings
 from digest.store import open_store
-from tests.stores import store_url
 from subscribers import store
 from subscribers.tokens import Signer
 from subscribers.web import create_app
+from tests.stores import store_url
 
 SECRET = "test-secret-key-not-for-production"
 BASE = "http://testserver/digest"  # TestClient's host, with a path: routes live under /digest
@@ -70,11 +70,6 @@ def make_site(tmp_path: Path, raise_server_exceptions: bool = True, **overrides)
     client = TestClient(create_app(settings, engine), raise_server_exceptions=raise_server_exceptions,
                         follow_redirects=False)
     return Site(settings, engine, client)
-
-
-@pytest.fixture
-def site(tmp_path) -> Site:
-    return make_site(tmp_path)
 
 
 def hidden(html: str, name: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 
-from digest.articles import ArticleError
+from digest.articles import Article, ArticleError
 from digest.articles.markdown import find_markdown_files, parse_file
 from digest.articles.repository import save_articles
 from digest.config import Settings
@@ -14,7 +14,8 @@ from digest.importing import ImportReport
 def import_articles(engine: Engine, paths, settings: Settings) -> ImportReport:
     report = ImportReport()
     files, report.rejected = find_markdown_files(paths)
-    good, seen = [], {}
+    good: list[Article] = []
+    seen: dict[str, str] = {}  # id -> the file that has it
     for path in files:
         notes: list[str] = []
         try:

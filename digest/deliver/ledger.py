@@ -116,10 +116,11 @@ class Claimer:
         return self
 
     def __exit__(self, *exc) -> None:
-        self._conn.close()
+        if self._conn is not None:
+            self._conn.close()
         self._conn = None
 
-    _conn = None
+    _conn: Connection | None = None
 
     @contextmanager
     def _transaction(self):
@@ -253,7 +254,7 @@ def rows(engine: Engine, day: str, status: str | None = None) -> list[Entry]:
 def counts(engine: Engine, day: str) -> dict[str, int]:
     q = select(ledger.c.status, func.count()).where(ledger.c.edition == day).group_by(ledger.c.status)
     with engine.connect() as conn:
-        found = dict(conn.execute(q).all())
+        found: dict[str, int] = {status: n for status, n in conn.execute(q).all()}
     return {s: found.get(s, 0) for s in STATUSES}
 
 
