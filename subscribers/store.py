@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import case, delete, func, select
+from sqlalchemy import case, delete, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -122,12 +122,6 @@ def list_all(engine: Engine, status: str | None = None) -> list[Subscriber]:
         q = q.where(subscribers.c.status == status)
     with engine.connect() as conn:
         return [_subscriber(r) for r in conn.execute(q)]
-
-
-def count_by_status(engine: Engine) -> dict[str, int]:
-    with engine.connect() as conn:
-        rows = conn.execute(select(subscribers.c.status, func.count()).group_by(subscribers.c.status))
-        return {status: n for status, n in rows}
 
 
 def insert(conn: Connection, email: str, name: str, sections, status: str = "active") -> int:
