@@ -1,4 +1,4 @@
-"""DESIGN.md's selection rules, one by one, on hand-made editions."""
+"""The selection rules of docs/architecture.md, one by one, on hand-made editions."""
 
 from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone

@@ -114,7 +114,7 @@ class Site:
     def status(self) -> dict:
         result = self.run("status", "--date", DAY, "--json")
         report = json.loads(result.stdout)
-        # DESIGN.md's shape, exactly; "in_flight" only while senders are at work.
+        # The README's shape ("Real send", Status), exactly; "in_flight" only while senders are at work.
         assert set(report) - {"in_flight"} == {"date", "counts", "problems"}
         assert report["date"] == DAY
         assert set(report["counts"]) == {"pending", "sent", "failed", "unknown"}

@@ -271,8 +271,9 @@ def problems(engine: Engine, day: str, limit: int | None = None) -> list[dict]:
 
 
 def report(engine: Engine, day: str) -> dict:
-    """`digest status`: {"date", "counts", "problems"}, the shape DESIGN.md fixes; while
-    senders are at work, also "in_flight": each one's rows (counted as unknown) and lease."""
+    """`digest status`: {"date", "counts", "problems"}, the shape the README fixes (under
+    "Real send", **Status**); while senders are at work, also "in_flight": each one's rows
+    (counted as unknown) and lease."""
     found = {"date": day, "counts": counts(engine, day), "problems": problems(engine, day)}
     senders = in_flight(engine, day)
     if senders:
