@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 DEMO_DATE ?= 2026-11-25
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-sqlite test-postgres bench chromium clean
+.PHONY: demo test lint lint-check test-sqlite test-postgres bench chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,10 +19,27 @@ $(STAMP): pyproject.toml
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
-# The whole suite twice: on SQLite files, then on a throwaway PostgreSQL cluster that
-# scripts/with-postgres starts (installing PostgreSQL with apt-get when it is missing) and
-# removes afterwards.  Each pass deselects the other engine's tests (-m), never skips them.
-test: test-sqlite test-postgres
+# The gates first, then the whole suite twice: on SQLite files, then on a throwaway
+# PostgreSQL cluster that scripts/with-postgres starts (installing PostgreSQL with apt-get
+# when it is missing) and removes afterwards.  Each pass deselects the other engine's
+# tests (-m), never skips them.
+test: lint test-sqlite test-postgres
+
+# Lint (ruff: pyflakes, pycodestyle, import order, bugbear) over the repository and type
+# checks (mypy) of digest/ and subscribers/; both configured in pyproject.toml.
+# lint-check is the gates alone, without the install step; tests/test_gates.py runs it on
+# planted errors (LINT_PATHS, MYPY_PATHS) to show that it fails.
+RUFF       ?= $(VENV)/bin/ruff
+MYPY       ?= $(VENV)/bin/mypy
+LINT_PATHS ?= .
+MYPY_PATHS ?=
+lint: $(STAMP)
+	@$(MAKE) --no-print-directory lint-check
+
+lint-check:
+	@echo "== lint and type checks =="
+	$(RUFF) check $(LINT_PATHS)
+	$(MYPY) $(MYPY_PATHS)
 
 test-sqlite: $(STAMP) chromium
 	@echo "== tests on SQLite =="
@@ -53,4 +70,4 @@ bench: $(STAMP)
 	done
 
 clean:
-	rm -rf demo $(VENV) *.egg-info .pytest_cache
+	rm -rf demo $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache

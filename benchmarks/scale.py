@@ -134,11 +134,12 @@ class StandIn:
 def naive(settings, engine, signer, stand_in, n: int) -> tuple[float, int]:
     """One full render and one request per subscriber (what the pipeline was before)."""
     from sendgrid import SendGridAPIClient
+
     from digest.edition import load_edition
     from digest.render import Personal, Renderer, personalize
     from digest.select import select_digest
-    from subscribers import store
     from digest.tokens import links
+    from subscribers import store
     edition = load_edition(engine, DAY, settings)
     per_edition = Renderer(settings).edition(edition)
     client = SendGridAPIClient(api_key=stand_in.api_key, host=stand_in.url)
@@ -165,8 +166,8 @@ def floor(settings, engine, signer) -> tuple[float, int, int]:
     """Read every row, sign its token, build and JSON-encode the requests; nothing else."""
     from digest.deliver.sendgrid import request_body
     from digest.render import Rendered
-    from digest.sending import Planner, active_chunks
     from digest.select import Edition
+    from digest.sending import Planner, active_chunks
     planner = Planner(Edition(DAY, ()), settings, signer)
     rendered = Rendered("subject", "", "<html></html>", "text")
     start = time.perf_counter()
@@ -268,6 +269,7 @@ def main(argv=None) -> int:
 def postgres_database():
     """A new database on DIGEST_TEST_POSTGRES's server for one run; its URL."""
     from sqlalchemy import create_engine, make_url
+
     from digest.store import normalise_url
     server = os.environ.get("DIGEST_TEST_POSTGRES")
     if not server:
@@ -288,6 +290,7 @@ def postgres_database():
 def clear_send(engine) -> None:
     """Forget the edition's send, so the next one starts from the same store."""
     from sqlalchemy import delete
+
     from digest.store import editions, ledger
     with engine.begin() as conn:
         conn.execute(delete(ledger))

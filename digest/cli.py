@@ -11,7 +11,7 @@ import sys
 from datetime import date
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
+from typing import List, NoReturn, Optional
 
 import typer
 from sqlalchemy.exc import OperationalError
@@ -85,7 +85,7 @@ class _State:
 state = _State()
 
 
-def fail(message: str, code: int = 1):
+def fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
@@ -192,8 +192,9 @@ def articles_list(
             note(f"warning: {warning}")
 
 
-def _curate(change, article_id: str) -> None:
+def _curate(change, article_id: str) -> date:
     import getpass
+
     from digest.articles.curation import CurationError
     try:
         day = change(state.engine(), article_id, state.settings, f"{getpass.getuser()} (cli)")
@@ -238,7 +239,8 @@ def _subscriber_call(fn, *args, **kwargs):
 def subscribers_add(
     email: str = typer.Argument(..., metavar="EMAIL"),
     name: str = typer.Option("", "--name", help="Display name used in the greeting."),
-    sections: Optional[str] = typer.Option(None, "--sections", metavar="a,b", help="Default: the newsletter's defaults."),
+    sections: Optional[str] = typer.Option(None, "--sections", metavar="a,b",
+                                           help="Default: the newsletter's defaults."),
 ):
     """Add one subscriber (active at once; the web sign-up uses double opt-in).
 
@@ -272,7 +274,7 @@ def subscribers_import(file: Path = typer.Argument(..., metavar="FILE.csv")):
     except ImportInterrupted as e:
         note(f"error: {e.report.interrupted}")
         typer.echo(e.report.line())
-        raise typer.Exit(130 if isinstance(e.__cause__, KeyboardInterrupt) else 1)
+        raise typer.Exit(130 if isinstance(e.__cause__, KeyboardInterrupt) else 1) from None
     _finish_import(report, prefix=f"{file}, ")
 
 
@@ -410,7 +412,8 @@ def send(
     retry: Optional[Retry] = typer.Option(None, "--retry", help="Resend the edition's failed or unknown rows."),
     refreeze: bool = typer.Option(False, "--refreeze", help="A started edition takes the day's stories as stored "
                                   "now (after fixing a broken story); sent rows are not resent."),
-    sandbox: bool = typer.Option(False, "--sandbox", help="SendGrid sandbox mode: validated, not delivered, not recorded."),
+    sandbox: bool = typer.Option(False, "--sandbox",
+                                 help="SendGrid sandbox mode: validated, not delivered, not recorded."),
     workers: int = typer.Option(1, "--workers", min=1, max=64, metavar="N",
                                 help="Sender processes on this host, sharing the edition (real sends)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
@@ -492,7 +495,8 @@ def _report_send(s, as_json: bool) -> None:
         c = s.counts
         typer.echo(f"send {s.date}: {s.delivered} sent now in {s.requests} batch(es); edition: "
                    f"{c.get('sent', 0)} sent, {c.get('pending', 0)} pending, {c.get('failed', 0)} failed, "
-                   f"{c.get('unknown', 0)} unknown" + (f"; {s.skipped_empty} skipped (empty digest)" if s.skipped_empty else "")
+                   f"{c.get('unknown', 0)} unknown"
+                   + (f"; {s.skipped_empty} skipped (empty digest)" if s.skipped_empty else "")
                    + (f"; {s.withdrawn} withdrawn (no longer active since the edition froze)" if s.withdrawn else ""))
     for p in s.problems:
         note(f"{p['status']}: {p['email']}: {p['reason']}")

@@ -11,6 +11,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
+from typing import Callable, NoReturn
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -116,7 +117,7 @@ class Settings:
         """Return `names` in canonical order, or raise naming the unknown ones."""
         given = [n.strip() for n in names if n and n.strip()]
         wanted = [n.lower() for n in given]
-        unknown = [g for g, n in zip(given, wanted) if n not in self.sections]
+        unknown = [g for g, n in zip(given, wanted, strict=True) if n not in self.sections]
         if unknown:
             raise ConfigError(
                 f"{where}: unknown section {', '.join(repr(u) for u in unknown)} "
@@ -204,134 +205,193 @@ def _read_file(path: Path) -> dict:
     return values
 
 
-def _validate(v: dict, source: str, origin: dict | None = None) -> Settings:
-    origin = origin or {}
+# -- validation: one small check per setting (or group of settings) -----------------------------
+#
+# Each check reads the raw values (`v`: from the file and the environment, keyed by Settings
+# field), normalises the ones it owns in place, and calls `fail(key, why)` on the first
+# problem.  They run in the order of _CHECKS, so a later check may rely on an earlier
+# one (default_sections on sections).  `key` is what the message names: a field, or
+# "ENV_VAR / [table] key" when both spellings exist.
 
-    def fail(key, why):
-        field_name = key.split(" / ")[-1] if "environment" not in origin.get(_field(key), "") else ""
-        if field_name.startswith("sendgrid_"):
-            field_name = "[sendgrid] " + field_name.removeprefix("sendgrid_")
-        where = origin.get(_field(key), source)
-        raise ConfigError(f"{where}: {field_name + ': ' if field_name else ''}{why}")
+Fail = Callable[[str, str], NoReturn]
+Check = Callable[[dict, Fail], None]
 
-    for key in ("name", "from_email", "from_name", "reply_to", "lang", "site_url", "timezone",
-                "database_url", "base_url", "sendgrid_host"):
+_STRING_KEYS = ("name", "from_email", "from_name", "reply_to", "lang", "site_url", "timezone",
+                "database_url", "base_url", "sendgrid_host")
+_URL_KEYS = ("base_url", "site_url", "sendgrid_host")
+
+
+def _check_strings(v: dict, fail: Fail) -> None:
+    for key in _STRING_KEYS:
         if key in v and not isinstance(v[key], str):
             fail(key, "must be a string")
 
-    if v.get("reply_to"):
-        from email_validator import EmailNotValidError, validate_email
-        try:
-            validate_email(v["reply_to"], check_deliverability=False)
-        except EmailNotValidError as e:
-            fail("reply_to", f"{v['reply_to']!r} is not an email address ({e})")
 
+def _email_address(key: str) -> Check:
+    def check(v: dict, fail: Fail) -> None:
+        if v.get(key):
+            from email_validator import EmailNotValidError, validate_email
+            try:
+                validate_email(v[key], check_deliverability=False)
+            except EmailNotValidError as e:
+                fail(key, f"{v[key]!r} is not an email address ({e})")
+    return check
+
+
+def _check_not_empty(v: dict, fail: Fail) -> None:
     for key in ("name", "from_email"):
         if key in v and not v[key].strip():
             fail(key, "must not be empty")
 
-    if "sections" in v:
-        # A newsletter may offer fewer of the site's sections, or reorder them; not invent new ones.
-        secs = v["sections"]
-        if not isinstance(secs, list) or not secs or not all(isinstance(s, str) and s.strip() for s in secs):
-            fail("sections", "must be a non-empty list of section names")
-        v["sections"] = tuple(s.strip().lower() for s in secs)
-        unknown = [s for s in v["sections"] if s not in SECTIONS]
-        if unknown:
-            fail("sections", f"unknown section {', '.join(map(repr, unknown))} (known: {', '.join(SECTIONS)})")
-        if len(set(v["sections"])) != len(v["sections"]):
-            fail("sections", "names a section twice")
-    sections = v.get("sections", SECTIONS)
 
-    if "default_sections" in v:
-        ds = v["default_sections"]
-        if not isinstance(ds, list) or not all(isinstance(s, str) for s in ds):
-            fail("default_sections", "must be a list of section names")
-        unknown = [s for s in ds if s.strip().lower() not in sections]
-        if unknown:
-            offered = [s for s in unknown if s.strip().lower() in SECTIONS]
-            why = (f"{', '.join(map(repr, offered))} is not among the offered sections ({', '.join(sections)})"
-                   if offered else f"unknown section {', '.join(map(repr, unknown))}")
-            fail("default_sections", why)
-        v["default_sections"] = tuple(s for s in sections if s in {d.strip().lower() for d in ds}) or sections
-    else:
+def _check_sections(v: dict, fail: Fail) -> None:
+    # A newsletter may offer fewer of the site's sections, or reorder them; not invent new ones.
+    if "sections" not in v:
+        return
+    secs = v["sections"]
+    if not isinstance(secs, list) or not secs or not all(isinstance(s, str) and s.strip() for s in secs):
+        fail("sections", "must be a non-empty list of section names")
+    v["sections"] = tuple(s.strip().lower() for s in secs)
+    unknown = [s for s in v["sections"] if s not in SECTIONS]
+    if unknown:
+        fail("sections", f"unknown section {', '.join(map(repr, unknown))} (known: {', '.join(SECTIONS)})")
+    if len(set(v["sections"])) != len(v["sections"]):
+        fail("sections", "names a section twice")
+
+
+def _check_default_sections(v: dict, fail: Fail) -> None:
+    sections = v.get("sections", SECTIONS)  # already checked by _check_sections
+    if "default_sections" not in v:
         v["default_sections"] = sections
+        return
+    ds = v["default_sections"]
+    if not isinstance(ds, list) or not all(isinstance(s, str) for s in ds):
+        fail("default_sections", "must be a list of section names")
+    unknown = [s for s in ds if s.strip().lower() not in sections]
+    if unknown:
+        offered = [s for s in unknown if s.strip().lower() in SECTIONS]
+        why = (f"{', '.join(map(repr, offered))} is not among the offered sections ({', '.join(sections)})"
+               if offered else f"unknown section {', '.join(map(repr, unknown))}")
+        fail("default_sections", why)
+    v["default_sections"] = tuple(s for s in sections if s in {d.strip().lower() for d in ds}) or sections
 
-    if "per_section" in v:
-        n = v["per_section"]
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 6:
-            # More than 6 a section on a busy day cannot fit Gmail's 102 KB, even compact.
-            fail("per_section", "must be a whole number from 1 to 6")
 
+def _whole_number(key: str, lowest: int, highest: int, shown: str | None = None, why: str = "") -> Check:
+    """`key` must be an int (not a bool) from `lowest` to `highest`."""
+    def check(v: dict, fail: Fail) -> None:
+        n = v.get(key)
+        if key in v and (isinstance(n, bool) or not isinstance(n, int) or not lowest <= n <= highest):
+            fail(shown or key, f"must be a whole number from {lowest} to {highest}{why}")
+    return check
+
+
+def _check_timezone(v: dict, fail: Fail) -> None:
     if "timezone" in v:
         try:
             ZoneInfo(v["timezone"])
         except (ZoneInfoNotFoundError, ValueError):
             fail("timezone", f"unknown time zone {v['timezone']!r} (e.g. 'Europe/London')")
 
-    if "from_email" in v:
-        from email_validator import EmailNotValidError, validate_email
+
+def _check_urls(v: dict, fail: Fail) -> None:
+    for key in _URL_KEYS:
+        if key not in v:
+            continue
+        url = v[key].rstrip("/")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            fail(key, f"{v[key]!r} must be an absolute http(s) URL")
         try:
-            validate_email(v["from_email"], check_deliverability=False)
-        except EmailNotValidError as e:
-            fail("from_email", f"{v['from_email']!r} is not an email address ({e})")
+            _ = parts.port  # raises on a port that is not a number from 0 to 65535
+        except ValueError:
+            fail(key, f"{v[key]!r} has an invalid port")
+        if parts.query or parts.fragment:
+            fail(key, f"{v[key]!r} must not have a query (?…) or fragment (#…): links are built under it")
+        v[key] = url
 
-    for key in ("base_url", "site_url", "sendgrid_host"):
-        if key in v:
-            url = v[key].rstrip("/")
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                fail(key, f"{v[key]!r} must be an absolute http(s) URL")
-            try:
-                parts.port
-            except ValueError:
-                fail(key, f"{v[key]!r} has an invalid port")
-            if parts.query or parts.fragment:
-                fail(key, f"{v[key]!r} must not have a query (?…) or fragment (#…): links are built under it")
-            v[key] = url
 
-    if "sendgrid_timeout" in v:
-        try:
-            if isinstance(v["sendgrid_timeout"], bool):  # float(True) is 1.0: `timeout = true` is a slip, not 1 s
-                raise TypeError
-            t = float(v["sendgrid_timeout"])
-        except (TypeError, ValueError):
-            fail("SENDGRID_TIMEOUT / [sendgrid] timeout", f"{v['sendgrid_timeout']!r} is not a number of seconds")
-        if not 0 < t <= 600:
-            fail("SENDGRID_TIMEOUT / [sendgrid] timeout", "must be between 0 and 600 seconds")
-        v["sendgrid_timeout"] = t
+def _check_sendgrid_timeout(v: dict, fail: Fail) -> None:
+    if "sendgrid_timeout" not in v:
+        return
+    key = "SENDGRID_TIMEOUT / [sendgrid] timeout"
+    t = v["sendgrid_timeout"]
+    if isinstance(t, bool):  # float(True) is 1.0: `timeout = true` is a slip, not 1 s
+        fail(key, f"{t!r} is not a number of seconds")
+    try:
+        t = float(t)
+    except (TypeError, ValueError):
+        fail(key, f"{t!r} is not a number of seconds")
+    if not 0 < t <= 600:
+        fail(key, "must be between 0 and 600 seconds")
+    v["sendgrid_timeout"] = t
 
-    if "sendgrid_categories" in v:
-        cats = v["sendgrid_categories"]
-        if not isinstance(cats, list) or len(cats) > 10 or not all(isinstance(c, str) and 0 < len(c) <= 255 for c in cats):
-            fail("[sendgrid] categories", "must be a list of at most 10 strings")
-        twice = sorted({c for c in cats if cats.count(c) > 1})
-        if twice:  # SendGrid refuses every request whose categories repeat one
-            fail("[sendgrid] categories", f"names {', '.join(map(repr, twice))} twice")
-        v["sendgrid_categories"] = tuple(cats)
 
-    if "sendgrid_asm_group_id" in v:
-        g = v["sendgrid_asm_group_id"]
-        # SendGrid's unsubscribe group ids are 32-bit: a larger number names no group.
-        if isinstance(g, bool) or not isinstance(g, int) or not 0 < g <= 2**31 - 1:
-            fail("[sendgrid] asm_group_id", "must be a whole number from 1 to 2147483647 (a SendGrid group id)")
+def _check_sendgrid_categories(v: dict, fail: Fail) -> None:
+    if "sendgrid_categories" not in v:
+        return
+    cats = v["sendgrid_categories"]
+    if (not isinstance(cats, list) or len(cats) > 10
+            or not all(isinstance(c, str) and 0 < len(c) <= 255 for c in cats)):
+        fail("[sendgrid] categories", "must be a list of at most 10 strings")
+    twice = sorted({c for c in cats if cats.count(c) > 1})
+    if twice:  # SendGrid refuses every request whose categories repeat one
+        fail("[sendgrid] categories", f"names {', '.join(map(repr, twice))} twice")
+    v["sendgrid_categories"] = tuple(cats)
 
-    if "sendgrid_max_attempts" in v:
-        n = v["sendgrid_max_attempts"]
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 20:
-            fail("[sendgrid] max_attempts", "must be a whole number from 1 to 20")
-    if "sendgrid_concurrency" in v:
-        n = v["sendgrid_concurrency"]
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 16:
-            fail("[sendgrid] concurrency", "must be a whole number from 1 to 16")
-    if "sendgrid_retry_base_delay" in v:
-        d = v["sendgrid_retry_base_delay"]
-        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d <= 60:
-            fail("[sendgrid] retry_base_delay", "must be a number of seconds from 0 to 60")
-        v["sendgrid_retry_base_delay"] = float(d)
+
+def _check_sendgrid_retry_base_delay(v: dict, fail: Fail) -> None:
+    if "sendgrid_retry_base_delay" not in v:
+        return
+    d = v["sendgrid_retry_base_delay"]
+    if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d <= 60:
+        fail("[sendgrid] retry_base_delay", "must be a number of seconds from 0 to 60")
+    v["sendgrid_retry_base_delay"] = float(d)
+
+
+def _check_outbox(v: dict, fail: Fail) -> None:
     if "outbox" in v and not isinstance(v["outbox"], str):
         fail("outbox", "must be a folder path")
+
+
+def _check_signup_delivery(v: dict, fail: Fail) -> None:
     if "signup_delivery" in v and v["signup_delivery"] not in ("outbox", "sendgrid"):
         fail("signup_delivery", "must be 'outbox' or 'sendgrid'")
 
+
+_CHECKS: tuple[Check, ...] = (
+    _check_strings,
+    _email_address("reply_to"),
+    _check_not_empty,
+    _check_sections,
+    _check_default_sections,
+    # More than 6 a section on a busy day cannot fit Gmail's 102 KB, even compact.
+    _whole_number("per_section", 1, 6),
+    _check_timezone,
+    _email_address("from_email"),
+    _check_urls,
+    _check_sendgrid_timeout,
+    _check_sendgrid_categories,
+    # SendGrid's unsubscribe group ids are 32-bit: a larger number names no group.
+    _whole_number("sendgrid_asm_group_id", 1, 2**31 - 1, "[sendgrid] asm_group_id", " (a SendGrid group id)"),
+    _whole_number("sendgrid_max_attempts", 1, 20, "[sendgrid] max_attempts"),
+    _whole_number("sendgrid_concurrency", 1, 16, "[sendgrid] concurrency"),
+    _check_sendgrid_retry_base_delay,
+    _check_outbox,
+    _check_signup_delivery,
+)
+
+
+def _validate(v: dict, source: str, origin: dict | None = None) -> Settings:
+    """Settings from raw values, each checked (and normalised) by _CHECKS; ConfigError if not."""
+    origin = origin or {}
+
+    def fail(key: str, why: str) -> NoReturn:
+        field_name = key.split(" / ")[-1] if "environment" not in origin.get(_field(key), "") else ""
+        if field_name.startswith("sendgrid_"):
+            field_name = "[sendgrid] " + field_name.removeprefix("sendgrid_")
+        where = origin.get(_field(key), source)
+        raise ConfigError(f"{where}: {field_name + ': ' if field_name else ''}{why}")
+
+    for check in _CHECKS:
+        check(v, fail)
     return Settings(**v, source=source)

@@ -80,7 +80,8 @@ def run(settings: Settings, day: date, *, mode: str = "send", retry: str | None 
         transport = SendGridTransport(settings, sandbox=True, log=log)
         return sending.rehearse(engine, settings, day, transport, signer, mode="sandbox", progress=progress)
     if workers > 1:
-        return send_with_workers(engine, settings, day, workers, partial(SendGridTransport, settings, log=log_to_stderr),
+        return send_with_workers(engine, settings, day, workers,
+                                 partial(SendGridTransport, settings, log=log_to_stderr),
                                  retry=retry, refreeze=refreeze, progress=progress, on_plan=on_plan)
     return sending.send(engine, settings, day, SendGridTransport(settings, log=log), signer,
                         retry=retry, refreeze=refreeze, progress=progress, on_plan=on_plan)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid
-from datetime import datetime, timezone
 
 from digest.config import Settings
 from digest.render import Rendered

@@ -127,7 +127,7 @@ class Renderer:
         self.templates_dir = Path(templates_dir or TEMPLATES_DIR)
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(self.templates_dir),
-            autoescape=lambda name: bool(name) and not name.endswith(".txt.j2"),
+            autoescape=lambda name: bool(name and not name.endswith(".txt.j2")),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
         )
@@ -182,7 +182,7 @@ class EditionRenderer:
         self._parts: dict[str, str] | None = None
         self._broken: dict[str, str] = {}  # part name -> why it could not be rendered
         self._cache: OrderedDict[tuple, Rendered] = OrderedDict()
-        self._macros = None
+        self._macros: jinja2.environment.TemplateModule | None = None
         self._text_parts: dict[str, str] = {}
         self._lock = threading.RLock()
 
@@ -349,7 +349,7 @@ def cut(html_doc: str) -> dict[str, str]:
     """
     pieces = _MARKER.split(html_doc)
     parts = {"": pieces[0]}
-    for name, content in zip(pieces[1::2], pieces[2::2]):
+    for name, content in zip(pieces[1::2], pieces[2::2], strict=True):
         parts[name] = content
     return parts
 

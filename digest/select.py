@@ -1,7 +1,7 @@
 """Selection: which of an edition's stories one subscriber gets, and in what order.
 
-Pure functions over values (no store, no I/O), so every rule in DESIGN.md's "Selection
-rules" is a unit test away.
+Pure functions over values (no store, no I/O), so every rule in docs/architecture.md,
+"Selection rules", is a unit test away.
 """
 
 from __future__ import annotations

@@ -16,20 +16,20 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 from sqlalchemy import select, tuple_
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, Row
 
 from digest.config import Settings, mask_sections
 from digest.deliver import ledger
-from digest.deliver.transport import Batch, Transport
-from digest.deliver.workers import MAX_PROBLEMS, Builder, Pool, Settled
 from digest.deliver.lease import Lease, end_dead_leases
 from digest.deliver.lease import report as ledger_report
+from digest.deliver.transport import Batch, Transport
+from digest.deliver.workers import MAX_PROBLEMS, Builder, Pool, Settled
 from digest.edition import freeze, is_frozen, load_edition
 from digest.edition import refreeze as refreeze_edition
-from digest.render import Rendered, RenderError, Renderer
+from digest.render import Rendered, Renderer, RenderError
 from digest.select import Digest, Edition, resolved_mask, select_digest
 from digest.store import subscribers
 from digest.tokens import Signer
@@ -297,7 +297,7 @@ def _deliver(jobs: Iterator[Job], pool: Pool, summary: Summary, progress, record
 
 # -- rehearsals: dry run and sandbox ------------------------------------------------------------
 
-def active_chunks(engine: Engine, size: int = CHUNK) -> Iterator[list[tuple[int, str, str, int]]]:
+def active_chunks(engine: Engine, size: int = CHUNK) -> Iterator[Sequence[Row]]:
     """The active audience in chunks, ordered by (section mask, id): keyset pagination."""
     q = (select(subscribers.c.id, subscribers.c.email, subscribers.c.name, subscribers.c.section_mask)
          .where(subscribers.c.status == "active").order_by(subscribers.c.section_mask, subscribers.c.id).limit(size))
@@ -379,7 +379,8 @@ def rehearse(engine: Engine, settings: Settings, day: date, transport: Transport
 
 def _by_mask(rows, settings: Settings):
     """Split a chunk (ordered by chosen mask) into runs of one resolved mask."""
-    group, current, chosen_now, mask = [], None, None, None
+    group: list[tuple[int, str, str, None]] = []
+    current, chosen_now, mask = None, None, None
     for sid, email, name, chosen in rows:
         if chosen != chosen_now:  # rows come ordered by chosen mask: resolve once per run
             chosen_now, mask = chosen, resolved_mask(chosen, settings)

@@ -16,8 +16,24 @@ from functools import cache
 from pathlib import Path
 
 from sqlalchemy import (
-    JSON, Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table, Text,
-    UniqueConstraint, create_engine, event, false, inspect, make_url, text,
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    false,
+    inspect,
+    make_url,
+    text,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
@@ -156,7 +172,7 @@ def is_busy(exc: BaseException) -> bool:
     """
     if not isinstance(exc, OperationalError):
         return False
-    if hasattr(exc.orig, "sqlstate"):  # psycopg (None when no server answered at all)
+    if exc.orig is not None and hasattr(exc.orig, "sqlstate"):  # psycopg (None when no server answered)
         return exc.orig.sqlstate in POSTGRES_BUSY
     words = str(exc.orig if exc.orig is not None else exc).lower()
     return "locked" in words or "busy" in words
@@ -220,7 +236,8 @@ def open_store(url: str, *, upgrade: bool = True) -> Engine:
         parsed = make_url(url)
         shown = parsed.render_as_string(hide_password=True)
     except ArgumentError:
-        raise StoreError("the database URL (DIGEST_DATABASE_URL or database_url) is not a URL like sqlite:///digest.db") from None
+        raise StoreError("the database URL (DIGEST_DATABASE_URL or database_url) is not a URL like "
+                         "sqlite:///digest.db") from None
     try:
         engine = create_engine(url, json_serializer=lambda v: json.dumps(v, ensure_ascii=False))
     except ImportError as e:
@@ -348,7 +365,8 @@ def migrate(engine: Engine) -> SchemaState:
         before = _state(conn)
         if before.at_head:
             return before  # the common case, every command: nothing to load or run
-        if conn.dialect.name == "sqlite" and not conn.connection.driver_connection.in_transaction:
+        driver = conn.connection.driver_connection
+        if conn.dialect.name == "sqlite" and driver is not None and not driver.in_transaction:
             # Python's sqlite3 runs DDL (CREATE, DROP, ALTER) outside any transaction unless
             # one was begun, so a failed upgrade would leave half a migration behind.  Begin
             # one ourselves; IMMEDIATE also takes the write lock, so two commands migrating

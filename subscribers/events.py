@@ -196,7 +196,9 @@ def _apply(conn: Connection, event: dict) -> str:
             return "reconciled"
         return "ignored"
     change = suppression(event)
-    subscriber = _subscriber_of(conn, event) if change else None
+    if change is None:
+        return "ignored"
+    subscriber = _subscriber_of(conn, event)
     return "suppressed" if subscriber and store.suppress(conn, subscriber, *change) else "ignored"
 
 

@@ -21,7 +21,8 @@ from sqlalchemy.engine import Engine
 
 from digest.config import ConfigError, Settings, section_mask
 from digest.importing import ImportReport
-from digest.store import subscribers as subscribers_table, utcnow
+from digest.store import subscribers as subscribers_table
+from digest.store import utcnow
 from subscribers import store
 from subscribers.store import SubscriberError
 
@@ -92,7 +93,7 @@ def read_records(path: Path, warnings: list) -> tuple[list[str], Iterator[tuple[
 def check_row(values: dict, fields: list[str], settings: Settings) -> dict:
     """One row's values checked and normalised (the address validated, once); SubscriberError if not."""
     email = store.normalize_email(unescape_formula(values.get("email") or ""))
-    row = {"email": email}
+    row: dict[str, object] = {"email": email}
     if "name" in fields:
         row["name"] = store.clean_name(unescape_formula(values.get("name") or ""))
     if "sections" in fields:
@@ -108,7 +109,7 @@ def check_row(values: dict, fields: list[str], settings: Settings) -> dict:
 def _check_chunk(job: tuple[list, list[str], Settings]) -> list[tuple[str, dict | str]]:
     """Check a chunk of records (in a worker process for big files): (where, row or why not)."""
     records, fields, settings = job
-    out = []
+    out: list[tuple[str, dict | str]] = []
     for where, values in records:
         if isinstance(values, str):
             out.append((where, values))
@@ -160,8 +161,8 @@ def import_csv(engine: Engine, path: Path, settings: Settings) -> ImportReport:
     """Import in chunks of CHUNK rows, each its own transaction.
 
     Per chunk: existing addresses are looked up with one query, new ones inserted with
-    one executemany of INSERT ... ON CONFLICT DO NOTHING, changed ones updated with another.  A later row for the same address
-    updates the earlier one, as before.  If the import stops part-way (the database
+    one executemany of INSERT ... ON CONFLICT DO NOTHING, changed ones updated with another.
+    A later row for the same address updates the earlier one, as before.  If the import stops part-way (the database
     fails, Ctrl-C), the chunks already committed stay, and the report says up to where.
     """
     path = Path(path)
@@ -188,7 +189,8 @@ def import_csv(engine: Engine, path: Path, settings: Settings) -> ImportReport:
             raise  # nothing was saved: the error says all
         why = "interrupted" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {str(e)[:200]}"
         report.interrupted = (f"the import stopped ({why}); the rows up to {last_committed} were saved, "
-                              "the rest were not (import the file again to finish: saved rows are updated, not doubled)")
+                              "the rest were not (import the file again to finish: "
+                              "saved rows are updated, not doubled)")
         raise ImportInterrupted(report) from e
     return report
 
@@ -244,11 +246,9 @@ def _insert_new(conn, rows: list[dict]) -> set[str]:
     added after the chunk's lookup is skipped here and updated by the caller, instead of
     failing the whole chunk on the unique key.
     """
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    from sqlalchemy.dialects import postgresql, sqlite
     t = subscribers_table
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     statement = insert(t).on_conflict_do_nothing(index_elements=[t.c.email_key]).returning(t.c.email_key)
     return set(conn.execute(statement, rows).scalars())
 

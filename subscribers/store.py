@@ -11,9 +11,10 @@ import functools
 import importlib
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import case, delete, func, select
+from sqlalchemy import case, delete, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -63,7 +64,7 @@ def _remember_domain_checks() -> None:
     exception is raised again each time).  If a release moves the function, validation
     simply runs uncached (tests/test_subscribers.py compares both).
     """
-    module = importlib.import_module("email_validator.validate_email")  # the module, not its function
+    module: Any = importlib.import_module("email_validator.validate_email")  # the module, not its function
     check = getattr(module, "validate_email_domain_name", None)
     if callable(check) and not hasattr(check, "cache_info"):
         module.validate_email_domain_name = functools.lru_cache(maxsize=8192)(check)
@@ -103,12 +104,16 @@ def _subscriber(row) -> Subscriber:
 
 def get(conn_or_engine, email: str | None = None, id: int | None = None) -> Subscriber | None:
     q = select(subscribers)
-    if id is None:
+    if id is not None:
+        q = q.where(subscribers.c.id == id)
+    elif email is not None:
         try:  # the form it was stored in (an internationalised domain as punycode)
             email = normalize_email(email)
         except SubscriberError:
             pass
-    q = q.where(subscribers.c.id == id) if id is not None else q.where(subscribers.c.email_key == email.strip().lower())
+        q = q.where(subscribers.c.email_key == email.strip().lower())
+    else:
+        raise TypeError("get() needs an email or an id")
     if isinstance(conn_or_engine, Engine):
         with conn_or_engine.connect() as conn:
             row = conn.execute(q).first()
@@ -125,18 +130,21 @@ def list_all(engine: Engine, status: str | None = None) -> list[Subscriber]:
         return [_subscriber(r) for r in conn.execute(q)]
 
 
-def count_by_status(engine: Engine) -> dict[str, int]:
-    with engine.connect() as conn:
-        rows = conn.execute(select(subscribers.c.status, func.count()).group_by(subscribers.c.status))
-        return {status: n for status, n in rows}
-
-
 def insert(conn: Connection, email: str, name: str, sections, status: str = "active") -> int:
     now = utcnow()
-    return conn.execute(subscribers.insert().values(
+    key = conn.execute(subscribers.insert().values(
         email=email, email_key=email.lower(), name=name, section_mask=section_mask(sections), status=status,
         created_at=now, updated_at=now,
-    )).inserted_primary_key[0]
+    )).inserted_primary_key
+    assert key is not None  # an INSERT of one row always has it
+    return key[0]
+
+
+def _reread(conn: Connection, id: int) -> Subscriber:
+    """The row just written, inside the transaction that wrote it (so it exists)."""
+    found = get(conn, id=id)
+    assert found is not None
+    return found
 
 
 def add(engine: Engine, email: str, name: str = "", sections=(), status: str = "active") -> Subscriber:
@@ -152,7 +160,7 @@ def add(engine: Engine, email: str, name: str = "", sections=(), status: str = "
             # transactions get this far; the unique key stops the second).  Raising ends,
             # and rolls back, the transaction the failed insert aborted.
             raise already from None
-        return get(conn, id=new_id)
+        return _reread(conn, new_id)
 
 
 # The subscriber left, or their mailbox provider said to stop.  An operator may not lift
@@ -179,7 +187,7 @@ def update(engine: Engine, email: str, *, name: str | None = None, sections=None
     """
     if by_operator:
         check_operator_status(status)
-    values = {"updated_at": utcnow()}
+    values: dict[str, Any] = {"updated_at": utcnow()}
     if name is not None:
         values["name"] = clean_name(name)
     if sections is not None:
@@ -201,7 +209,7 @@ def update(engine: Engine, email: str, *, name: str | None = None, sections=None
             raise SubscriberError(f"{found.email} is {found.status}; only they can resubscribe "
                                   "(from the preference page linked in every email)")
         conn.execute(subscribers.update().where(subscribers.c.id == found.id).values(**values))
-        return get(conn, id=found.id)
+        return _reread(conn, found.id)
 
 
 def set_status(conn_or_engine, subscriber_id: int, status: str, reason: str | None = None) -> Subscriber | None:

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from digest import store as digest_store
 from digest.cli import app
 from digest.config import load_settings
-from digest import store as digest_store
 from digest.store import open_store
 from tests import stores
 
@@ -137,7 +137,9 @@ def write_article(folder: Path, name: str, **fields) -> Path:
         fields.setdefault("section", "world")
     lines = ["---"]
     for key, value in fields.items():
-        lines.append(f"{key}: {json.dumps(value) if isinstance(value, (list, str)) else str(value).lower() if isinstance(value, bool) else value}")
+        shown = (json.dumps(value) if isinstance(value, (list, str))
+                 else str(value).lower() if isinstance(value, bool) else value)
+        lines.append(f"{key}: {shown}")
     lines += ["---", body, ""]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.md"
@@ -172,10 +174,18 @@ def write_lock(database_url, monkeypatch):
         holder.close()
 
 
+@pytest.fixture
+def site(tmp_path):
+    """The web app on a new store, through Starlette's TestClient (tests/web_helpers.py)."""
+    from tests.web_helpers import make_site
+    return make_site(tmp_path)
+
+
 def freeze_and_claim_everyone(engine, settings, day: str) -> None:
     """Freeze `day` with one lead story (so every active subscriber is in its audience) and
     claim every row, as a run that died mid-request leaves them."""
     from datetime import date, datetime, timezone
+
     from digest.articles import Article
     from digest.deliver import ledger
     from digest.edition import freeze

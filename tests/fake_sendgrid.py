@@ -178,8 +178,9 @@ def _validate(body, strict):
         substitutions = p.get("substitutions", {})
         _expect_strings(substitutions, f"{field}.substitutions")
         if _size(substitutions) > MAX_SUBSTITUTION_BYTES:
-            raise _Invalid(f"{field}.substitutions", "The total collective size of your substitutions may not "
-                                                     f"exceed {MAX_SUBSTITUTION_BYTES} bytes per personalization object.")
+            raise _Invalid(f"{field}.substitutions",
+                           "The total collective size of your substitutions may not "
+                           f"exceed {MAX_SUBSTITUTION_BYTES} bytes per personalization object.")
         custom_args = p.get("custom_args", {})
         _expect_strings(custom_args, f"{field}.custom_args")
         if _size({**request_args, **custom_args}) > MAX_CUSTOM_ARGS_BYTES:

@@ -3,11 +3,11 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from tests.conftest import SAMPLE, write_article
 from digest.articles import ArticleError
 from digest.articles.importer import import_articles
 from digest.articles.markdown import parse_text
 from digest.articles.repository import articles_published_on
+from tests.conftest import SAMPLE, write_article
 from tests.stores import store_url
 
 
@@ -51,7 +51,8 @@ def test_published_without_zone_is_newsletter_time(settings):
     ("title: T\npublished: 2026-11-25T06:00:00Z\nsection: world", "missing 'url'"),
     ("title: T\nurl: https://x.example\nsection: world", "missing 'published'"),
     ("title: T\nurl: https://x.example\npublished: yesterday\nsection: world", "not an ISO 8601"),
-    ("title: T\nurl: https://x.example\npublished: 2026-11-25T06:00:00Z\nsection: weather", "unknown section 'weather'"),
+    ("title: T\nurl: https://x.example\npublished: 2026-11-25T06:00:00Z\nsection: weather",
+     "unknown section 'weather'"),
     ("title: T\nurl: https://x.example\npublished: 2026-11-25T06:00:00Z", "missing 'section'"),
     ("title: T\nurl: javascript:alert(1)\npublished: 2026-11-25T06:00:00Z\nsection: world", "absolute http(s) URL"),
     ("title: T\nurl: /relative\npublished: 2026-11-25T06:00:00Z\nsection: world", "absolute http(s) URL"),
@@ -108,7 +109,8 @@ def test_an_id_longer_than_the_column_is_that_files_error_and_the_rest_are_impor
     result = cli("articles", "import", workdir / "a")
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "longer than 200 characters" in result.output and f"{'x' * 201}.md" in result.output
-    assert sorted(a["id"] for a in cli.json("articles", "list", "--date", "2026-11-25", "--json")) == ["short", "y" * 200]
+    listed = cli.json("articles", "list", "--date", "2026-11-25", "--json")
+    assert sorted(a["id"] for a in listed) == ["short", "y" * 200]
 
 
 def test_edition_day_follows_the_newsletter_time_zone(tmp_path, engine, settings):

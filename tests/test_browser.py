@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.web_helpers import ServeProcess, digest_command, free_port, html_part, link_in
 from tests.stores import store_url
+from tests.web_helpers import ServeProcess, digest_command, free_port, html_part, link_in
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",

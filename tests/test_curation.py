@@ -3,7 +3,6 @@ frozen and recorded; which of several featured stories leads; times in the newsl
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import date
 
 import pytest

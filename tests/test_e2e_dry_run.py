@@ -69,11 +69,13 @@ def test_dry_run_end_to_end(run_digest, tmp_path):
     msg, _, _ = read_eml(outbox / "jo.smith@example.com.eml")
     assert msg["To"].addresses[0].display_name == "Smith, Jo"
     _, html, _ = read_eml(outbox / "casey.wander@example.org.eml")
-    assert "Q&amp;A: &quot;Fish &lt;and&gt; chips&quot; economics" in html or "Q&amp;A: \"Fish &lt;and&gt; chips\" economics" in html
+    assert ("Q&amp;A: &quot;Fish &lt;and&gt; chips&quot; economics" in html
+            or "Q&amp;A: \"Fish &lt;and&gt; chips\" economics" in html)
 
     # A dry run records nothing and freezes nothing.
     status = json.loads(run_digest("status", "--date", SAMPLE_DAY, "--json").stdout)
-    assert status == {"date": SAMPLE_DAY, "counts": {"pending": 0, "sent": 0, "failed": 0, "unknown": 0}, "problems": []}
+    assert status == {"date": SAMPLE_DAY, "counts": {"pending": 0, "sent": 0, "failed": 0, "unknown": 0},
+                      "problems": []}
 
 
 def test_dry_run_skips_empty_digests_and_needs_no_keys(run_digest, tmp_path):
@@ -123,7 +125,8 @@ def test_preview_formats(run_digest, tmp_path):
     assert html.returncode == 0 and html.stdout.startswith("<!doctype html>") and "Good morning, Jo" in html.stdout
     text = run_digest("preview", "--date", SAMPLE_DAY, "--sections", "food,travel", "--format", "text", env=env)
     assert "FOOD" in text.stdout and "TRAVEL" in text.stdout and "GAMING" not in text.stdout
-    r = run_digest("preview", "--date", SAMPLE_DAY, "--subscriber", "jo@example.com", "--format", "eml", "--out", "jo.eml", env=env)
+    r = run_digest("preview", "--date", SAMPLE_DAY, "--subscriber", "jo@example.com", "--format", "eml",
+                   "--out", "jo.eml", env=env)
     assert r.returncode == 0
     msg, html_part, _ = read_eml(tmp_path / "jo.eml")
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -175,8 +178,8 @@ def test_addresses_differing_only_in_unsafe_characters_get_their_own_files(cli, 
     write_article(workdir / "a", "only-world", section="world")
     cli("articles", "import", workdir / "a")
     people = ["a_b@example.com", "a=b@example.com", "a'b@example.com", "a#b@example.com"]
-    for email in people:
-        assert cli("subscribers", "add", email, "--sections", "world").exit_code == 0
+    for address in people:
+        assert cli("subscribers", "add", address, "--sections", "world").exit_code == 0
     r = cli("send", "--dry-run", "--date", "2026-11-25", "--outbox", "out")
     assert r.exit_code == 0 and "4 emails written" in r.stdout
     files = sorted((workdir / "out").glob("*.eml"))

@@ -431,7 +431,7 @@ def test_reset_clears_everything(server):
 
 def test_url_requires_start():
     with pytest.raises(RuntimeError):
-        FakeSendGrid().url
+        _ = FakeSendGrid().url
 
 
 # -- counting mode (keep=False): what the benchmark's stand-in keeps ------------------------

@@ -12,12 +12,12 @@ from datetime import date
 
 import pytest
 
-from digest.config import section_mask
+from digest import sending
 from digest.articles.importer import import_articles
+from digest.config import section_mask
 from digest.deliver import ledger
 from digest.deliver.transport import Batch, FatalTransportError, Outcome
 from digest.edition import freeze, load_edition
-from digest import sending
 from digest.tokens import Signer
 from subscribers import store as subscriber_store
 from tests.conftest import SAMPLE, SAMPLE_DAY, SECRET
@@ -96,12 +96,13 @@ def test_edition_freezes_once_with_its_audience_written_in_sql(world, settings):
 
 def test_freezing_resolves_sections_and_leaves_out_empty_digests_as_selection_does(engine, settings):
     """The SQL of freeze_audience against select_digest, for every kind of subscriber."""
+    from benchmarks.busy_day import T0
     from digest.articles import Article
     from digest.select import Edition, resolved_mask, select_digest
-    from benchmarks.busy_day import T0
     offered = replace(settings, sections=("world", "tech", "food", "gaming"), default_sections=("world", "tech"))
     edition = Edition(DAY, (Article(id="t", title="T", url="https://x.example/t", published=T0, sections=("tech",)),
-                            Article(id="g", title="G", url="https://x.example/g", published=T0, sections=("gaming", "food"))))
+                            Article(id="g", title="G", url="https://x.example/g", published=T0,
+                                    sections=("gaming", "food"))))
     people = {"none@x.example": (), "sport@x.example": ("sports",), "world@x.example": ("world",),
               "food@x.example": ("food", "sports"), "all@x.example": ("world", "tech", "food", "gaming")}
     for email, chosen in people.items():
@@ -177,6 +178,7 @@ def test_people_who_leave_after_the_freeze_are_withdrawn_not_sent(world, setting
 
 def test_a_live_lease_keeps_rows_in_flight_out_of_retries_and_problems(world, settings):
     from datetime import timedelta
+
     from digest.store import utcnow
     freeze(world, load_edition(world, DAY, settings), settings)
     world_mask = section_mask(["world"])
@@ -204,6 +206,7 @@ def test_a_dead_sender_of_this_host_has_its_lease_ended_at_once(world, settings)
     import os
     import socket
     import subprocess
+
     from digest.deliver.lease import end_dead_leases, process_gone
     gone = subprocess.Popen(["true"])
     gone.wait()
@@ -220,13 +223,17 @@ def test_a_dead_sender_of_this_host_has_its_lease_ended_at_once(world, settings)
 def test_a_sender_that_cannot_renew_its_lease_stops_before_sending(world, settings, monkeypatch):
     """Its rows may already count as unknown (and be retried) elsewhere: it must not send them."""
     from datetime import timedelta
+
     from digest.deliver.lease import Lease
     from digest.deliver.workers import LEASE_LOST
     from digest.sending import Summary, run_sender
     from digest.store import utcnow
     freeze(world, load_edition(world, DAY, settings), settings)
     lease = Lease(world, SAMPLE_DAY, "here:1:stale")
-    monkeypatch.setattr(Lease, "__enter__", lambda self: setattr(self, "until", utcnow() + timedelta(seconds=5)) or self)
+    def short_lease(self):
+        self.until = utcnow() + timedelta(seconds=5)
+        return self
+    monkeypatch.setattr(Lease, "__enter__", short_lease)
     transport = Scripted()
     summary = Summary(date=SAMPLE_DAY, mode="send")
     run_sender(world, settings, load_edition(world, DAY, settings), transport, Signer(SECRET), summary, lease=lease)
@@ -283,6 +290,7 @@ def test_a_whole_chunk_of_people_who_left_does_not_stop_their_digests_sending(wo
     for email in ("a@example.com", "w0@example.com", "w1@example.com"):  # the first window of 3
         subscriber_store.update(world, email, status="unsubscribed", reason="test")
     from datetime import timedelta
+
     from digest.store import utcnow
     claimer = ledger.Claimer(world, SAMPLE_DAY, "here:1:x", lambda: utcnow() + timedelta(minutes=2), size=3)
     world_mask = section_mask(["world"])

@@ -1,19 +1,17 @@
 import email
+import itertools
+import random
 import re
 from email import policy
 
+import pytest
+
+from benchmarks.busy_day import DAY, T0, busy_edition
 from digest.articles import Article
 from digest.config import SECTIONS
 from digest.message import build_message, list_unsubscribe_headers
-import itertools
-import random
-
-import pytest
-
-from digest.render import GMAIL_CLIP_BYTES, TOKENS, Personal, RenderError, Renderer, personalize
+from digest.render import GMAIL_CLIP_BYTES, TOKENS, Personal, Renderer, RenderError, personalize
 from digest.select import Edition, select_digest
-
-from benchmarks.busy_day import DAY, T0, busy_edition
 
 
 def tricky_edition() -> Edition:
@@ -50,7 +48,8 @@ def test_tokens_survive_mjml_and_premailer(settings):
     base = settings.links_base
     assert f'href="{base}/unsubscribe/tok.en"' in m.html and f"{base}/unsubscribe/tok.en" in m.text
     assert f'href="{base}/preferences/tok.en"' in m.html and f"{base}/preferences/tok.en" in m.text
-    assert "Good morning, Riley" in m.text and "Good morning" in personalize(rendered, Personal("", "t").substitutions()).text
+    assert "Good morning, Riley" in m.text
+    assert "Good morning" in personalize(rendered, Personal("", "t").substitutions()).text
 
 
 def test_the_pipeline_runs_once_per_edition_whatever_the_section_sets(settings):

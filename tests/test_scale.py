@@ -82,8 +82,7 @@ def delivered(sg: FakeSendGrid, since: int = 0) -> Counter:
 N_PEOPLE = 2000
 
 
-@pytest.fixture(scope="module")
-def big_store(tmp_path_factory) -> Path:
+def build_big_store(tmp_path_factory) -> Path:
     """The sample articles and ~2,000 subscribers with 1-3 random sections, imported by the CLI."""
     folder = tmp_path_factory.mktemp("big-store")
     rng = random.Random(2000)
@@ -97,6 +96,11 @@ def big_store(tmp_path_factory) -> Path:
     out = digest_in(folder, "subscribers", "import", people)
     assert f"imported {N_PEOPLE}" in out.stdout
     return folder / "digest.db"
+
+
+@pytest.fixture(scope="module")
+def big_store(tmp_path_factory) -> Path:
+    return build_big_store(tmp_path_factory)
 
 
 class KillingFake(FakeSendGrid):
@@ -488,7 +492,7 @@ def test_bulk_import_in_parallel_gives_exactly_the_serial_result(tmp_path, setti
         assert report.interrupted is None and report.warnings == []
         assert report.imported == len(expected) and report.updated == 0
         assert [where for where, _ in report.rejected] == [f"line {n}" for n in sorted(bad)]
-        for (where, why), n in zip(report.rejected, sorted(bad)):
+        for (where, why), n in zip(report.rejected, sorted(bad), strict=True):
             assert bad[n] in why, (where, why)
     assert parallel.rejected == serial.rejected
     assert (parallel.imported, parallel.updated) == (serial.imported, serial.updated)
@@ -591,6 +595,7 @@ NAMES = ["", "Jo", "Tom & Jerry", "<b>Bold</b>", 'Say "hi"', "O'Brien", "a&<>\"'
 @pytest.mark.parametrize("base", [BASE_URL, BASE_URL + "/", "", "https://example.org"])
 def test_planner_recipient_matches_personal_and_writes_the_unsubscribe_header(settings, base):
     from dataclasses import replace
+
     from digest.render import Personal
     from digest.select import Edition
     from digest.sending import Planner

@@ -1,4 +1,4 @@
-"""DESIGN.md's selection rules, one by one, on hand-made editions."""
+"""The selection rules of docs/architecture.md, one by one, on hand-made editions."""
 
 from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
@@ -16,19 +16,22 @@ def art(id, sections, priority=100, minutes=0, featured=False):
 
 
 def layout(digest):
-    return ([digest.featured.id] if digest.featured else []), [(b.name, [a.id for a in b.stories]) for b in digest.sections]
+    lead = [digest.featured.id] if digest.featured else []
+    return lead, [(b.name, [a.id for a in b.stories]) for b in digest.sections]
 
 
 def test_canonical_section_order_priority_then_time(settings):
     ed = Edition(DAY, (art("t2", ["tech"], 5, 10), art("w1", ["world"]), art("t1", ["tech"], 5, 0),
                        art("t0", ["tech"], 1, 30)))
-    assert layout(select_digest(ed, ["tech", "world"], settings)) == ([], [("world", ["w1"]), ("tech", ["t0", "t1", "t2"])])
+    assert layout(select_digest(ed, ["tech", "world"], settings)) == \
+        ([], [("world", ["w1"]), ("tech", ["t0", "t1", "t2"])])
 
 
 def test_per_section_limit(settings):
     ed = Edition(DAY, tuple(art(f"s{i}", ["sports"], i) for i in range(6)))
     assert layout(select_digest(ed, ["sports"], settings))[1] == [("sports", ["s0", "s1", "s2"])]
-    assert layout(select_digest(ed, ["sports"], replace(settings, per_section=5)))[1][0][1] == ["s0", "s1", "s2", "s3", "s4"]
+    five = layout(select_digest(ed, ["sports"], replace(settings, per_section=5)))
+    assert five[1][0][1] == ["s0", "s1", "s2", "s3", "s4"]
 
 
 def test_featured_opens_every_digest_and_is_not_repeated(settings):

@@ -12,8 +12,8 @@ caps, the 10,000-byte limits, 413 splitting).
 
 from __future__ import annotations
 
-import dataclasses
 import csv
+import dataclasses
 import json
 import socket
 import subprocess
@@ -114,7 +114,7 @@ class Site:
     def status(self) -> dict:
         result = self.run("status", "--date", DAY, "--json")
         report = json.loads(result.stdout)
-        # DESIGN.md's shape, exactly, plus "withdrawn" and "in_flight" when there are any.
+        # The README's shape ("Real send", Status), exactly, plus "withdrawn" and "in_flight" when there are any.
         assert set(report) - {"in_flight", "withdrawn"} == {"date", "counts", "problems"}
         assert report["date"] == DAY
         assert set(report["counts"]) == {"pending", "sent", "failed", "unknown"}
@@ -602,14 +602,17 @@ def test_rate_limit_wait_follows_the_reset_header_and_is_capped(sg):
 def test_a_personalization_cannot_reach_sendgrids_10000_byte_limits(settings):
     """Why the transport does not check them per recipient: the worst name stays far below."""
     from digest.deliver.sendgrid import personalization
-    from digest.sending import Planner
     from digest.select import Edition
-    from subscribers.store import clean_name
+    from digest.sending import Planner
     from digest.tokens import Signer
+    from subscribers.store import clean_name
     worst = clean_name("&\"<>'" * 40)  # 200 characters, each escaped to up to 6 in HTML
     planner = Planner(Edition(date(2026, 11, 25), ()), settings, Signer(SECRET))
     p = personalization(planner.recipient(2**31, "x" * 64 + "@" + "d" * 180 + ".example", worst))
-    size = lambda m: sum(len(k.encode()) + len(v.encode()) for k, v in m.items())
+
+    def size(m):
+        return sum(len(k.encode()) + len(v.encode()) for k, v in m.items())
+
     assert size(p["substitutions"]) < 2_000 and size({**planner.custom_args, **p["custom_args"]}) < 100
 
 
@@ -694,6 +697,7 @@ def test_400_fails_the_batch_with_a_short_reason_even_for_many_errors(sg):
 
     many = json.dumps({"errors": [{"message": f"bad {i}", "field": f"personalizations.{i}.to"} for i in range(1000)]})
     from python_http_client.exceptions import BadRequestsError
+
     from digest.deliver.sendgrid import error_message
     reason = error_message(BadRequestsError(400, "Bad Request", many.encode(), {}))
     assert reason.startswith("bad 0") and "997 more" in reason and len(reason) < 1200

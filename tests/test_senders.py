@@ -19,10 +19,22 @@ import pytest
 
 from tests.fake_sendgrid import FakeSendGrid
 from tests.stores import copy_store
-from tests.test_scale import (  # noqa: F401 - big_store is a fixture
-    DAY, N_PEOPLE, TOML_4, KillingFake, big_store, db, delivered, ledger_status,
+from tests.test_scale import (
+    DAY,
+    N_PEOPLE,
+    TOML_4,
+    KillingFake,
+    build_big_store,
+    db,
+    delivered,
+    ledger_status,
 )
 from tests.test_send import Site, wait_for
+
+
+@pytest.fixture(scope="module")
+def big_store(tmp_path_factory) -> Path:
+    return build_big_store(tmp_path_factory)
 
 
 def sender_children(pid: int) -> list[int]:
@@ -109,7 +121,7 @@ def test_a_worker_killed_mid_send_leaves_its_rows_unknown_and_the_others_finish(
         parent = site.popen("send", "--date", DAY, "--workers", "3", "--json")
         try:
             moment = rng.randint(2, 12)
-            wait_for(lambda: sg.accepted >= moment, timeout=90)
+            wait_for(lambda moment=moment: sg.accepted >= moment, timeout=90)
             children = sender_children(parent.pid)
             assert len(children) == 3, children
             time.sleep(rng.uniform(0, 0.02))
@@ -140,7 +152,7 @@ def test_separate_senders_started_at_once_killed_at_random_survivors_finish(site
             victims = []
             for _ in range(kills):
                 moment = rng.randint(2, 15)
-                wait_for(lambda: sg.accepted >= moment, timeout=90)
+                wait_for(lambda moment=moment: sg.accepted >= moment, timeout=90)
                 time.sleep(rng.uniform(0, 0.02))
                 alive = [r.pid for r in runs if r not in victims]
                 pid = rng.choice(at_work(site_4, alive) or alive)

@@ -1,9 +1,7 @@
+import pytest
 from sqlalchemy import make_url, text
 
 from digest.store import StoreError, head_revision, journal_mode, open_store
-
-import pytest
-
 from tests import stores
 from tests.stores import rows, store_url
 

@@ -56,6 +56,7 @@ def build_v2(path) -> None:
     `schema_version` table; the rows are written as SQL.
     """
     from alembic import command
+
     from digest.store import _alembic_config
     url = store_url(path)
     engine = create_engine(normalise_url(url), poolclass=NullPool)
@@ -114,9 +115,9 @@ def test_a_version_2_store_is_adopted_without_data_loss(tmp_path):
     engine = open_store(store_url(path))
     # Stamped at 0002, then upgraded: every value of every column that stays is unchanged.
     after = [dump_by_name(path, sql) for sql in everything]
-    assert [same_columns(new, old) for new, old in zip(after, before)] == \
-           [same_columns(old, new) for new, old in zip(after, before)]
-    assert all(len(new) == len(old) for new, old in zip(after, before))
+    assert [same_columns(new, old) for new, old in zip(after, before, strict=True)] == \
+           [same_columns(old, new) for new, old in zip(after, before, strict=True)]
+    assert all(len(new) == len(old) for new, old in zip(after, before, strict=True))
     assert revision_of(path) == [(head_revision(),)]
     assert "schema_version" not in tables_of(path)
     assert subscriber_store.get(engine, email="a@example.com").sections == ("world", "tech")
@@ -219,6 +220,7 @@ def test_two_processes_opening_a_new_store_at_once_take_turns_at_creating_it(tmp
     not committed; the second must wait for it, not create the same tables too (and fail on
     the first's), then find the schema made."""
     import threading
+
     import alembic.command
     url = store_url(tmp_path / "new.db")
     real_upgrade, first_paused, second_done = alembic.command.upgrade, threading.Event(), threading.Event()

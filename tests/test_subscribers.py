@@ -3,11 +3,11 @@ import io
 
 import pytest
 
-from tests.conftest import SAMPLE
-from tests.stores import store_url
 from subscribers import store
 from subscribers.importer import export_csv, import_csv
 from subscribers.store import SubscriberError
+from tests.conftest import SAMPLE
+from tests.stores import store_url
 
 
 def write_csv(path, text):
@@ -62,7 +62,8 @@ def test_csv_import_reports_bad_rows_by_line(tmp_path, engine, settings):
 def test_reimport_updates_but_never_resubscribes(tmp_path, engine, settings):
     store.add(engine, "ann@example.com", "Ann", ())
     store.update(engine, "ann@example.com", status="unsubscribed")
-    report = import_csv(engine, write_csv(tmp_path / "s.csv", "email,name,sections\nann@example.com,A,food\n"), settings)
+    report = import_csv(engine, write_csv(tmp_path / "s.csv", "email,name,sections\nann@example.com,A,food\n"),
+                        settings)
     assert report.updated == 1
     s = store.get(engine, email="ann@example.com")
     assert s.status == "unsubscribed" and s.sections == ("food",)
@@ -87,7 +88,10 @@ def test_export_round_trip(tmp_path, engine, settings):
     other = open_store(store_url(tmp_path / "other.db"))
     report = import_csv(other, copy, settings)
     assert report.imported == n and not report.rejected
-    key = lambda s: (s.email, s.name, s.sections, s.status)  # nobody who left is resubscribed
+
+    def key(s):  # nobody who left is resubscribed
+        return (s.email, s.name, s.sections, s.status)
+
     assert sorted(map(key, store.list_all(other))) == sorted(map(key, store.list_all(engine)))
 
 
@@ -191,8 +195,8 @@ def test_idn_addresses_are_found_by_the_form_they_were_given_in(engine):
 def test_site_sections_kept_when_the_newsletter_offers_fewer(tmp_path, engine, settings):
     from dataclasses import replace
     fewer = replace(settings, sections=("world", "tech"), default_sections=("world", "tech"))
-    report = import_csv(engine, write_csv(tmp_path / "s.csv", "email,name,sectoins,sections\na@example.com,A,x,gaming\n"),
-                        fewer)
+    csv_file = write_csv(tmp_path / "s.csv", "email,name,sectoins,sections\na@example.com,A,x,gaming\n")
+    report = import_csv(engine, csv_file, fewer)
     assert report.imported == 1 and store.get(engine, email="a@example.com").sections == ("gaming",)
     assert "unknown column 'sectoins'" in report.warnings[0][1]
 
@@ -228,6 +232,7 @@ def test_importing_a_fifo_says_it_is_not_a_regular_file(cli, workdir):
 def test_remembered_domain_checks_give_the_libraries_own_answers():
     """subscribers.store caches email-validator's domain check; the answers must not change."""
     import importlib
+
     from email_validator import EmailNotValidError, validate_email
     module = importlib.import_module("email_validator.validate_email")
     cached = module.validate_email_domain_name
@@ -256,7 +261,8 @@ def test_remembered_domain_checks_give_the_libraries_own_answers():
 def test_an_address_added_by_someone_else_during_an_import_is_updated_not_a_failure(engine, settings, tmp_path,
                                                                                       monkeypatch):
     """Between the chunk's lookup and its insert, a sign-up adds one of the file's addresses."""
-    from digest.store import subscribers as subscribers_table, utcnow
+    from digest.store import subscribers as subscribers_table
+    from digest.store import utcnow
     from subscribers import importer
     csv_file = tmp_path / "people.csv"
     csv_file.write_text("email,name,sections\nnew@example.com,New,world\nrace@example.com,From File,tech\n")

@@ -3,6 +3,9 @@
 import os
 import re
 import subprocess
+import time
+import urllib.error
+import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,13 +14,22 @@ from itsdangerous import URLSafeSerializer
 
 from digest.config import SECTIONS, ConfigError, Settings
 from digest.store import subscribers, utcnow
+from digest.tokens import Signer
 from digest.web.app import create_app, run_server
 from digest.web.security import origin_of, redact
 from subscribers import store
 from tests.fake_sendgrid import FakeSendGrid
 from tests.stores import store_url
-from tests.web_helpers import (  # noqa: F401  (site is a fixture)
-    checked_sections, digest_command, hidden, html_part, link_in, make_site, site,
+from tests.web_helpers import (
+    SECRET,
+    ServeProcess,
+    checked_sections,
+    digest_command,
+    free_port,
+    hidden,
+    html_part,
+    link_in,
+    make_site,
 )
 
 EVIL = {"Origin": "https://evil.example"}
@@ -201,9 +213,34 @@ def test_a_crash_is_a_friendly_500_page(tmp_path, monkeypatch):
     assert "Something went wrong on our side" in r.text and "ZeroDivision" not in r.text
 
 
-def test_tokens_are_kept_out_of_the_access_log():
+def test_redact_replaces_link_tokens_in_paths():
     assert redact("GET /digest/preferences/MQ.abc_DEF HTTP/1.1") == "GET /digest/preferences/… HTTP/1.1"
     assert redact("/unsubscribe/MQ.x?y=1") == "/unsubscribe/…?y=1"
+
+
+def test_tokens_are_kept_out_of_the_access_log_of_a_real_serve(tmp_path):
+    """The filter is installed where uvicorn logs requests, not only written."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DIGEST_", "SENDGRID_"))}
+    env.update(DIGEST_DATABASE_URL=store_url(tmp_path / "digest.db"), DIGEST_SECRET_KEY=SECRET,
+               DIGEST_BASE_URL=f"http://127.0.0.1:{port}/digest")
+    token = Signer(SECRET).manage_token(1, "jo@example.com")
+    serve = ServeProcess(tmp_path, env, port=port).start()
+    try:
+        serve.wait_ready("/digest/subscribe")
+        for kind in ("preferences", "unsubscribe"):
+            try:
+                urllib.request.urlopen(f"{serve.url}/digest/{kind}/{token}", timeout=10)
+            except urllib.error.HTTPError:
+                pass  # nobody has id 1: "link not valid"; the request is logged all the same
+        deadline = time.monotonic() + 10
+        while "/digest/unsubscribe/" not in serve.output() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        serve.stop()
+    log = serve.output()
+    assert '"GET /digest/preferences/… HTTP/1.1"' in log and '"GET /digest/unsubscribe/… HTTP/1.1"' in log, log
+    assert token not in log and token.split(".")[0] + "." not in log, log
 
 
 # -- unsubscribe --------------------------------------------------------------------------------------------

@@ -72,11 +72,6 @@ def make_site(tmp_path: Path, raise_server_exceptions: bool = True, **overrides)
     return Site(settings, engine, client)
 
 
-@pytest.fixture
-def site(tmp_path) -> Site:
-    return make_site(tmp_path)
-
-
 def hidden(html: str, name: str) -> str:
     found = re.search(rf'name="{name}" value="([^"]*)"', html)
     assert found, f"no hidden field {name!r} in the page"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from digest.articles import ArticleError
-from digest.articles.markdown import find_markdown_files, parse_file
+from digest.articles import Article, ArticleError
 from digest.articles.curation import lead_warning
+from digest.articles.markdown import find_markdown_files, parse_file
 from digest.articles.repository import articles_published_on, save_articles
 from digest.config import Settings
 from digest.importing import ImportReport
@@ -17,7 +17,8 @@ from digest.store import articles
 def import_articles(engine: Engine, paths, settings: Settings) -> ImportReport:
     report = ImportReport()
     files, report.rejected = find_markdown_files(paths)
-    good, seen = [], {}
+    good: list[Article] = []
+    seen: dict[str, str] = {}  # id -> the file that has it
     for path in files:
         notes: list[str] = []
         try:

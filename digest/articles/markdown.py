@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from digest.articles import Article, ArticleError
-from digest.text import not_text, strip_not_text
 from digest.config import ConfigError, Settings
+from digest.text import not_text, strip_not_text
 
 
 class _FrontMatterLoader(yaml.SafeLoader):
@@ -44,7 +44,8 @@ def find_markdown_files(paths) -> tuple[list[Path], list[tuple[str, str]]]:
         elif p.is_file():
             found = [p]
         else:
-            problems.append((str(p), "not a regular file (a pipe or device?)" if p.exists() else "no such file or folder"))
+            why = "not a regular file (a pipe or device?)" if p.exists() else "no such file or folder"
+            problems.append((str(p), why))
             continue
         for f in found:  # overlapping arguments (a folder and a file in it) read a file once
             if f.resolve() not in seen:

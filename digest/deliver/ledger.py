@@ -116,10 +116,11 @@ class Claimer:
         return self
 
     def __exit__(self, *exc) -> None:
-        self._conn.close()
+        if self._conn is not None:
+            self._conn.close()
         self._conn = None
 
-    _conn = None
+    _conn: Connection | None = None
 
     @contextmanager
     def _transaction(self):
@@ -257,7 +258,7 @@ def rows(engine: Engine, day: str, status: str | None = None) -> list[Entry]:
 def counts(engine: Engine, day: str) -> dict[str, int]:
     q = select(ledger.c.status, func.count()).where(ledger.c.edition == day).group_by(ledger.c.status)
     with engine.connect() as conn:
-        found = dict(conn.execute(q).all())
+        found: dict[str, int] = {status: n for status, n in conn.execute(q).all()}
     return {s: found.get(s, 0) for s in STATUSES}
 
 
@@ -280,13 +281,13 @@ def problems(engine: Engine, day: str, limit: int | None = None) -> list[dict]:
 
 
 def report(engine: Engine, day: str) -> dict:
-    """`digest status`: {"date", "counts", "problems"}, the shape DESIGN.md fixes, plus two
-    keys present only when they are not empty: "withdrawn" (who left after the freeze and
-    was not sent: their rows are gone) and, while senders are at work, "in_flight" (each
-    one's rows, counted as unknown, and lease)."""
+    """`digest status`: {"date", "counts", "problems"}, the shape the README fixes (under
+    "Real send", **Status**), plus two keys present only when they are not empty:
+    "withdrawn" (who left after the freeze and was not sent: their rows are gone) and,
+    while senders are at work, "in_flight" (each one's rows, counted as unknown, and lease)."""
     with engine.connect() as conn:
         withdrawn = conn.execute(select(editions.c.withdrawn).where(editions.c.date == day)).scalar() or 0
-    found = {"date": day, "counts": counts(engine, day), "problems": problems(engine, day)}
+    found: dict[str, object] = {"date": day, "counts": counts(engine, day), "problems": problems(engine, day)}
     if withdrawn:
         found["withdrawn"] = withdrawn
     senders = in_flight(engine, day)

@@ -12,7 +12,6 @@ from digest.deliver.transport import Batch, Outcome
 from digest.message import build_message
 from digest.render import personalize
 
-
 MARKER = ".news-digest-outbox"  # lists the files this outbox wrote
 
 

@@ -155,7 +155,8 @@ class SendGridTransport:
                 if code in (401, 403):
                     raise FatalTransportError(
                         f"SendGrid refused the API key (HTTP {code}: {message}); check SENDGRID_API_KEY "
-                        "and that the key may send mail. The run stopped; recipients not yet sent stay pending.") from None
+                        "and that the key may send mail. The run stopped; recipients not yet sent stay pending."
+                    ) from None
                 if code == 413 and n > 1:
                     return self._split(batch, recipients, "SendGrid says the request is too large")
                 if code == 429:

@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from digest.config import ConfigError, Settings
 from digest.store import BUSY_MESSAGE, StoreError, is_busy, open_store
@@ -78,7 +78,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
     async def stylesheet(request: Request) -> Response:
         return Response(css, media_type="text/css", headers={"Cache-Control": "public, max-age=3600"})
 
-    routes = [Route(f"{site.root}/static/style.css", stylesheet)]
+    routes: list[BaseRoute] = [Route(f"{site.root}/static/style.css", stylesheet)]
     for audience in AUDIENCES:
         mounted = audience(site)
         routes += mounted.routes

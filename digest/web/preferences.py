@@ -31,7 +31,8 @@ class Preferences:
         changes, errors = read_preferences(form, site.settings)
         if errors:
             return site.manage_page("preferences.html.j2", subscriber, token, 400, errors=errors,
-                                    chosen=tuple(form.getlist("sections")), name_value=form.get("name", subscriber.name))
+                                    chosen=tuple(form.getlist("sections")),
+                                    name_value=form.get("name", subscriber.name))
         try:
             saved = await run_in_threadpool(lambda: store.update(site.engine, subscriber.email, **changes))
         except SubscriberError:  # erased a moment ago

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from digest.config import Settings
 from digest.tokens import TokenError
@@ -39,9 +39,10 @@ class SignupPages:
         site.guard.check_signup_form(request, form)
         values, errors = read_signup(form, site.settings)
         if errors:
-            shown = {"email": form.get("email", ""), "name": form.get("name", ""), "sections": form.getlist("sections")}
+            chosen = [str(v) for v in form.getlist("sections")]
+            shown = {"email": form.get("email", ""), "name": form.get("name", ""), "sections": chosen}
             return site.page("subscribe.html.j2", 400, csrf=site.guard.for_signup(), errors=errors, shown=shown,
-                             **site.sections_ctx(shown["sections"]))
+                             **site.sections_ctx(chosen))
         # The email goes out after the answer, so the answer's timing says nothing either.
         return site.page("check_inbox.html.j2", email=values[0], background=BackgroundTask(self.send_signup, *values))
 
@@ -102,17 +103,20 @@ def routes(site: Site) -> Routes:
     r = site.root
     s = site.settings
     signups = f"{s.outbox}/signups/" if s.signup_delivery == "outbox" else "SendGrid"
-    return Routes([
+    routes: list[BaseRoute] = [
         Route(f"{r}/", pages.home),
         Route(f"{r}/subscribe", pages.subscribe, methods=["GET", "POST"]),
         Route(f"{r}/confirm/{{token}}", pages.confirm, methods=["GET", "POST"]),
-    ] + ([Route(r, pages.home)] if r else []), notes=[f"sign-up emails go to {signups}"])
+    ]
+    if r:
+        routes.append(Route(r, pages.home))
+    return Routes(routes, notes=[f"sign-up emails go to {signups}"])
 
 
 def read_signup(form: FormData, settings: Settings) -> tuple[tuple[str, str, tuple[str, ...]], dict]:
     errors: dict = {}
     try:
-        email = normalize_email(form.get("email", ""))
+        email = normalize_email(str(form.get("email", "")))
     except SubscriberError:
         email = ""
         errors["email"] = "Enter your email address, like name@example.com."

@@ -113,7 +113,7 @@ def read_sections(form: FormData, settings: Settings, errors: dict) -> tuple[str
 
 def read_name(form: FormData, errors: dict) -> str:
     try:
-        return store.clean_name(form.get("name", ""))
+        return store.clean_name(str(form.get("name", "")))
     except SubscriberError:
         errors["name"] = "Use at most 200 characters."
         return ""

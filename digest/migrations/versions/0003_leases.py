@@ -1,6 +1,7 @@
 """Several senders: claimed rows carry a lease; the one-sender lock on editions goes.
 
-A sender claims rows by writing its name (host:pid:id, at most 40 characters) into `claim` and a time into `lease_until`, and
+A sender claims rows by writing its name (host:pid:id, at most 40 characters) into `claim`
+and a time into `lease_until`, and
 renews the lease while it works.  Rows claimed before this revision have no lease: they
 count as expired (reported unknown, never resent by themselves), as they were before.
 
