@@ -221,7 +221,7 @@ def main(argv=None) -> int:
             clear_send(engine)
             with StandIn() as stand_in:
                 env.update(SENDGRID_API_KEY=stand_in.api_key, SENDGRID_API_HOST=stand_in.url)
-                command = [digest, "send", "--date", DAY.isoformat(), "--json"]
+                command = [digest, "send", "--date", DAY.isoformat(), "--yes", "--json"]
                 if workers > 1:
                     command += ["--workers", str(workers)]
                 send_s, send_rss, done = peak_rss_of(command, env, tmp)

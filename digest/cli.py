@@ -416,6 +416,8 @@ def send(
                                  help="SendGrid sandbox mode: validated, not delivered, not recorded."),
     workers: int = typer.Option(1, "--workers", min=1, max=64, metavar="N",
                                 help="Sender processes on this host, sharing the edition (real sends)."),
+    yes: bool = typer.Option(False, "--yes", help="Start the send of an edition other than today's or "
+                             "yesterday's (retries of a started edition need no --yes)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Send the day's digest to every subscriber (safe to rerun: never sends twice).
@@ -432,7 +434,7 @@ def send(
             summary = dispatch.run(state.settings, the_day, mode=mode, retry=retry.value if retry else None,
                                    refreeze=refreeze, workers=workers, sample=sample, outbox=outbox,
                                    notify=note, progress=progress.advance, on_plan=progress.start,
-                                   log=progress.log)
+                                   log=progress.log, yes=yes)
     except (ConfigError, StoreError) as e:
         fail(str(e), 2)
     _report_send(summary, as_json)

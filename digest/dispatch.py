@@ -11,15 +11,18 @@ send` prints for them.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Callable
+
+from sqlalchemy.engine import Engine
 
 from digest import sending
 from digest.config import ConfigError, Settings
 from digest.deliver.outbox import OutboxTransport
 from digest.deliver.sendgrid import SendGridTransport, check_ready
+from digest.edition import is_frozen
 from digest.senders import log_to_stderr, send_with_workers
 from digest.sending import Summary
 from digest.store import open_store
@@ -55,17 +58,33 @@ def check_options(mode: str, *, retry: str | None = None, refreeze: bool = False
         raise SendOptionsError("--workers goes with a real send (a dry run or sandbox run is one process)")
 
 
+def check_fresh(engine: Engine, settings: Settings, day: date) -> None:
+    """SendOptionsError when a real send would *start* the edition of a day other than today
+    or yesterday in the newsletter's time zone: a typo in --date, or a cron line left
+    behind, must not mail a week-old "Good morning".  An edition already started is a
+    retry, and goes on."""
+    today = settings.today()
+    if day in (today, today - timedelta(days=1)) or is_frozen(engine, day):
+        return
+    ago = (today - day).days
+    when = f"{ago} days old" if ago > 0 else f"{-ago} day{'s' if ago < -1 else ''} ahead"
+    raise SendOptionsError(f"the edition of {day} is {when} (today is {today} in {settings.timezone}) and its "
+                           "send has not started: add --yes to start it anyway")
+
+
 def run(settings: Settings, day: date, *, mode: str = "send", retry: str | None = None, refreeze: bool = False,
         workers: int = 1, sample: int | None = None, outbox: Path | str | None = None,
         notify: Callable[[str], None] = _quiet, progress: Callable[[int], None] | None = None,
-        on_plan: Callable[[int], None] | None = None, log: Callable[[str], None] | None = None) -> Summary:
+        on_plan: Callable[[int], None] | None = None, log: Callable[[str], None] | None = None,
+        yes: bool = False) -> Summary:
     """Run the send of the edition of `day` in `mode`; its Summary (whose exit_code is the run's).
 
     ConfigError (a SendOptionsError among them) or StoreError when nothing could be done:
     options that do not go together, a missing key, an outbox that cannot be written, a
     store that cannot be opened.  `notify` gets the lines worth telling the operator
     before the run (a throwaway signing key, links nobody can reach); `progress`,
-    `on_plan` and `log` (a transport's retries) follow a real or sandbox run.
+    `on_plan` and `log` (a transport's retries) follow a real or sandbox run.  `yes`: start
+    the real send of an edition other than today's or yesterday's (see check_fresh).
     """
     check_options(mode, retry=retry, refreeze=refreeze, workers=workers, sample=sample, outbox=outbox)
     if mode == "dry-run":
@@ -76,6 +95,8 @@ def run(settings: Settings, day: date, *, mode: str = "send", retry: str | None 
         notify(f"warning: DIGEST_BASE_URL is not set: the links and List-Unsubscribe headers in these emails "
                f"point at {settings.links_base}, which your subscribers cannot reach")
     engine = open_store(settings.database_url)
+    if mode == "send" and not yes:
+        check_fresh(engine, settings, day)
     if mode == "sandbox":
         transport = SendGridTransport(settings, sandbox=True, log=log)
         return sending.rehearse(engine, settings, day, transport, signer, mode="sandbox", progress=progress)

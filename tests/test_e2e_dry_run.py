@@ -136,7 +136,7 @@ def test_preview_formats(run_digest, tmp_path):
 
 
 def test_send_without_dry_run_needs_the_api_key(run_digest):
-    r = run_digest("send", "--date", SAMPLE_DAY, env={"DIGEST_SECRET_KEY": SECRET})
+    r = run_digest("send", "--date", SAMPLE_DAY, "--yes", env={"DIGEST_SECRET_KEY": SECRET})
     assert r.returncode == 2 and "SENDGRID_API_KEY" in r.stderr and "Traceback" not in r.stderr
 
 

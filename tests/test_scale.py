@@ -168,7 +168,7 @@ def test_kill_9_with_requests_in_flight_leaves_a_truthful_ledger_and_reruns_neve
 
     with KillingFake(seed) as sg:
         site = Site(tmp_path, run_digest, sg)
-        proc = site.popen("send", "--date", DAY)
+        proc = site.popen("send", "--date", DAY, "--yes")
         sg.arm(proc.pid, after, when)
         try:
             if when == "timer":
@@ -207,7 +207,7 @@ def test_kill_9_with_requests_in_flight_leaves_a_truthful_ledger_and_reruns_neve
         delivered_before_rerun = len(sg.deliveries)
 
         # A plain rerun sends exactly the pending rows, each once, and reports the unknown ones.
-        rerun = site.run("send", "--date", DAY, "--json")
+        rerun = site.run("send", "--date", DAY, "--yes", "--json")
         summary = json.loads(rerun.stdout)
         assert rerun.returncode == (1 if unknown_after_kill else 0), rerun.stderr
         assert delivered(sg, delivered_before_rerun) == Counter({e: 1 for e in by_status["pending"]})

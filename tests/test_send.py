@@ -109,7 +109,7 @@ class Site:
         return result
 
     def send(self, *args, **env):
-        return self.run("send", "--date", DAY, *args, **env)
+        return self.run("send", "--date", DAY, "--yes", *args, **env)
 
     def status(self) -> dict:
         result = self.run("status", "--date", DAY, "--json")
@@ -274,7 +274,7 @@ def test_more_than_1000_recipients_are_split_into_requests_of_at_most_1000(site,
 
 def test_killed_run_leaves_in_flight_rows_unknown_and_rerun_sends_only_pending(site, sg):
     sg.inject("hang", seconds=30)  # the first request never answers
-    proc = site.popen("send", "--date", DAY, SENDGRID_TIMEOUT="30")
+    proc = site.popen("send", "--date", DAY, "--yes", SENDGRID_TIMEOUT="30")
     try:
         wait_for(lambda: len(sg.requests) == 1)
     finally:
@@ -355,7 +355,7 @@ def test_subscriber_who_leaves_between_runs_is_not_sent(site, sg):
 
 
 def test_two_runs_at_once_never_send_twice(site, sg):
-    runs = [site.popen("send", "--date", DAY) for _ in range(2)]
+    runs = [site.popen("send", "--date", DAY, "--yes") for _ in range(2)]
     for proc in runs:
         _, err = proc.communicate(timeout=60)
         assert "Traceback" not in err
@@ -367,11 +367,11 @@ def test_a_second_sender_shares_the_edition_and_never_retries_rows_in_flight(sit
     """`--retry unknown` beside a live sender: the rows under its lease are left alone; the
     second run sends the rest, waits for the first, and reports the edition as it ends."""
     sg.inject("hang", seconds=60)
-    first = site.popen("send", "--date", DAY, SENDGRID_TIMEOUT="60")
+    first = site.popen("send", "--date", DAY, "--yes", SENDGRID_TIMEOUT="60")
     try:
         wait_for(lambda: len(sg.requests) == 1)
         hung = request_recipients(sg.requests[0])
-        second = site.popen("send", "--date", DAY, "--retry", "unknown", "--json")
+        second = site.popen("send", "--date", DAY, "--yes", "--retry", "unknown", "--json")
         wait_for(lambda: len(sg.requests) >= 3, timeout=30)  # the other digests, by the second run
         time.sleep(0.5)
         assert second.poll() is None  # waiting for the first sender's rows in flight
@@ -732,4 +732,17 @@ def test_a_refused_key_with_requests_in_flight_stops_the_run_and_leaves_the_rest
     assert sg.deliveries == []
     assert site.status()["counts"] == {"pending": 8, "sent": 0, "failed": 0, "unknown": 0}
     assert site.send().returncode == 0
+    assert_each_once(sg)
+
+
+def test_starting_an_old_edition_needs_yes_and_a_started_one_does_not(site, sg):
+    """1 December: `send --date 2026-11-25` must not mail a week-old edition by mistake."""
+    old = site.run("send", "--date", DAY)
+    assert old.returncode == 2
+    assert f"the edition of {DAY} is" in old.stderr and "days old" in old.stderr and "--yes" in old.stderr
+    assert sg.requests == [] and site.run("status", "--date", DAY).returncode == 1  # nothing frozen
+    sg.inject("401")  # the first run starts the edition, then stops
+    assert site.send().returncode == 2
+    retry = site.run("send", "--date", DAY)  # a started edition: no --yes needed
+    assert retry.returncode == 0, retry.stderr
     assert_each_once(sg)

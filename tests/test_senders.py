@@ -101,7 +101,7 @@ def site_4(tmp_path, run_digest, big_store):
 def test_workers_share_the_edition_and_send_everyone_once(site_4, run_digest):
     with FakeSendGrid() as sg:
         site = Site(site_4, run_digest, sg)
-        result = site.run("send", "--date", DAY, "--workers", "3", "--json", timeout=180)
+        result = site.run("send", "--date", DAY, "--yes", "--workers", "3", "--json", timeout=180)
         assert result.returncode == 0, result.stderr
         summary = json.loads(result.stdout)
         assert summary["workers"] == 3 and summary["renders"] == 3  # one render per sender process
@@ -118,7 +118,7 @@ def test_a_worker_killed_mid_send_leaves_its_rows_unknown_and_the_others_finish(
     everyone = everyone_in(site_4)
     with KillingFake(seed) as sg:
         site = Site(site_4, run_digest, sg)
-        parent = site.popen("send", "--date", DAY, "--workers", "3", "--json")
+        parent = site.popen("send", "--date", DAY, "--yes", "--workers", "3", "--json")
         try:
             moment = rng.randint(2, 12)
             wait_for(lambda moment=moment: sg.accepted >= moment, timeout=90)
@@ -147,7 +147,7 @@ def test_separate_senders_started_at_once_killed_at_random_survivors_finish(site
     everyone = everyone_in(site_4)
     with KillingFake(seed) as sg:
         site = Site(site_4, run_digest, sg)
-        runs = [site.popen("send", "--date", DAY, "--json") for _ in range(3)]
+        runs = [site.popen("send", "--date", DAY, "--yes", "--json") for _ in range(3)]
         try:
             victims = []
             for _ in range(kills):

@@ -402,7 +402,7 @@ def test_preferences_unsubscribes_and_bounces_under_load_while_a_send_runs(tmp_p
 
         env = clean_env(url, SENDGRID_API_HOST=sg.url, SENDGRID_API_KEY=sg.api_key, SENDGRID_TIMEOUT="90")
         import subprocess
-        send = subprocess.Popen([digest_command(), "send", "--date", DAY, "--json"], cwd=tmp_path, env=env,
+        send = subprocess.Popen([digest_command(), "send", "--date", DAY, "--yes", "--json"], cwd=tmp_path, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             assert sg.held.wait(30), "the send made no request within 30 s"
