@@ -26,7 +26,7 @@ from digest.deliver import ledger
 from digest.deliver.lease import end_dead_leases
 from digest.deliver.transport import Transport
 from digest.edition import load_edition
-from digest.sending import Summary, finish, prepare, run_sender, wait_for_other_senders
+from digest.sending import Summary, finish, prepare, send_rest, wait_for_other_senders
 from digest.store import open_store
 from digest.tokens import Signer
 
@@ -79,7 +79,13 @@ def send_with_workers(engine: Engine, settings: Settings, day: date, workers: in
             p.join()
     for report in reports.values():
         _merge(summary, report)
-    wait_for_other_senders(engine, summary)
+    if not summary.fatal and ledger.pending_masks(engine, summary.date):
+        # Every worker died with rows left (or one died mid-claim as the others ended): the
+        # parent is a sender too, so the run still ends with everyone sent or reported.
+        summary.notes.append("no worker was left to send the rest: this process sent it")
+        send_rest(engine, settings, edition, make_transport(), Signer(settings.secret_key), summary)
+    else:
+        wait_for_other_senders(engine, summary)
     finish(engine, summary)
     return summary
 
@@ -111,7 +117,7 @@ def _worker(settings: Settings, day: date, make_transport: Callable[[], Transpor
         engine = open_store(settings.database_url, upgrade=False)
         edition = load_edition(engine, day, settings)
         summary.stories = len(edition.articles)
-        run_sender(engine, settings, edition, make_transport(), Signer(settings.secret_key), summary)
+        send_rest(engine, settings, edition, make_transport(), Signer(settings.secret_key), summary)
     except Exception as e:  # noqa: BLE001 - reported by the parent, whatever it was
         summary.fatal = f"{name} stopped: {type(e).__name__}: {e}"
     results.put((name, summary))  # flushed by the queue's feeder thread before the process exits

@@ -155,11 +155,25 @@ def send(engine: Engine, settings: Settings, day: date, transport: Transport, si
     if on_plan:
         on_plan(ledger.counts(engine, summary.date)["pending"])
     try:
-        run_sender(engine, settings, edition, transport, signer, summary, progress)
-        wait_for_other_senders(engine, summary)
+        send_rest(engine, settings, edition, transport, signer, summary, progress)
     finally:
         finish(engine, summary)
     return summary
+
+
+def send_rest(engine: Engine, settings: Settings, edition: Edition, transport: Transport, signer: Signer,
+              summary: Summary, progress: Callable[[int], None] | None = None) -> None:
+    """Send until no pending row is left, then wait for the other senders of the edition.
+
+    Again if rows turn pending meanwhile: a sender killed in the middle of its claim
+    (PostgreSQL rolls the claim back when its connection drops) leaves the rows it was
+    taking pending, after the others had skipped them as locked.
+    """
+    while True:
+        run_sender(engine, settings, edition, transport, signer, summary, progress)
+        wait_for_other_senders(engine, summary)
+        if summary.fatal or not ledger.pending_masks(engine, summary.date):
+            return
 
 
 def prepare(engine: Engine, settings: Settings, day: date, retry: str | None = None,
@@ -247,14 +261,32 @@ Job = tuple  # (section mask, people, prebuilt batch or None)
 
 
 def _claimed_jobs(engine: Engine, summary: Summary, claimer: ledger.Claimer) -> Iterator[Job]:
-    """Claim chunk after chunk, digest by digest (section mask by section mask)."""
-    for mask in ledger.pending_masks(engine, summary.date):
-        summary.digests += 1
-        while True:
-            chunk = claimer.claim(mask)
-            if not chunk.rows:
-                break
-            yield mask, [(r.subscriber_id, r.email, r.name, r.id) for r in chunk.rows], None
+    """Claim chunk after chunk, digest by digest (section mask by section mask), pass after
+    pass until no pending row is left.
+
+    One pass may leave some: rows another sender was claiming at that moment are skipped
+    as locked (SKIP LOCKED), and come back pending if that sender dies before its claim
+    commits.  Rows of people who left are dropped between passes, so they cannot keep a
+    pass going.
+    """
+    seen: set[int] = set()
+    while True:
+        took = False
+        for mask in ledger.pending_masks(engine, summary.date):
+            if mask not in seen:
+                seen.add(mask)
+                summary.digests += 1
+            while True:
+                chunk = claimer.claim(mask)
+                if not chunk.rows:
+                    break
+                took = True
+                yield mask, [(r.subscriber_id, r.email, r.name, r.id) for r in chunk.rows], None
+        summary.withdrawn += ledger.withdraw_departed(engine, summary.date)
+        if not ledger.pending_masks(engine, summary.date):
+            return
+        if not took:
+            time.sleep(0.2)  # locked by a claim in progress elsewhere: it commits, or rolls back
 
 
 def _deliver(jobs: Iterator[Job], pool: Pool, summary: Summary, progress, record: Callable[[Settled], None]) -> None:

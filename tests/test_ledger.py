@@ -314,3 +314,24 @@ def test_send_goes_past_a_window_of_people_who_left_during_the_run(world, settin
     assert summary.exit_code == 0 and summary.withdrawn == 3
     assert sorted(transport.emails()) == sorted(["a@example.com", "b@example.com"] +
                                                 [f"f{i}@example.com" for i in range(2, 6)])
+
+
+@pytest.mark.postgres_only
+def test_rows_a_dying_claim_held_locked_are_sent_once_it_lets_go(world, settings):
+    """Another sender is in the middle of claiming b@ (its transaction holds the row lock)
+    when this one passes: SKIP LOCKED skips it.  That sender dies and PostgreSQL rolls its
+    claim back: this sender must come back for the row, not end with it pending."""
+    import threading
+    from sqlalchemy import select
+    from digest.store import ledger as ledger_table
+    freeze(world, load_edition(world, DAY, settings), settings)
+    holder = world.connect()
+    tx = holder.begin()
+    holder.execute(select(ledger_table.c.id).where(ledger_table.c.email == "b@example.com").with_for_update())
+    threading.Timer(1.0, tx.rollback).start()  # the dying sender's connection drops
+    transport = Scripted()
+    summary = run(world, settings, transport)
+    holder.close()
+    assert summary.exit_code == 0 and sorted(transport.emails()) == ["a@example.com", "b@example.com",
+                                                                      "c@example.com"]
+    assert set(statuses(world).values()) == {"sent"}
