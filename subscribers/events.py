@@ -4,7 +4,8 @@
     spamreport                         -> complained
     unsubscribe, group_unsubscribe     -> unsubscribed
     dropped, by reason                 -> bounced | complained | unsubscribed
-    processed, delivered (edition)     -> the ledger's `unknown` row becomes `sent`
+    any event of an edition's message  -> the ledger's `unknown` row becomes `sent`
+      (processed, delivered, bounce, dropped, deferred, ...: SendGrid took the request)
 
 Every event is applied at most once (`webhook_events`, keyed by `sg_event_id`).  The web
 layer (digest.web.webhooks) checks the signature and hands over the body; nothing here
@@ -188,18 +189,22 @@ def apply_events(engine: Engine, events: list[dict]) -> Tally:
 
 
 def _apply(conn: Connection, event: dict) -> str:
-    """Apply one event inside the caller's transaction; return the Tally field it counts toward."""
-    kind = text(event, "event")
-    if kind in ("processed", "delivered"):
-        edition, sid = edition_of(event), subscriber_id(event)
-        if edition and sid is not None and ledger.reconcile(conn, edition, sid, email_of(event), message_id(event)):
-            return "reconciled"
-        return "ignored"
+    """Apply one event inside the caller's transaction; return the Tally field it counts toward.
+
+    Any event about a message of ours (it carries our edition and subscriber custom args:
+    processed, delivered, but also bounce, dropped, deferred, open, ...) shows SendGrid
+    accepted its request, so that person's `unknown` row becomes `sent`; a suppressing
+    event then also changes the subscriber's status.
+    """
+    edition, sid = edition_of(event), subscriber_id(event)
+    reconciled = bool(edition and sid is not None
+                      and ledger.reconcile(conn, edition, sid, email_of(event), message_id(event)))
     change = suppression(event)
-    if change is None:
-        return "ignored"
-    subscriber = _subscriber_of(conn, event)
-    return "suppressed" if subscriber and store.suppress(conn, subscriber, *change) else "ignored"
+    if change is not None:
+        subscriber = _subscriber_of(conn, event)
+        if subscriber and store.suppress(conn, subscriber, *change):
+            return "suppressed"
+    return "reconciled" if reconciled else "ignored"
 
 
 def _subscriber_of(conn: Connection, event: dict) -> store.Subscriber | None:

@@ -10,13 +10,15 @@ mailbox sees which email it got:
 
 The form is unauthenticated, so anyone can type anyone's address: at most one sign-up
 email per address per SIGNUP_EMAIL_INTERVAL, an existing subscriber is never changed,
-and a name typed into the form is never put into an email to an unconfirmed address.
+and a name typed into the form greets an unconfirmed address only if it looks like a
+name (greeting_name).  The web form adds a honeypot and rate limits (digest.web.signup).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -34,6 +36,17 @@ from subscribers.store import SUPPRESSED, Subscriber, SubscriberError
 log = logging.getLogger("uvicorn.error")
 
 SIGNUP_EMAIL_INTERVAL = timedelta(minutes=10)  # per address: a form cannot be used to flood a mailbox
+# A name fit to greet an unconfirmed address with: at most four words of letters (any
+# script, with the apostrophes and hyphens names have) or initials ("J."), 40 characters
+# at most: no links, digits or symbols, so no message can ride in it.
+_NAME_WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*|[^\W\d_]\.")
+
+
+def greeting_name(name: str) -> str:
+    """`name` if it may greet someone who has not confirmed yet, else ""."""
+    words = name.split()
+    fits = len(words) <= 4 and len(" ".join(words)) <= 40 and all(_NAME_WORD.fullmatch(w) for w in words)
+    return " ".join(words) if fits else ""
 
 
 def signup_transport(settings: Settings) -> Transport:
@@ -78,10 +91,11 @@ class Signup:
             return
         if subscriber.status == "pending":
             link = f"{self.settings.links_base}/confirm/{self.signer.confirm_token(subscriber.id, subscriber.email)}"
-            # The stored name of a pending row was typed by whoever filled the form: keep it
-            # out of the email (greeting and To:), so the form cannot put text in strangers' inboxes.
-            anonymous = dataclasses.replace(subscriber, name="")
-            self._send(anonymous, self._email(anonymous, "confirm", link))
+            # The stored name of a pending row was typed by whoever filled the form: it greets
+            # only when it looks like a name (no links, digits or symbols), so the form
+            # cannot put a message into a stranger's inbox; the To: header never has it.
+            greeted = dataclasses.replace(subscriber, name=greeting_name(subscriber.name))
+            self._send(dataclasses.replace(subscriber, name=""), self._email(greeted, "confirm", link))
         else:  # active, paused, unsubscribed: the name is the one they confirmed or set themselves
             link, _ = manage_links(self.signer, self.settings.links_base, subscriber.id, subscriber.email)
             kind = "left" if subscriber.status == "unsubscribed" else "already"

@@ -535,7 +535,7 @@ def test_signup_emails_are_rate_limited_per_address(site):
     assert len(signup_emails(site)) == 3
 
 
-def test_signup_emails_never_carry_a_name_typed_into_the_form(site):
+def test_signup_emails_never_carry_a_message_typed_into_the_name(site):
     signup(site, email="ann@example.com", name="WIN A PRIZE at evil.example")
     [confirm] = signup_emails(site)
     assert "evil.example" not in confirm.read_text()  # neither the greeting nor the To: header
@@ -545,6 +545,48 @@ def test_signup_emails_never_carry_a_name_typed_into_the_form(site):
     [already] = [p for p in signup_emails(site) if p != confirm]
     assert "evil.example" not in already.read_text() and "Hello Jo," in html_part(already)
     assert site.get("jo@example.com") == jo
+
+
+def test_the_confirmation_greets_with_a_name_that_looks_like_one(site):
+    signup(site, email="ann@example.com", name="Ann-Marie O’Neil")
+    [confirm] = signup_emails(site)
+    assert "Hello Ann-Marie O’Neil," in html_part(confirm)
+    assert "Ann-Marie" not in confirm.read_text().split("\n\n", 1)[0]  # never in the headers (To:)
+    assert store.get(site.engine, email="ann@example.com").name == "Ann-Marie O’Neil"
+
+
+def test_greeting_name_keeps_names_and_drops_messages():
+    from subscribers.signup import greeting_name
+    for name in ("Jo", "J. R. Smith", "Zoë Ångström", "李小龙", "  Ann   Lee "):
+        assert greeting_name(name) == " ".join(name.split())
+    for message in ("WIN A PRIZE at evil.example", "see http://x.example", "call 555 0100", "Jo <b>",
+                    "one two three four five", "x" * 41, "free$$$"):
+        assert greeting_name(message) == "", message
+
+
+def test_a_filled_honeypot_is_answered_as_usual_and_sends_nothing(site):
+    r = signup(site, email="ann@example.com", website="http://spam.example")
+    assert r.status_code == 200 and "Check your inbox" in r.text
+    assert signup_emails(site) == [] and store.get(site.engine, email="ann@example.com") is None
+    page = site.client.get("/digest/subscribe").text
+    assert 'name="website"' in page and 'class="trap" aria-hidden="true"' in page
+
+
+def test_one_client_cannot_sign_up_strangers_by_the_dozen(site):
+    answers = [signup(site, email=f"stranger{i}@example.com") for i in range(12)]
+    assert [a.status_code for a in answers] == [200] * 10 + [429] * 2
+    assert answers[-1].headers["Retry-After"] == "600" and "try again in a few minutes" in answers[-1].text
+    assert len(signup_emails(site)) == 10
+
+
+def test_the_whole_form_has_a_limit_too(site, monkeypatch):
+    from limits import parse
+
+    from digest.web import signup as signup_pages
+    monkeypatch.setattr(signup_pages, "PER_CLIENT", parse("100/minute"))
+    monkeypatch.setattr(signup_pages, "ALL_CLIENTS", parse("3/minute"))
+    answers = [signup(site, email=f"s{i}@example.com").status_code for i in range(4)]
+    assert answers == [200, 200, 200, 429]
 
 
 def test_origin_must_be_the_base_urls_not_merely_the_host_header(site):

@@ -207,6 +207,22 @@ def test_processed_turns_an_unknown_ledger_row_into_sent(site, key):
     assert ledger.counts(site.engine, day) == {"pending": 0, "sent": 1, "failed": 0, "unknown": 1}
 
 
+def test_a_bounce_or_drop_of_an_unknown_rows_message_shows_it_was_sent(site, key):
+    """SendGrid bounced or dropped the message: it had accepted the request, so the row is
+    `sent` (accepted is not delivered), and the subscriber is suppressed as usual."""
+    jo, ann, bo = site.add("jo@example.com"), site.add("ann@example.com"), site.add("bo@example.com")
+    day = "2026-11-25"
+    freeze_and_claim_everyone(site.engine, site.settings, day)
+    r = post(site, key, event(jo, event="bounce", edition=day, type="bounce", reason="550 no such user"),
+             event(ann, event="dropped", edition=day, reason="Bounced Address"),
+             event(bo, event="deferred", edition=day))
+    assert r.status_code == 200
+    rows = {row.subscriber_id: row.status for row in ledger.rows(site.engine, day)}
+    assert rows == {jo.id: "sent", ann.id: "sent", bo.id: "sent"}
+    assert [store.get(site.engine, id=s.id).status for s in (jo, ann, bo)] == ["bounced", "bounced", "active"]
+    assert r.json()["suppressed"] == 2 and r.json()["reconciled"] == 1
+
+
 def test_suppression_is_a_pure_function():
     assert suppression({"event": "bounce"}) == ("bounced", "bounce")
     assert suppression({"event": "delivered"}) is None

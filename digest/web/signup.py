@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import logging
 
+from limits import parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -23,10 +26,33 @@ from subscribers.store import SubscriberError, normalize_email
 log = logging.getLogger("uvicorn.error")
 
 
+# How many sign-ups one client (IP address) and the whole form may make: a person signs
+# up once, so these only bite a script using the form to mail strangers.  In memory, per
+# serve process; behind a proxy, run uvicorn with the proxy's address trusted so the
+# client is the visitor, not the proxy.
+PER_CLIENT = parse("10/10 minutes")
+ALL_CLIENTS = parse("60/minute")
+
+
 class SignupPages:
     def __init__(self, site: Site):
         self.site = site
         self.signup = Signup(site.engine, site.settings, site.signer, signup_transport(site.settings), site.templates)
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    def too_many(self, request: Request) -> HTMLResponse | None:
+        """A 429 page when this client, or everyone together, signed up too often just now."""
+        client = request.client.host if request.client else "unknown"
+        if not self.limiter.hit(PER_CLIENT, "signup-client", client):
+            why = "Too many sign-ups came from your network in the last minutes."
+        elif not self.limiter.hit(ALL_CLIENTS, "signup-all"):
+            why = "Sign-ups are paused for a moment: too many arrived at once."
+        else:
+            return None
+        response = self.site.message(429, "Please try again in a few minutes", why, f"{self.site.root}/subscribe",
+                                     "Back to the form")
+        response.headers["Retry-After"] = "600" if "network" in why else "60"
+        return response
 
     async def home(self, request: Request) -> Response:
         return RedirectResponse(f"{self.site.root}/subscribe", status_code=303)
@@ -37,12 +63,18 @@ class SignupPages:
             return site.page("subscribe.html.j2", csrf=site.guard.for_signup(), shown={}, **site.sections_ctx(()))
         form = await read_form(request)
         site.guard.check_signup_form(request, form)
+        if form.get("website"):  # the honeypot: a bot filled it; it is told what a person is told
+            log.info("sign-up ignored: the hidden honeypot field was filled in")
+            return site.page("check_inbox.html.j2", email=str(form.get("email", "")))
         values, errors = read_signup(form, site.settings)
         if errors:
             chosen = [str(v) for v in form.getlist("sections")]
             shown = {"email": form.get("email", ""), "name": form.get("name", ""), "sections": chosen}
             return site.page("subscribe.html.j2", 400, csrf=site.guard.for_signup(), errors=errors, shown=shown,
                              **site.sections_ctx(chosen))
+        limited = self.too_many(request)
+        if limited is not None:
+            return limited
         # The email goes out after the answer, so the answer's timing says nothing either.
         return site.page("check_inbox.html.j2", email=values[0], background=BackgroundTask(self.send_signup, *values))
 
