@@ -322,7 +322,9 @@ def test_rows_a_dying_claim_held_locked_are_sent_once_it_lets_go(world, settings
     when this one passes: SKIP LOCKED skips it.  That sender dies and PostgreSQL rolls its
     claim back: this sender must come back for the row, not end with it pending."""
     import threading
+
     from sqlalchemy import select
+
     from digest.store import ledger as ledger_table
     freeze(world, load_edition(world, DAY, settings), settings)
     holder = world.connect()
