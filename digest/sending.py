@@ -58,6 +58,7 @@ class Summary:
     freeze_seconds: float | None = None  # how long freezing took, when this run froze
     problems: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)  # about the settings of a real send (send_warnings)
     fatal: str | None = None
     fatal_code: int = 2
     workers: int = 1           # sender processes this run started (send --workers)
@@ -151,6 +152,15 @@ def send(engine: Engine, settings: Settings, day: date, transport: Transport, si
     return summary
 
 
+def send_warnings(settings: Settings) -> list[str]:
+    """What is legal or deliverable only by luck in the settings of a real send."""
+    found = []
+    if not settings.postal_address:
+        found.append("postal_address is not set in digest.toml: bulk-mail law (CAN-SPAM, and the like "
+                     "elsewhere) wants the sender's postal address in every message's footer")
+    return found
+
+
 def prepare(engine: Engine, settings: Settings, day: date, retry: str | None = None,
             refreeze: bool = False) -> tuple[Edition | None, Summary]:
     """What a send does once, before any sender claims: refreeze, freeze, requeue.
@@ -165,7 +175,8 @@ def prepare(engine: Engine, settings: Settings, day: date, retry: str | None = N
                      "rows already sent are not sent again" if n is not None
                      else "--refreeze: the edition was not frozen yet; it is frozen now")
     edition = load_edition(engine, day, settings)
-    summary = Summary(date=day.isoformat(), mode="send", stories=len(edition.articles), notes=notes)
+    summary = Summary(date=day.isoformat(), mode="send", stories=len(edition.articles), notes=notes,
+                      warnings=send_warnings(settings))
     if not edition.articles:
         summary.counts = ledger.counts(engine, summary.date)
         return None, summary
@@ -311,7 +322,8 @@ def rehearse(engine: Engine, settings: Settings, day: date, transport: Transport
     over the distinct digests, are handed to the transport.
     """
     edition = load_edition(engine, day, settings)
-    summary = Summary(date=day.isoformat(), mode=mode, stories=len(edition.articles), sample=sample)
+    summary = Summary(date=day.isoformat(), mode=mode, stories=len(edition.articles), sample=sample,
+                      warnings=send_warnings(settings) if mode != "dry-run" else [])
     planner = Planner(edition, settings, signer)
     if sample is not None:
         with engine.connect() as conn:  # the distinct section sets: a few thousand at most
