@@ -1,5 +1,5 @@
-"""A deliberately heavy edition: every section full, long titles and teasers, a featured
-story with an image.  Used by the size benchmark and by the size test."""
+"""A deliberately heavy edition: every section full, long titles and teasers, every story
+with an image (the lead's full width, the others' thumbnails).  Used by the size benchmark and by the size test."""
 
 from __future__ import annotations
 
@@ -25,5 +25,6 @@ def busy_edition(per_section: int = 5) -> Edition:
             items.append(Article(id=f"{s}-{i}", title=f"{s} headline number {i} " * 5,
                                  url=f"https://news.example.com/{s}/{'story-slug-' * 6}{i}",
                                  published=T0 + timedelta(minutes=i), sections=(s,), question="Why so long? " * 6,
-                                 body=LONG))
+                                 body=LONG, image=f"https://news.example.com/img/{s}/{'photo-' * 4}{i}.jpg",
+                                 image_alt=f"A photograph for {s} story {i}, described at some length"))
     return Edition(DAY, tuple(items))

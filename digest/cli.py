@@ -478,6 +478,8 @@ def _report_send(s, as_json: bool) -> None:
         emit_json(s.to_dict())
     for n in s.notes:
         note(f"note: {n}")
+    for w in s.warnings:
+        note(f"warning: {w}")
     if s.fatal:
         note(f"error: {s.fatal}")
     if s.stories == 0:
@@ -486,7 +488,8 @@ def _report_send(s, as_json: bool) -> None:
         return
     if s.mode == "dry-run":
         typer.echo(f"dry run {s.date}: {s.stories} stories, {s.recipients} recipients in {s.digests} distinct "
-                   f"digest(s), {s.delivered} emails written to {s.outbox}, {s.skipped_empty} skipped (empty digest)")
+                   f"digest(s), {s.delivered} emails written to {s.outbox}, {s.skipped_empty} skipped (empty digest)"
+                   + (f", {s.skipped_lead_only} skipped (lead story only)" if s.skipped_lead_only else ""))
         for p in s.problems:
             note(f"{p['status']}: {p['email']}: {p['reason']}")
         return
@@ -499,6 +502,7 @@ def _report_send(s, as_json: bool) -> None:
                    f"{c.get('sent', 0)} sent, {c.get('pending', 0)} pending, {c.get('failed', 0)} failed, "
                    f"{c.get('unknown', 0)} unknown"
                    + (f"; {s.skipped_empty} skipped (empty digest)" if s.skipped_empty else "")
+                   + (f"; {s.skipped_lead_only} skipped (lead story only)" if s.skipped_lead_only else "")
                    + (f"; {s.withdrawn} withdrawn (no longer active since the edition froze)" if s.withdrawn else ""))
     for p in s.problems:
         note(f"{p['status']}: {p['email']}: {p['reason']}")

@@ -7,6 +7,7 @@ environment, never from the file, so a config file can be committed safely.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -86,6 +87,10 @@ class Settings:
     sendgrid_retry_base_delay: float = 1.0  # seconds; doubles per attempt, capped, jittered
     outbox: str = "outbox"                  # dry runs write <outbox>/<date>/*.eml
     signup_delivery: str = "outbox"         # how sign-up confirmations go: outbox | sendgrid
+    list_id: str = ""         # RFC 2919 List-Id; default derived from name and site_url (see list_id_header)
+    feedback_id: str = ""     # optional Feedback-ID header (Gmail's feedback loop), e.g. "digest:news:daily"
+    postal_address: str = ""  # the sender's postal address, shown in every footer (bulk-mail law)
+    send_lead_only: bool = True  # whether a digest holding only the lead story is sent at all
     source: str = "defaults"  # where the settings came from, for messages
 
     @property
@@ -104,6 +109,20 @@ class Settings:
     def served_at(self, host: str, port: int) -> Settings:
         """These settings for a server at `host`:`port`: without DIGEST_BASE_URL, its links point at it."""
         return self if self.base_url else replace(self, base_url=local_base_url(host, port))
+
+    @property
+    def list_id_header(self) -> str:
+        """The List-Id header: `list_id`, else '<name> <slug.site host>' (RFC 2919)."""
+        if self.list_id:
+            return self.list_id
+        label = re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-") or "digest"
+        host = urlsplit(self.site_url).hostname or "localhost"
+        phrase = self.name.strip()
+        if not phrase.isascii() or not phrase.isprintable():
+            return f"<{label}.{host}>"
+        if re.search(r'[()<>\[\]:;@\\,."]', phrase):
+            phrase = '"' + phrase.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return f"{phrase} <{label}.{host}>"
 
     def today(self) -> date:
         return datetime.now(self.tz).date()
@@ -138,10 +157,15 @@ def _field(key: str) -> str:
 _FILE_KEYS = {
     "name", "from_email", "from_name", "reply_to", "lang", "site_url", "sections",
     "default_sections", "per_section", "timezone", "database_url", "base_url",
-    "outbox", "signup_delivery",
+    "outbox", "signup_delivery", "list_id", "feedback_id", "postal_address", "send_lead_only",
 }
 _SENDGRID_KEYS = {"host", "timeout", "categories", "asm_group_id", "max_attempts", "retry_base_delay",
                   "concurrency"}
+
+# RFC 2919 List-Id: [phrase] "<" dot-atom-text with at least one dot ">".  The phrase is
+# ASCII words or a quoted string (a header carries no 8-bit text unencoded).
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LIST_ID = re.compile(rf"[ -;=?-~]*<({_ATOM}(?:\.{_ATOM})+)>")
 
 _ENV = {
     "DIGEST_DATABASE_URL": "database_url",
@@ -217,7 +241,7 @@ Fail = Callable[[str, str], NoReturn]
 Check = Callable[[dict, Fail], None]
 
 _STRING_KEYS = ("name", "from_email", "from_name", "reply_to", "lang", "site_url", "timezone",
-                "database_url", "base_url", "sendgrid_host")
+                "database_url", "base_url", "sendgrid_host", "list_id", "feedback_id", "postal_address")
 _URL_KEYS = ("base_url", "site_url", "sendgrid_host")
 
 
@@ -225,6 +249,35 @@ def _check_strings(v: dict, fail: Fail) -> None:
     for key in _STRING_KEYS:
         if key in v and not isinstance(v[key], str):
             fail(key, "must be a string")
+
+
+def _check_list_id(v: dict, fail: Fail) -> None:
+    if v.get("list_id"):
+        # RFC 2919: an optional phrase, then <label.namespace> of dot-atom text, at most 255 characters.
+        v["list_id"] = v["list_id"].strip()
+        found = _LIST_ID.fullmatch(v["list_id"])
+        if not found or len(found.group(1)) > 255:
+            fail("list_id", f"{v['list_id']!r} is not a List-Id (RFC 2919), e.g. "
+                            "'Morning Digest <digest.news.example.com>'")
+
+
+def _check_feedback_id(v: dict, fail: Fail) -> None:
+    if v.get("feedback_id"):
+        if not re.fullmatch(r"[!-~]{1,200}", v["feedback_id"]) or not all(v["feedback_id"].split(":")):
+            fail("feedback_id", f"{v['feedback_id']!r} must be colon-separated fields of printable ASCII, "
+                                "no spaces (e.g. 'daily:digest:news')")
+
+
+def _check_postal_address(v: dict, fail: Fail) -> None:
+    if "postal_address" in v:
+        v["postal_address"] = v["postal_address"].strip()
+        if len(v["postal_address"]) > 300 or any(not c.isprintable() and c != "\n" for c in v["postal_address"]):
+            fail("postal_address", "must be at most 300 printable characters (lines may be split with newlines)")
+
+
+def _check_send_lead_only(v: dict, fail: Fail) -> None:
+    if "send_lead_only" in v and not isinstance(v["send_lead_only"], bool):
+        fail("send_lead_only", "must be true or false")
 
 
 def _email_address(key: str) -> Check:
@@ -360,6 +413,10 @@ def _check_signup_delivery(v: dict, fail: Fail) -> None:
 
 _CHECKS: tuple[Check, ...] = (
     _check_strings,
+    _check_list_id,
+    _check_feedback_id,
+    _check_postal_address,
+    _check_send_lead_only,
     _email_address("reply_to"),
     _check_not_empty,
     _check_sections,

@@ -18,7 +18,7 @@ from digest.articles import Article
 from digest.articles.repository import articles_published_on
 from digest.config import Settings, section_mask
 from digest.deliver import ledger
-from digest.select import Edition, story_mask
+from digest.select import Edition, lead_story, story_mask
 from digest.store import editions, subscribers, utcnow
 
 
@@ -37,6 +37,7 @@ class Frozen:
     edition: Edition
     audience: int | None  # rows written by this call; None if another run froze it first
     skipped_empty: int = 0  # active subscribers left out: their digest would hold no story
+    skipped_lead_only: int = 0  # left out: only the lead story, and send_lead_only is off
 
 
 def freeze(engine: Engine, edition: Edition, settings: Settings) -> Frozen:
@@ -52,12 +53,16 @@ def freeze(engine: Engine, edition: Edition, settings: Settings) -> Frozen:
             conn.execute(editions.insert().values(date=day, frozen_at=utcnow(),
                                                   articles=[a.to_dict() for a in edition.articles]))
             written = ledger.freeze_audience(conn, day, section_mask(settings.sections),
-                                             section_mask(settings.default_sections), story_mask(edition))
+                                             section_mask(settings.default_sections),
+                                             story_mask(edition, settings.send_lead_only))
             active = conn.execute(select(func.count()).select_from(subscribers)
                                   .where(subscribers.c.status == "active")).scalar_one()
     except IntegrityError:
         return Frozen(load_edition(engine, edition.date, settings), None)
-    return Frozen(replace(edition, frozen=True), written, active - written)
+    skipped = active - written
+    if lead_story(edition.articles):  # nobody's digest is empty: whoever is left out had the lead only
+        return Frozen(replace(edition, frozen=True), written, skipped_lead_only=skipped)
+    return Frozen(replace(edition, frozen=True), written, skipped)
 
 
 def refreeze(engine: Engine, day: date, settings: Settings) -> int | None:

@@ -21,6 +21,15 @@ POLICY = policy.SMTP.clone(max_line_length=998)
 ONE_CLICK = {"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 
 
+def shared_headers(settings: Settings) -> dict[str, str]:
+    """The headers every recipient of a send shares: one-click unsubscribe, List-Id
+    (RFC 2919) and, if set, Feedback-ID.  Sent once per request, not per recipient."""
+    headers = {**ONE_CLICK, "List-Id": settings.list_id_header}
+    if settings.feedback_id:
+        headers["Feedback-ID"] = settings.feedback_id
+    return headers
+
+
 def list_unsubscribe_headers(unsubscribe_url: str) -> dict[str, str]:
     """RFC 2369 + RFC 8058 one-click unsubscribe."""
     return {"List-Unsubscribe": f"<{unsubscribe_url}>", **ONE_CLICK}

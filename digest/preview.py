@@ -11,7 +11,7 @@ from digest.config import Settings, section_mask
 from digest.edition import load_edition
 from digest.message import build_message
 from digest.render import RenderError, personalize
-from digest.select import subscriber_sections
+from digest.select import resolved_mask
 from digest.sending import Planner
 from digest.tokens import Signer
 from subscribers import store as subscriber_store
@@ -42,11 +42,14 @@ def preview(engine: Engine, settings: Settings, day: date, signer: Signer, *, su
         # Not a real subscriber: id 0 belongs to nobody, so its links lead nowhere.
         sid, email, name, chosen = 0, "preview@example.com", "", sections
     planner = Planner(edition, settings, signer)
-    mask = section_mask(subscriber_sections(chosen, settings))
+    mask = resolved_mask(section_mask(chosen or ()), settings)
     digest = planner.digest(mask)
     if digest.is_empty:
         raise PreviewError(f"no stories for {', '.join(digest.followed)} on {day.isoformat()}: "
                            "this digest would not be sent")
+    if not planner.sent(digest):
+        notes.append(f"no story for {', '.join(digest.followed)} besides the lead, and send_lead_only "
+                     "is off: this digest would not be sent")
     recipient = planner.recipient(sid, email, name)
     try:
         message = personalize(planner.rendered(mask), recipient.substitutions)

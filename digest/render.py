@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
+from markupsafe import Markup
 from mjml import mjml2html
 from premailer import Premailer
 
@@ -50,10 +51,24 @@ SLOTS = {
     "subject": "__ND_SLOT_SUBJECT__",
     "preheader": "__ND_SLOT_PREHEADER__",
     "intro": "__ND_SLOT_INTRO__",
-    "followed": "__ND_SLOT_FOLLOWED__",
+    "reason": "__ND_SLOT_REASON__",  # the footer's "why you get this", naming the sections used
 }
 _SLOT = re.compile("|".join(re.escape(t) for t in SLOTS.values()))
 _MARKER = re.compile(r'<div data-part="([^"]*)"></div>')
+
+# A digest with more than this many sections opens with a contents line (anchors to them).
+CONTENTS_FROM = 5
+# Images: explicit width/height attributes (Outlook sizes by them; others keep the space).
+# The lead image is full width (the 600 px body less padding), 16:9; thumbnails are 3:2.
+LEAD_IMAGE = {"width": 552, "height": 311}
+THUMB = {"width": 96, "height": 64}
+# After the preheader: invisible filler, so inbox previews show the preheader and not
+# the start of the body ("&#847;&zwnj;&nbsp;" repeated, inside MJML's hidden preview).
+PREHEADER_FILLER = Markup("&#847;&zwnj;&nbsp;" * 60)
+
+# Light and dark are both designed (digest-dark.css): clients may pick either.
+COLOR_SCHEME_META = ('<meta name="color-scheme" content="light dark">'
+                     '<meta name="supported-color-schemes" content="light dark">')
 
 GMAIL_CLIP_BYTES = 102 * 1024
 # Room kept for the filled tokens (the name twice, the link token three times).
@@ -134,6 +149,7 @@ class Renderer:
         self.env.globals["section_title"] = section_title
         self.env.filters["clip"] = shorten
         self.css = (self.templates_dir / "digest.css").read_text(encoding="utf-8")
+        self.dark_css = compact_css((self.templates_dir / "digest-dark.css").read_text(encoding="utf-8"))
         self.renders = 0  # how many times MJML + premailer ran (once per edition, not per digest)
         self.oversized: list[tuple[str, int]] = []  # (subject, bytes) still over the clip size
 
@@ -153,16 +169,22 @@ class Renderer:
 
         MJML's <style> blocks are marked ignore: inlining its reset onto every element
         would grow a digest by a fifth for nothing.  Our stylesheet goes in as the only
-        one premailer inlines; its @media rules stay in a <style> block.
+        one premailer inlines; its @media rules stay in a <style> block.  The dark scheme
+        goes in as a block premailer ignores, with the color-scheme meta tags; classes
+        stay on the elements, as its (and the responsive rules') hooks.
         """
         marked = html_doc.replace("<style", '<style data-premailer="ignore"')
-        marked = marked.replace("</head>", f"<style>{self.css}</style></head>", 1)
+        marked = marked.replace("</head>", f"<style>{self.css}</style>"
+                                           f'<style data-premailer="ignore">{self.dark_css}</style></head>', 1)
+        marked = marked.replace("<head>", "<head>" + COLOR_SCHEME_META, 1)
         out = Premailer(
             marked, allow_network=False, strip_important=False, keep_style_tags=False,
-            remove_classes=True, cssutils_logging_level=logging.CRITICAL,
+            remove_classes=False, disable_basic_attributes=["bgcolor", "width", "height"],
+            cssutils_logging_level=logging.CRITICAL,
             disable_validation=True, cache_css_parsing=True,
         ).transform(pretty_print=False)
         out = out.replace(' data-premailer="ignore"', "")
+        out = compact_markup(out)
         if not out.lstrip().lower().startswith("<!doctype"):
             out = "<!doctype html>" + out  # premailer drops it; without it clients use quirks mode
         return out
@@ -192,7 +214,14 @@ class EditionRenderer:
         s, day = self.settings, self.edition.date
         return {"name": s.name, "lang": s.lang, "site_url": s.site_url, "links_base": s.links_base,
                 "date_long": f"{day:%A} {day.day} {day:%B %Y}", "lead": self.lead, "blocks": (),
+                "postal_address": s.postal_address, "preheader_filler": PREHEADER_FILLER,
+                "lead_image": LEAD_IMAGE, "thumb": THUMB, "contents": self.catalog_contents(),
                 "t": TOKENS, "s": SLOTS}
+
+    def catalog_contents(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """The contents line's items for the catalog: each section first (0) and later (1)."""
+        names = {n for a in self.edition.articles if a is not self.lead for n in a.sections}
+        return tuple((n, (0, 1)) for n in self.settings.sections if n in names)
 
     def catalog_blocks(self, only: str | None = None) -> tuple[Block, ...]:
         """Every offered section with stories, holding every variant of each of its stories."""
@@ -235,7 +264,7 @@ class EditionRenderer:
             except Exception as e:  # noqa: BLE001
                 self._broken[f"section/{block.name}"] = reason(e)
                 continue
-            parts.update({k: v for k, v in one.items() if k.startswith(("section/", "story/", "section-end"))})
+            parts.update({k: v for k, v in one.items() if k.startswith(("section/", "story/", "sections"))})
         return parts
 
     # -- digests --------------------------------------------------------------------------
@@ -264,7 +293,7 @@ class EditionRenderer:
         html_doc = self._join(parts, digest, values, compact=False)
         if len(html_doc.encode("utf-8")) > CLIP_BUDGET:
             # Gmail would clip it (hiding the unsubscribe link): drop the section stories'
-            # teasers, keeping every story's title and link, rather than lose stories.
+            # teasers and thumbnails, keeping every story's title and links, rather than lose stories.
             html_doc = self._join(parts, digest, values, compact=True)
             size = len(html_doc.encode("utf-8"))
             if size > CLIP_BUDGET:
@@ -273,14 +302,21 @@ class EditionRenderer:
 
     def _join(self, parts: dict[str, str], digest: Digest, values: dict, compact: bool) -> str:
         out = [parts[""], parts["masthead"], parts["intro"]]
+        if len(digest.sections) >= CONTENTS_FROM:
+            out.append(parts["contents"])
+            out += [parts[f"contents/{b.name}.{int(i > 0)}"] for i, b in enumerate(digest.sections)]
+            out.append(parts["contents-end"])
         if digest.featured:
             out.append(parts["lead"])
+        if digest.sections:
+            out.append(parts["sections"])
         for block in digest.sections:
             out.append(parts[f"section/{block.name}"])
             last = len(block.stories) - 1
             out += [parts["story/" + variant_key(self._index[a.id], i == last, compact)]
                     for i, a in enumerate(block.stories)]
-            out.append(parts["section-end"])
+        if digest.sections:
+            out.append(parts["sections-end"])
         out += [parts["footer"], parts["end"]]
         return fill_slots("".join(out), values, escape=True)
 
@@ -322,7 +358,9 @@ class EditionRenderer:
                 Variant(variant_key(self._index[a.id], i == len(b.stories) - 1, compact), a,
                         i == len(b.stories) - 1, compact) for i, a in enumerate(b.stories)))
                 for b in digest.sections)
-            ctx = {**self.base_context(), "lead": digest.featured, "blocks": blocks}
+            contents = tuple((b.name, (int(i > 0),)) for i, b in enumerate(digest.sections))
+            ctx = {**self.base_context(), "lead": digest.featured, "blocks": blocks,
+                   "contents": contents if len(contents) >= CONTENTS_FROM else ()}
             doc = _MARKER.sub("", self.renderer.mjml(ctx))
             return fill_slots(doc, values, escape=True)
 
@@ -354,6 +392,39 @@ def cut(html_doc: str) -> dict[str, str]:
     return parts
 
 
+_STYLE_ATTR = re.compile(r'style="([^"]*)"')
+_CLASS_ATTR = re.compile(r' class="([^"]*)"')
+_CSS_CLASS = re.compile(r"\.(-?[A-Za-z_][\w-]*)")
+_STYLE_BLOCK = re.compile(r"<style[^>]*>(.*?)</style>", re.S)
+
+
+def compact_markup(doc: str) -> str:
+    """Bytes no client needs, out of a rendered document (a busy digest is near Gmail's clip):
+    the spaces premailer writes between inlined declarations, and every class that no
+    <style> block left in the document uses (the dark scheme's and the responsive rules'
+    hooks stay).  Conditional comments for Outlook are left as they are."""
+    head, sep, body = doc.partition("</head>")
+    if not sep:
+        return doc
+    used = set(_CSS_CLASS.findall(" ".join(_STYLE_BLOCK.findall(head))))
+
+    def classes(m: re.Match) -> str:
+        kept = [c for c in m.group(1).split() if c in used]
+        return f' class="{" ".join(kept)}"' if kept else ""
+
+    def style(m: re.Match) -> str:
+        return 'style="' + re.sub(r";\s+", ";", m.group(1)).rstrip(" ;") + '"'
+
+    return head + sep + _STYLE_ATTR.sub(style, _CLASS_ATTR.sub(classes, body))
+
+
+def compact_css(css: str) -> str:
+    """A stylesheet without comments and runs of whitespace: it goes into every message."""
+    css = re.sub(r"/\*.*?\*/", "", css, flags=re.S)
+    css = re.sub(r"\s+", " ", css)
+    return re.sub(r"\s*([{};,>])\s*", r"\1", css).strip()
+
+
 def reason(e: Exception) -> str:
     return f"{type(e).__name__}: {str(e)[:300]}"
 
@@ -366,8 +437,8 @@ def digest_values(digest: Digest, settings: Settings) -> dict[str, str]:
     subject = f"{settings.name}, {day:%a} {day.day} {day:%b}"
     if lead:
         subject += f": {shorten(lead.title, 90)}"
-    return {"subject": subject, "preheader": preheader(digest), "intro": intro_line(digest),
-            "followed": followed_phrase(digest.followed, settings)}
+    return {"subject": subject, "preheader": preheader(digest), "intro": intro_line(digest, settings),
+            "reason": reason_line(digest, settings)}
 
 
 def preheader(digest: Digest) -> str:
@@ -382,8 +453,31 @@ def preheader(digest: Digest) -> str:
     return shorten(first + more, 140)
 
 
-def intro_line(digest: Digest) -> str:
-    """'Today's lead story, then 5 more from Tech and Science.' and the like."""
+def intro_line(digest: Digest, settings: Settings) -> str:
+    """'Today's lead story, then 5 more from Tech and Science.' and the like: what really
+    happened, including why a digest holds only the lead story or the default sections."""
+    if digest.lead_only:
+        followed = [section_title(s) for s in digest.followed]
+        which = "stories in your sections" if len(followed) > 4 else " or ".join(
+            [", ".join(followed[:-1]), followed[-1]] if len(followed) > 1 else followed) + " stories"
+        return f"No new {which} today: here is the day\u2019s lead story."
+    said = story_count_line(digest)
+    if digest.defaulted:
+        got = followed_phrase(digest.followed, settings)
+        return f"None of your sections is offered any more, so you get {got}. {said}"
+    return said
+
+
+def reason_line(digest: Digest, settings: Settings) -> str:
+    """The footer's why: the sections this digest was really selected for."""
+    followed = followed_phrase(digest.followed, settings)
+    if digest.defaulted:
+        return (f"You receive {settings.name} with its default sections ({followed}): "
+                "none of the sections you chose is offered any more.")
+    return f"You receive {settings.name} because you follow {followed}."
+
+
+def story_count_line(digest: Digest) -> str:
     titles = [section_title(b.name) for b in digest.sections]
     n = sum(len(b.stories) for b in digest.sections)
     where = ""

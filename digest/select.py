@@ -6,11 +6,16 @@ Pure functions over values (no store, no I/O), so every rule in docs/architectur
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 from digest.articles import Article
-from digest.config import Settings, mask_sections, section_mask
+from digest.config import SECTIONS, Settings, mask_sections, section_mask
+
+# A flag beside the section bits of a resolved mask (the ledger's section_mask): the
+# subscriber chose sections, none of them is offered any more, so they get the defaults.
+# Their digest says so, so it is a digest of its own (rows are grouped by mask).
+DEFAULTED = 1 << len(SECTIONS)
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,12 @@ class Digest:
     featured: Article | None
     sections: tuple[SectionBlock, ...]
     followed: tuple[str, ...]  # the sections this digest was selected for
+    defaulted: bool = False  # `followed` are the defaults: none of the chosen sections is offered
+
+    @property
+    def lead_only(self) -> bool:
+        """Only the lead story: none of the followed sections has a story today."""
+        return self.featured is not None and not self.sections
 
     @property
     def stories(self) -> list[Article]:
@@ -48,7 +59,8 @@ class Digest:
     def key(self) -> tuple:
         """Equal keys mean identical content: the unit of render caching and batching."""
         return (self.date.isoformat(), self.featured.id if self.featured else None,
-                tuple((b.name, tuple(a.id for a in b.stories)) for b in self.sections), self.followed)
+                tuple((b.name, tuple(a.id for a in b.stories)) for b in self.sections), self.followed,
+                self.defaulted)
 
 
 def story_order(a: Article) -> tuple:
@@ -68,19 +80,40 @@ def subscriber_sections(chosen, settings: Settings) -> tuple[str, ...]:
     return picked or settings.default_sections
 
 
+def defaulted(chosen, settings: Settings) -> bool:
+    """Sections were chosen, but none of them is offered: the defaults stand in for them."""
+    chosen = set(chosen or ())
+    return bool(chosen) and not chosen & set(settings.sections)
+
+
 def resolved_mask(chosen_mask: int, settings: Settings) -> int:
-    """`subscriber_sections` on section masks (digest.deliver.ledger.freeze_audience does it in SQL)."""
-    return section_mask(subscriber_sections(mask_sections(chosen_mask), settings))
+    """`subscriber_sections` on section masks, with the DEFAULTED flag
+    (digest.deliver.ledger.freeze_audience does it in SQL)."""
+    chosen = mask_sections(chosen_mask)
+    flag = DEFAULTED if defaulted(chosen, settings) else 0
+    return section_mask(subscriber_sections(chosen, settings)) | flag
 
 
-def story_mask(edition: Edition) -> int | None:
-    """The sections with a story today; None when a lead story opens every digest (none is empty)."""
-    if lead_story(edition.articles):
+def story_mask(edition: Edition, lead_counts: bool = True) -> int | None:
+    """The sections with a story today; None when a lead story opens every digest (none is empty).
+
+    With `lead_counts` false (settings.send_lead_only off), the sections with a story
+    besides the lead: a digest outside them would hold the lead story only.
+    """
+    lead = lead_story(edition.articles)
+    if lead and lead_counts:
         return None
-    return section_mask({s for a in edition.articles for s in a.sections})
+    return section_mask({s for a in edition.articles if a is not lead for s in a.sections})
+
+
+def digest_for_mask(edition: Edition, mask: int, settings: Settings) -> Digest:
+    """The digest of a resolved mask (`resolved_mask`, a ledger row's section_mask)."""
+    digest = select_digest(edition, mask_sections(mask), settings)
+    return replace(digest, defaulted=bool(mask & DEFAULTED))
 
 
 def select_digest(edition: Edition, sections, settings: Settings) -> Digest:
+    fallback = defaulted(sections, settings)
     sections = subscriber_sections(sections, settings)
     lead = lead_story(edition.articles)
     by_section: dict[str, list[Article]] = {s: [] for s in sections}
@@ -95,4 +128,4 @@ def select_digest(edition: Edition, sections, settings: Settings) -> Digest:
         SectionBlock(name, tuple(sorted(stories, key=story_order)[: settings.per_section]))
         for name, stories in by_section.items() if stories
     )
-    return Digest(date=edition.date, featured=lead, sections=blocks, followed=sections)
+    return Digest(date=edition.date, featured=lead, sections=blocks, followed=sections, defaulted=fallback)

@@ -21,7 +21,7 @@ from typing import Callable, Iterator, Sequence
 from sqlalchemy import select, tuple_
 from sqlalchemy.engine import Engine, Row
 
-from digest.config import Settings, mask_sections
+from digest.config import Settings
 from digest.deliver import ledger
 from digest.deliver.lease import Lease, end_dead_leases
 from digest.deliver.lease import report as ledger_report
@@ -29,8 +29,9 @@ from digest.deliver.transport import Batch, Transport
 from digest.deliver.workers import MAX_PROBLEMS, Builder, Pool, Settled
 from digest.edition import freeze, is_frozen, load_edition
 from digest.edition import refreeze as refreeze_edition
+from digest.message import shared_headers
 from digest.render import Rendered, Renderer, RenderError
-from digest.select import Digest, Edition, resolved_mask, select_digest
+from digest.select import Digest, Edition, digest_for_mask, resolved_mask
 from digest.store import subscribers
 from digest.tokens import Signer
 
@@ -44,6 +45,7 @@ class Summary:
     recipients: int = 0        # people handed to the transport in this run
     delivered: int = 0         # accepted by SendGrid (or .eml written) in this run
     skipped_empty: int = 0     # active subscribers whose digest would be empty
+    skipped_lead_only: int = 0  # whose digest would hold only the lead story (send_lead_only off)
     failed: int = 0            # in this run
     unknown: int = 0           # in this run
     withdrawn: int = 0         # left after the edition froze; not sent
@@ -57,6 +59,7 @@ class Summary:
     freeze_seconds: float | None = None  # how long freezing took, when this run froze
     problems: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)  # about the settings of a real send (send_warnings)
     fatal: str | None = None
     fatal_code: int = 2
     workers: int = 1           # sender processes this run started (send --workers)
@@ -100,15 +103,19 @@ class Planner:
         self.settings = settings
         self.renderer = renderer or Renderer(settings)
         self.rendering = self.renderer.edition(edition)
-        self.builder = Builder(signer, settings.links_base, edition.date.isoformat())
+        self.builder = Builder(signer, settings.links_base, edition.date.isoformat(), shared_headers(settings))
         self.headers, self.custom_args = self.builder.headers, self.builder.custom_args
         self._digests: dict[int, Digest] = {}
 
     def digest(self, mask: int) -> Digest:
         """The digest of one resolved section mask (selected once per mask, not per person)."""
         if mask not in self._digests:
-            self._digests[mask] = select_digest(self.edition, mask_sections(mask), self.settings)
+            self._digests[mask] = digest_for_mask(self.edition, mask, self.settings)
         return self._digests[mask]
+
+    def sent(self, digest: Digest) -> bool:
+        """Whether a digest goes out at all: not empty, and not the lead only unless send_lead_only."""
+        return not digest.is_empty and (self.settings.send_lead_only or not digest.lead_only)
 
     def rendered(self, mask: int) -> Rendered:
         return self.rendering.render(self.digest(mask))
@@ -176,6 +183,15 @@ def send_rest(engine: Engine, settings: Settings, edition: Edition, transport: T
             return
 
 
+def send_warnings(settings: Settings) -> list[str]:
+    """What is legal or deliverable only by luck in the settings of a real send."""
+    found = []
+    if not settings.postal_address:
+        found.append("postal_address is not set in digest.toml: bulk-mail law (CAN-SPAM, and the like "
+                     "elsewhere) wants the sender's postal address in every message's footer")
+    return found
+
+
 def prepare(engine: Engine, settings: Settings, day: date, retry: str | None = None,
             refreeze: bool = False) -> tuple[Edition | None, Summary]:
     """What a send does once, before any sender claims: refreeze, freeze, requeue.
@@ -190,7 +206,8 @@ def prepare(engine: Engine, settings: Settings, day: date, retry: str | None = N
                      "rows already sent are not sent again" if n is not None
                      else "--refreeze: the edition was not frozen yet; it is frozen now")
     edition = load_edition(engine, day, settings)
-    summary = Summary(date=day.isoformat(), mode="send", stories=len(edition.articles), notes=notes)
+    summary = Summary(date=day.isoformat(), mode="send", stories=len(edition.articles), notes=notes,
+                      warnings=send_warnings(settings))
     if not edition.articles:
         summary.counts = ledger.counts(engine, summary.date)
         return None, summary
@@ -203,6 +220,7 @@ def prepare(engine: Engine, settings: Settings, day: date, retry: str | None = N
             summary.notes.append("another run froze this edition first; continuing with its audience")
         else:
             summary.skipped_empty = frozen.skipped_empty
+            summary.skipped_lead_only = frozen.skipped_lead_only
     if retry:
         end_dead_leases(engine, summary.date)  # a run killed on this host: its rows are retried too
         n = ledger.requeue(engine, summary.date, retry)
@@ -353,14 +371,15 @@ def rehearse(engine: Engine, settings: Settings, day: date, transport: Transport
     over the distinct digests, are handed to the transport.
     """
     edition = load_edition(engine, day, settings)
-    summary = Summary(date=day.isoformat(), mode=mode, stories=len(edition.articles), sample=sample)
+    summary = Summary(date=day.isoformat(), mode=mode, stories=len(edition.articles), sample=sample,
+                      warnings=send_warnings(settings) if mode != "dry-run" else [])
     planner = Planner(edition, settings, signer)
     if sample is not None:
         with engine.connect() as conn:  # the distinct section sets: a few thousand at most
             chosen = conn.execute(select(subscribers.c.section_mask).distinct()
                                   .where(subscribers.c.status == "active")).scalars().all()
             digests = {resolved_mask(m, settings) for m in chosen}
-        n = sum(1 for m in digests if not planner.digest(m).is_empty)
+        n = sum(1 for m in digests if planner.sent(planner.digest(m)))
         # Every digest gets sample // n files, the first sample % n digests one more: when
         # the sample is at least the number of digests, each digest has one.
         base, extra = divmod(sample, max(n, 1))
@@ -377,6 +396,9 @@ def rehearse(engine: Engine, settings: Settings, day: date, transport: Transport
                 digest = planner.digest(mask)
                 if digest.is_empty:
                     summary.skipped_empty += len(group)
+                    continue
+                if digest.lead_only and not settings.send_lead_only:
+                    summary.skipped_lead_only += len(group)
                     continue
                 if mask not in order:
                     order[mask] = len(order)

@@ -117,7 +117,11 @@ def test_html_shape(settings):
     assert "fonts.googleapis" not in html and "@import" not in html
     assert "@media only screen and (max-width: 480px)" in html and "!important" in html  # responsive rules kept
     body = html.split("<body", 1)[1]
-    assert not re.search(r'class="(?![^"]*mj-)', body)  # our classes were inlined away (MJML's stay)
+    head = html.split("</head>", 1)[0]
+    used = set(re.findall(r"\.(-?[A-Za-z_][\w-]*)", " ".join(re.findall(r"<style[^>]*>(.*?)</style>", head, re.S))))
+    kept = {c for value in re.findall(r' class="([^"]*)"', body) for c in value.split()}
+    assert kept and kept <= used  # only classes a kept <style> rule uses (dark scheme, responsive) stay
+    assert "teaser" not in kept and "kicker" not in kept
     body_tag = re.search(r"<body[^>]*>", html).group(0)
     assert "margin:0" not in body_tag.replace(" ", "")  # MJML's reset was not inlined onto elements
     assert 'data-premailer' not in html

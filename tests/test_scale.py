@@ -612,7 +612,8 @@ def test_planner_recipient_matches_personal_and_writes_the_unsubscribe_header(se
         assert r.headers == {"List-Unsubscribe": f"<{expected_base}/unsubscribe/{token}>"}
         assert r.custom_args == {"subscriber_id": str(i)}
         assert (r.subscriber_id, r.email, r.name, r.ledger_id) == (i, address, name, 100 + i)
-    assert planner.headers == {"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+    assert planner.headers == {"List-Unsubscribe-Post": "List-Unsubscribe=One-Click",  # the same for all:
+                               "List-Id": settings.list_id_header}                 # once per request
 
 
 # -- 10. a 429 seen by one thread pauses the others ---------------------------------------------

@@ -38,6 +38,10 @@ BASE_URL = "https://news.example.com/digest"
 # One request at a time: these tests script faults request by request (the tests of
 # overlapping requests set their own concurrency).
 TOML = """\
+postal_address = "The Daily Digest, 1 Example Street, Exampleton EX1 2MP"
+list_id = "Morning Digest <digest.news.example.com>"
+feedback_id = "daily:digest:news"
+
 [sendgrid]
 concurrency = 1
 retry_base_delay = 0.05
@@ -746,3 +750,24 @@ def test_starting_an_old_edition_needs_yes_and_a_started_one_does_not(site, sg):
     retry = site.run("send", "--date", DAY)  # a started edition: no --yes needed
     assert retry.returncode == 0, retry.stderr
     assert_each_once(sg)
+
+
+def test_list_id_and_feedback_id_go_once_per_request_and_the_address_in_every_footer(site, sg):
+    assert site.send().returncode == 0
+    for r in sg.requests:
+        body = r["body"]
+        assert body["headers"]["List-Id"] == "Morning Digest <digest.news.example.com>"
+        assert body["headers"]["Feedback-ID"] == "daily:digest:news"
+        assert all("List-Id" not in p["headers"] and "Feedback-ID" not in p["headers"]
+                   for p in body["personalizations"])  # the same for everyone: not per recipient
+    for d in sg.deliveries:
+        assert d["headers"]["List-Id"] == "Morning Digest <digest.news.example.com>"
+        assert "1 Example Street, Exampleton EX1 2MP" in d["html"] and "1 Example Street" in d["text"]
+
+
+def test_a_real_send_without_a_postal_address_warns(site, sg):
+    (site.folder / "digest.toml").write_text(TOML.split("\n", 1)[1], encoding="utf-8")
+    r = site.send("--json")
+    assert r.returncode == 0, r.stderr
+    assert "warning: postal_address is not set" in r.stderr
+    assert any("postal_address" in w for w in json.loads(r.stdout)["warnings"])

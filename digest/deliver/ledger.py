@@ -22,6 +22,7 @@ from typing import Callable
 from sqlalchemy import and_, bindparam, case, delete, func, literal, select, update
 from sqlalchemy.engine import Connection, Engine
 
+from digest.select import DEFAULTED
 from digest.store import editions, ledger, subscribers, transaction, utcnow
 
 STATUSES = ("pending", "sent", "failed", "unknown")
@@ -56,10 +57,14 @@ def freeze_audience(conn: Connection, day: str, offered_mask: int, default_mask:
     One INSERT ... SELECT: the sections are resolved in SQL exactly as
     digest.select.subscriber_sections does (chosen ∩ offered, else the defaults), and a
     subscriber is left out when their resolved sections hold none of the day's stories
-    (`story_mask`; None when a lead story opens every digest, so nobody's is empty).
+    (`story_mask`; None when a lead story opens every digest, so nobody's is empty; with
+    send_lead_only off, the sections with a story besides the lead).
     """
     chosen = subscribers.c.section_mask.op("&")(offered_mask)
-    resolved = case((chosen == 0, literal(default_mask)), else_=chosen)
+    # Nothing chosen: the defaults; chosen, but none offered: the defaults, flagged DEFAULTED
+    # (the digest says why), as digest.select.resolved_mask does.
+    resolved = case((subscribers.c.section_mask == 0, literal(default_mask)),
+                    (chosen == 0, literal(default_mask | DEFAULTED)), else_=chosen)
     now = utcnow()
     audience = select(literal(day), subscribers.c.id, subscribers.c.email, subscribers.c.name, resolved,
                       literal("pending"), literal(0), literal(now)).where(subscribers.c.status == "active")

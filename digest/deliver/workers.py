@@ -29,11 +29,12 @@ MAX_PROBLEMS = 1000  # failed/unknown recipients listed per run; `digest status`
 class Builder:
     """Recipients for people: the only per-recipient work of a send."""
 
-    def __init__(self, signer: Signer, links_base: str, edition: str):
+    def __init__(self, signer: Signer, links_base: str, edition: str, headers: dict[str, str] | None = None):
         self.signer = signer
         self.base = links_base.rstrip("/")
-        # What every recipient shares goes once per request, not once per personalization.
-        self.headers = dict(ONE_CLICK)
+        # What every recipient shares goes once per request, not once per personalization
+        # (digest.message.shared_headers: one-click, List-Id, Feedback-ID).
+        self.headers = dict(ONE_CLICK if headers is None else headers)
         self.custom_args = {"edition": edition}
 
     def recipient(self, subscriber_id: int, email: str, name: str, ledger_id: int | None = None) -> Recipient:
