@@ -114,7 +114,6 @@ class _Entry:
     id: Any = None
     url: Any = None
     title: Any = None
-    title_is_html: bool = False
     published: Any = None  # datetime, or the raw text when unreadable
     published_key: str = "published"
     categories: list[str] = field(default_factory=list)
@@ -150,7 +149,9 @@ def _json_feed_entries(data: bytes) -> list[_Entry]:
             published=raw.get("date_published") or raw.get("date_modified"),
             published_key="date_published" if raw.get("date_published") else "date_modified",
             categories=[t for t in tags if isinstance(t, str)] if isinstance(tags, list) else [],
-            summary_text=raw["summary"] if isinstance(raw.get("summary"), str) else "",
+            # JSON Feed's summary is plain text by the spec; read as HTML all the same, as
+            # feeds put markup there (and text comes out of the sanitiser as it went in).
+            summary_html=raw["summary"] if isinstance(raw.get("summary"), str) else "",
             content_html=raw["content_html"] if isinstance(raw.get("content_html"), str) else "",
             content_text=raw["content_text"] if isinstance(raw.get("content_text"), str) else "",
             images=[u for u in (raw.get("image"), raw.get("banner_image")) if isinstance(u, str) and u],
@@ -184,7 +185,6 @@ def _xml_feed_entries(data: bytes, base_url: str, content_type: str) -> list[_En
                           if link.get("rel") == "alternate" and link.get("href")), None)
         entries.append(_Entry(
             id=e.get("id"), url=alternate or e.get("link"), title=e.get("title"),
-            title_is_html="html" in ((e.get("title_detail") or {}).get("type") or ""),
             published=when, published_key="pubDate" if doc.version.startswith("rss") else "published",
             categories=[t.get("term") or t.get("label") or "" for t in e.get("tags", [])],
             summary_html=(e.get("summary") or "") if summary_is_html else "",
@@ -217,10 +217,9 @@ def _article(entry: _Entry, item: Item, source: str, settings: Settings, default
         raise ArticleError(f"the id contains characters that are not text ({not_text(raw_id)})")
     article_id = raw_id if len(raw_id) <= MAX_ID_LENGTH else "feed-" + hashlib.sha256(raw_id.encode()).hexdigest()[:40]
 
-    title = _text(entry.title, "title")
-    if entry.title_is_html:
-        title = html_to_text(title)
-    title = " ".join(clean(title, "'title'", notes).split())
+    # Titles are text: RSS and Atom titles are often escaped HTML, and a JSON Feed's may
+    # carry markup it should not, so each goes through the sanitiser and comes out text.
+    title = html_to_text(clean(_text(entry.title, "title"), "'title'", notes))
     if not title:
         raise ArticleError("no title")
     if len(title) > MAX_TITLE:
