@@ -124,7 +124,8 @@ def test_hostile_content_is_text_or_rejected(settings):
     assert script.summary == "Safe teaser & more"  # no script, no onerror, entities decoded
     assert script.body == "Body text link"  # no script, style, iframe, onclick or javascript: href
     rejected = {i.label: i.error for i in found if i.article is None}
-    assert rejected["item 2 'js-link'"] == "'url' must be an absolute http(s) URL, not 'javascript:alert(document.domain)'"
+    assert rejected["item 2 'js-link'"] == ("'url' must be an absolute http(s) URL, "
+                                            "not 'javascript:alert(document.domain)'")
     assert "absolute http(s) URL" in rejected["item 3 'data-link'"]
     assert "not text (U+0000)" in rejected["item 4 'nulid'"]
     assert "longer than 500 characters" in rejected["item 5 'huge-title'"]
