@@ -372,3 +372,18 @@ def test_no_argument_and_no_feeds_is_a_usage_error(run_digest):
     assert result.stderr.startswith("error: nothing to import") and result.stderr.count("\n") == 1
     result = run_digest("articles", "import", "--section", "weather", str(FIXTURES / "news.json"))
     assert result.returncode == 2 and "unknown section 'weather'" in result.stderr
+
+
+def test_a_feed_with_a_rejected_item_is_read_in_full_next_time(server, run_digest, tmp_path):
+    """Its validators are not kept: once digest.toml maps the missing category, the next
+    import reads the item instead of being told "not modified"."""
+    server.routes["/rss.xml"] = feed_server.Route(fixture("news.rss"), etag='"r1"')
+    first = run_digest("articles", "import", server.url("/rss.xml"))
+    assert first.returncode == 1 and "(categories: 'Athletics')" in first.stderr
+    write_config(tmp_path, '[feeds.sections]\nAthletics = "sports"\n')
+    second = run_digest("articles", "import", server.url("/rss.xml"))
+    assert second.returncode == 0, second.stderr
+    assert second.stdout == "imported 1, updated 0, rejected 0, unchanged 1\n"
+    third = run_digest("articles", "import", server.url("/rss.xml"))
+    assert third.returncode == 0 and "not modified" in third.stderr
+    assert [r.if_none_match for r in server.seen("/rss.xml")] == [None, None, '"r1"']

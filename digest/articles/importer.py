@@ -42,6 +42,9 @@ class _Feed:
     content_type: str = ""
     etag: str | None = None
     last_modified: str | None = None
+    # Keep the validators once saved: a fetched feed read whole.  One with a rejected item
+    # is fetched in full next time, so a fix (a [feeds.sections] alias) takes effect.
+    remember: bool = False
 
 
 def import_articles(engine: Engine, paths: Iterable, settings: Settings,
@@ -101,7 +104,7 @@ def import_articles(engine: Engine, paths: Iterable, settings: Settings,
             if warning:
                 report.warnings.append((f"edition {day}", warning))
     for feed in feeds:  # saved: the next fetch may be conditional
-        if feed.base_url:
+        if feed.remember:
             remember_validators(engine, feed.source, feed.etag, feed.last_modified)
     return report
 
@@ -117,8 +120,8 @@ def _fetch(engine: Engine, url: str, settings: Settings, report: ImportReport) -
     if got.not_modified:
         report.notes.append((url, "not modified"))
         return None
-    return _Feed(url, got.body, base_url=got.url, content_type=got.content_type,
-                 etag=got.etag if len(url) <= 2000 else None, last_modified=got.last_modified)
+    return _Feed(url, got.body, base_url=got.url, content_type=got.content_type, etag=got.etag,
+                 last_modified=got.last_modified, remember=len(url) <= 2000)
 
 
 def _read_if_feed(path: Path, settings: Settings, report: ImportReport) -> _Feed | None:
@@ -152,7 +155,7 @@ def _read_feeds(engine: Engine, feeds: list[_Feed], settings: Settings, default:
                                             base_url=feed.base_url, content_type=feed.content_type)))
         except FeedError as e:
             report.rejected.append((feed.source, str(e)))
-            feed.base_url = ""  # not read: its validators are not remembered
+            feed.remember = False
     read = [i.article for _, items in parsed for i in items if i.article]
     stored, stored_ids = known_stories(engine, {a.id for a in read}, {a.url for a in read})
     by_url = {a.url: a.id for a in good}
@@ -162,6 +165,7 @@ def _read_feeds(engine: Engine, feeds: list[_Feed], settings: Settings, default:
             where = f"{feed.source}, {item.label}"
             if item.article is None:
                 report.rejected.append((where, item.error))
+                feed.remember = False
                 continue
             report.warnings += [(where, n) for n in item.warnings]
             article = item.article
