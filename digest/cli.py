@@ -149,13 +149,25 @@ def _finish_import(report, prefix: str = ""):
 # -- articles ---------------------------------------------------------------------------
 
 @articles_app.command("import")
-def articles_import(paths: List[str] = typer.Argument(..., metavar="PATH", help="Markdown files or folders.")):
-    """Import Markdown stories; re-importing the same id updates it.
+def articles_import(
+    sources: Optional[List[str]] = typer.Argument(
+        None, metavar="[PATH|URL...]",
+        help="Markdown files or folders, JSON Feed/RSS/Atom files or feed URLs; none: [feeds] urls."),
+    section: Optional[str] = typer.Option(
+        None, "--section", metavar="S", help="The section of stories that name none (or none that maps)."),
+):
+    """Import stories from Markdown and from feeds; re-importing the same id updates it.
 
-    Example: digest articles import content/2026-11-25/
+    Example: digest articles import content/2026-11-25/ https://news.example.com/feed.json
     """
     from digest.articles.importer import import_articles
-    _finish_import(import_articles(state.engine(), paths, state.settings))
+    try:
+        report = import_articles(state.engine(), sources or [], state.settings, default_section=section)
+    except ConfigError as e:
+        fail(str(e), 2)
+    for where, what in report.notes:
+        note(f"{where}: {what}")
+    _finish_import(report)
 
 
 @articles_app.command("list")

@@ -91,6 +91,10 @@ class Settings:
     feedback_id: str = ""     # optional Feedback-ID header (Gmail's feedback loop), e.g. "digest:news:daily"
     postal_address: str = ""  # the sender's postal address, shown in every footer (bulk-mail law)
     send_lead_only: bool = True  # whether a digest holding only the lead story is sent at all
+    feeds_urls: tuple[str, ...] = ()        # [feeds] urls: what `digest articles import` with no argument reads
+    feeds_sections: tuple[tuple[str, str], ...] = ()  # [feeds.sections]: (category, section), category casefolded
+    feeds_timeout: float = 10.0             # seconds one feed URL may take, all of it
+    feeds_max_bytes: int = 5_000_000        # a feed (file or URL, decompressed) larger than this is refused
     source: str = "defaults"  # where the settings came from, for messages
 
     @property
@@ -161,6 +165,7 @@ _FILE_KEYS = {
 }
 _SENDGRID_KEYS = {"host", "timeout", "categories", "asm_group_id", "max_attempts", "retry_base_delay",
                   "concurrency"}
+_FEEDS_KEYS = {"urls", "sections", "timeout", "max_bytes"}
 
 # RFC 2919 List-Id: [phrase] "<" dot-atom-text with at least one dot ">".  The phrase is
 # ASCII words or a quoted string (a header carries no 8-bit text unencoded).
@@ -220,12 +225,58 @@ def _read_file(path: Path) -> dict:
                 if sk not in _SENDGRID_KEYS:
                     raise ConfigError(f"{path}: unknown setting [sendgrid] {sk!r}")
                 values[f"sendgrid_{sk}"] = sv
+        elif key == "feeds":
+            values.update(_read_feeds(path, value))
         elif key in _FILE_KEYS:
             values[key] = value
         elif key in {"secret_key", "api_key", "sendgrid_api_key"}:
             raise ConfigError(f"{path}: {key!r} must come from the environment, not the file")
         else:
             raise ConfigError(f"{path}: unknown setting {key!r}")
+    return values
+
+
+def _read_feeds(path: Path, table) -> dict:
+    """The [feeds] table, checked here: its settings come only from the file."""
+    def fail(key: str, why: str) -> ConfigError:
+        return ConfigError(f"{path}: [feeds] {key}: {why}")
+
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [feeds] must be a table (a [feeds] line, then its settings)")
+    for key in table:
+        if key not in _FEEDS_KEYS:
+            raise ConfigError(f"{path}: unknown setting [feeds] {key!r}")
+    values: dict = {}
+    if "urls" in table:
+        urls = table["urls"]
+        if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+            raise fail("urls", "must be a list of http(s) URLs")
+        for url in urls:
+            parts = urlsplit(url.strip())
+            if parts.scheme not in ("http", "https") or not parts.netloc or len(url) > 2000:
+                raise fail("urls", f"{url!r} is not an absolute http(s) URL (of at most 2000 characters)")
+        values["feeds_urls"] = tuple(dict.fromkeys(u.strip() for u in urls))
+    if "sections" in table:
+        aliases = table["sections"]
+        if not isinstance(aliases, dict):
+            raise fail("sections", 'must be a table of category = "section" lines')
+        pairs = []
+        for category, section in aliases.items():
+            if not isinstance(section, str) or section.strip().lower() not in SECTIONS:
+                raise fail(f"sections {category!r}",
+                           f"{section!r} is not one of the site's sections ({', '.join(SECTIONS)})")
+            pairs.append((" ".join(category.split()).casefold(), section.strip().lower()))
+        values["feeds_sections"] = tuple(pairs)
+    if "timeout" in table:
+        t = table["timeout"]
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t <= 300:
+            raise fail("timeout", "must be a number of seconds, more than 0 and at most 300")
+        values["feeds_timeout"] = float(t)
+    if "max_bytes" in table:
+        n = table["max_bytes"]
+        if isinstance(n, bool) or not isinstance(n, int) or not 1000 <= n <= 100_000_000:
+            raise fail("max_bytes", "must be a whole number of bytes from 1000 to 100000000")
+        values["feeds_max_bytes"] = n
     return values
 
 

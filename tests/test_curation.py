@@ -101,10 +101,10 @@ def test_articles_list_shows_times_in_the_newsletter_zone(cli, workdir):
     assert cli("articles", "list", "--date", "2026-11-26").stdout == ""
 
 
-def test_a_url_argument_is_rejected_as_given_not_mangled(cli, workdir):
-    result = cli("articles", "import", "https://news.example.com/feed.json")
+def test_a_url_argument_is_shown_as_given_not_mangled(cli, workdir):
+    result = cli("articles", "import", "ftp://news.example.com/feed.json")
     assert result.exit_code == 1
-    assert "rejected https://news.example.com/feed.json: a URL" in result.stderr
+    assert "rejected ftp://news.example.com/feed.json: only http(s) URLs can be imported" in result.stderr
 
 
 def test_subscribers_list_json_has_the_id_sendgrid_events_carry(cli, workdir):

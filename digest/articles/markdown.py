@@ -28,17 +28,10 @@ _FrontMatterLoader.yaml_implicit_resolvers = {
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^---[ \t]*\r?$\n?(.*)\Z", re.DOTALL | re.MULTILINE)
 
 
-URL_ARGUMENT = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-
-
 def find_markdown_files(paths) -> tuple[list[Path], list[tuple[str, str]]]:
     """Expand files and folders (recursively) into .md files; missing paths are problems."""
     files, problems, seen = [], [], set()
-    for raw in map(str, paths):
-        if URL_ARGUMENT.match(raw):  # Path() would fold its "//" and show it mangled
-            problems.append((raw, "a URL: only Markdown files and folders can be imported"))
-            continue
-        p = Path(raw)
+    for p in map(Path, paths):
         if p.is_dir():
             found = sorted(f for f in p.rglob("*") if f.suffix.lower() in (".md", ".markdown") and f.is_file())
         elif p.is_file():
@@ -61,7 +54,8 @@ KNOWN_KEYS = {"id", "section", "sections", "title", "question", "url", "publishe
               "featured", "summary", "image", "image_alt"}
 
 
-def parse_file(path: Path, settings: Settings, warnings: list | None = None) -> Article:
+def parse_file(path: Path, settings: Settings, warnings: list | None = None,
+               default_section: str | None = None) -> Article:
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -75,11 +69,12 @@ def parse_file(path: Path, settings: Settings, warnings: list | None = None) -> 
     # A file name that is not UTF-8 reaches us with surrogates, which no database stores:
     # show its odd bytes as U+FFFD instead.
     source = os.fsencode(path).decode("utf-8", "replace")
-    return parse_text(text, default_id=Path(source).stem, settings=settings, source=source, warnings=warnings)
+    return parse_text(text, default_id=Path(source).stem, settings=settings, source=source, warnings=warnings,
+                      default_section=default_section)
 
 
 def parse_text(text: str, default_id: str, settings: Settings, source: str = "",
-               warnings: list | None = None) -> Article:
+               warnings: list | None = None, default_section: str | None = None) -> Article:
     m = _FRONT_MATTER.match(text)
     if not m:
         raise ArticleError("no front matter (the file must start with a '---' line and close it with another)")
@@ -138,6 +133,8 @@ def parse_text(text: str, default_id: str, settings: Settings, source: str = "",
             raw_sections += value
         else:
             raise ArticleError(f"'{key}' must be a section name or a list of them")
+    if not raw_sections and default_section:
+        raw_sections = [default_section]  # the import's --section
     if not raw_sections:
         raise ArticleError("missing 'section' (or 'sections')")
     try:

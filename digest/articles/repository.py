@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 from digest.articles import Article
 from digest.importing import ImportReport
-from digest.store import articles, utcnow
+from digest.store import articles, feeds, utcnow
 
 
 def _row(a: Article) -> dict:
@@ -23,13 +25,27 @@ def _row(a: Article) -> dict:
     }
 
 
-def save_articles(engine: Engine, items: list[Article], report: ImportReport) -> None:
-    """Insert new articles and update existing ones (same id) in one transaction."""
+# What makes a stored story differ from an imported one (not when or where it came from).
+_COMPARED = ("title", "question", "url", "published", "sections", "priority", "featured", "summary", "body",
+             "image", "image_alt")
+
+
+def save_articles(engine: Engine, items: list[Article], report: ImportReport,
+                  compare: Collection[str] = ()) -> None:
+    """Insert new articles and update existing ones (same id) in one transaction.
+
+    Ids in `compare` (feed items, read again every hour) that are stored exactly as
+    given are counted as unchanged and left alone; the others are updated.
+    """
     with engine.begin() as conn:
-        existing = set(conn.execute(select(articles.c.id).where(articles.c.id.in_([a.id for a in items]))).scalars())
+        stored = {r.id: r for r in conn.execute(select(articles).where(articles.c.id.in_([a.id for a in items])))}
         for a in items:
-            if a.id in existing:
-                conn.execute(articles.update().where(articles.c.id == a.id).values(**_row(a)))
+            if a.id in stored:
+                row = _row(a)
+                if a.id in compare and all(getattr(stored[a.id], k) == row[k] for k in _COMPARED):
+                    report.unchanged += 1
+                    continue
+                conn.execute(articles.update().where(articles.c.id == a.id).values(**row))
                 report.updated += 1
             else:
                 conn.execute(articles.insert().values(id=a.id, **_row(a)))
@@ -68,3 +84,37 @@ def articles_published_on(engine: Engine, day: date, tz: ZoneInfo, withdrawn: bo
 def all_articles(engine: Engine) -> list[Article]:
     with engine.connect() as conn:
         return [_article(r) for r in conn.execute(select(articles).order_by(articles.c.published, articles.c.id))]
+
+
+def known_stories(engine: Engine, ids: Collection[str], urls: Collection[str]) -> tuple[set[str], dict[str, str]]:
+    """Which of `ids` are stored, and the stored story (its id) at each of `urls`: a feed
+    item with a new id but a known URL is that story (one story, by id, then URL)."""
+    known: set[str] = set()
+    at: dict[str, str] = {}
+    with engine.connect() as conn:
+        if ids:
+            known = set(conn.execute(select(articles.c.id).where(articles.c.id.in_(list(ids)))).scalars())
+        if urls:
+            rows = conn.execute(select(articles.c.url, articles.c.id).where(articles.c.url.in_(list(urls)))
+                                .order_by(articles.c.id.desc()))
+            at = {url: article_id for url, article_id in rows}  # the lowest id wins
+    return known, at
+
+
+def feed_validators(engine: Engine, url: str) -> tuple[str | None, str | None]:
+    """The ETag and Last-Modified of `url`'s last good import (None, None if never)."""
+    with engine.connect() as conn:
+        row = conn.execute(select(feeds.c.etag, feeds.c.last_modified).where(feeds.c.url == url)).first()
+    return (row.etag, row.last_modified) if row else (None, None)
+
+
+def remember_validators(engine: Engine, url: str, etag: str | None, last_modified: str | None) -> None:
+    """Keep `url`'s validators for the next conditional request (forget them if it sent none)."""
+    try:
+        with engine.begin() as conn:
+            conn.execute(feeds.delete().where(feeds.c.url == url))
+            if etag or last_modified:
+                conn.execute(feeds.insert().values(url=url, etag=etag, last_modified=last_modified,
+                                                   fetched_at=utcnow()))
+    except IntegrityError:
+        pass  # another import of the same feed remembered them at this moment: as good as ours
