@@ -23,6 +23,10 @@ from digest.store import open_store
 from tests import stores
 
 REPO = Path(__file__).resolve().parent.parent
+# The browser tests drive Debian's Chromium through Playwright (its own download is not used).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 SAMPLE = REPO / "sample"
 SAMPLE_DAY = "2026-11-25"
 SECRET = "test-secret-key-not-for-production"
@@ -196,3 +200,14 @@ def freeze_and_claim_everyone(engine, settings, day: str) -> None:
     from datetime import timedelta
     for mask in ledger.pending_masks(engine, day):  # by a sender elsewhere whose lease ran out
         ledger.claim_chunk(engine, day, mask, "gone-host:1:dead", lease_for=timedelta(seconds=-1))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium per test module (tests/test_browser.py, test_email_browser.py)."""
+    from playwright.sync_api import sync_playwright
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: install Debian's chromium (make test does)"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

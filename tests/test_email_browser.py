@@ -15,13 +15,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from digest.articles import Article
 from digest.articles.markdown import parse_file
 from digest.render import Personal, Renderer, personalize
 from digest.select import Edition, select_digest
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample" / "articles" / "2026-11-25"
 SHOTS = Path("/tmp/shots")
@@ -68,15 +66,6 @@ def email_html(tmp_path_factory):
     path = tmp_path_factory.mktemp("email") / "digest.html"
     path.write_text(html, encoding="utf-8")
     return path
-
-
-@pytest.fixture(scope="module")
-def browser():
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: install Debian's chromium (make test does)"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def colour(page, selector: str, prop: str) -> str:
