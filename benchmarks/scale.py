@@ -138,8 +138,8 @@ def naive(settings, engine, signer, stand_in, n: int) -> tuple[float, int]:
     from digest.edition import load_edition
     from digest.render import Personal, Renderer, personalize
     from digest.select import select_digest
+    from digest.subscribers import store
     from digest.tokens import links
-    from subscribers import store
     edition = load_edition(engine, DAY, settings)
     per_edition = Renderer(settings).edition(edition)
     client = SendGridAPIClient(api_key=stand_in.api_key, host=stand_in.url)

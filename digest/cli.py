@@ -114,8 +114,8 @@ def parse_day(value: Optional[str]) -> date:
 def parse_sections(value: Optional[str], option: str = "--sections"):
     if value is None:
         return None
-    from subscribers.importer import parse_sections as parse
-    from subscribers.store import SubscriberError
+    from digest.subscribers.importer import parse_sections as parse
+    from digest.subscribers.store import SubscriberError
     try:
         return parse(value, state.settings)
     except SubscriberError as e:
@@ -240,7 +240,7 @@ def articles_restore(article_id: str = typer.Argument(..., metavar="ID")):
 # -- subscribers ------------------------------------------------------------------------
 
 def _subscriber_call(fn, *args, **kwargs):
-    from subscribers.store import SubscriberError
+    from digest.subscribers.store import SubscriberError
     try:
         return fn(*args, **kwargs)
     except SubscriberError as e:
@@ -258,8 +258,8 @@ def subscribers_add(
 
     Example: digest subscribers add jo@example.com --name "Jo" --sections tech,science
     """
-    from subscribers import store
-    from subscribers.store import SubscriberError, normalize_email
+    from digest.subscribers import store
+    from digest.subscribers.store import SubscriberError, normalize_email
     try:
         normalize_email(email)
     except SubscriberError as e:
@@ -274,7 +274,7 @@ def subscribers_import(file: Path = typer.Argument(..., metavar="FILE.csv")):
 
     Example: digest subscribers import people.csv
     """
-    from subscribers.importer import CSVFileError, ImportInterrupted, import_csv
+    from digest.subscribers.importer import CSVFileError, ImportInterrupted, import_csv
     if not file.is_file():
         why = ("is a folder, not a file" if file.is_dir() else
                "not a regular file (a pipe or device?)" if file.exists() else "no such file")
@@ -299,7 +299,7 @@ def subscribers_list(
 
     Example: digest subscribers list --json
     """
-    from subscribers import store
+    from digest.subscribers import store
     if status and status not in store.STATUSES:  # a choice among the store's statuses: parsing
         fail(f"--status must be one of {', '.join(store.STATUSES)}", 2)
     people = store.list_all(state.engine(), status=status)
@@ -323,8 +323,8 @@ def subscribers_update(
 
     Example: digest subscribers update jo@example.com --sections world,politics
     """
-    from subscribers import store
-    from subscribers.store import SubscriberError
+    from digest.subscribers import store
+    from digest.subscribers.store import SubscriberError
     try:
         store.check_operator_status(status)
     except SubscriberError as e:
@@ -340,7 +340,7 @@ def subscribers_unsubscribe(email: str = typer.Argument(..., metavar="EMAIL")):
 
     Example: digest subscribers unsubscribe jo@example.com
     """
-    from subscribers import store
+    from digest.subscribers import store
     s = _subscriber_call(store.unsubscribe_address, state.engine(), email, "by an operator")
     typer.echo(f"unsubscribed {s.email}" if s.status == "unsubscribed" else f"{s.email} is already {s.status}")
 
@@ -351,7 +351,7 @@ def subscribers_remove(email: str = typer.Argument(..., metavar="EMAIL")):
 
     Example: digest subscribers remove jo@example.com
     """
-    from subscribers import store
+    from digest.subscribers import store
     s = _subscriber_call(store.remove, state.engine(), email)
     typer.echo(f"removed {s.email}")
 
@@ -362,7 +362,7 @@ def subscribers_export(out: Optional[Path] = typer.Option(None, "--out", metavar
 
     Example: digest subscribers export --out backup.csv
     """
-    from subscribers.importer import export_csv
+    from digest.subscribers.importer import export_csv
     engine = state.engine()
     if out:
         try:

@@ -13,8 +13,8 @@ from digest.message import build_message
 from digest.render import RenderError, personalize
 from digest.select import resolved_mask
 from digest.sending import Planner
+from digest.subscribers import store as subscriber_store
 from digest.tokens import Signer
-from subscribers import store as subscriber_store
 
 
 class PreviewError(Exception):

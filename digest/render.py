@@ -35,7 +35,7 @@ from digest.articles import Article, shorten
 from digest.config import Settings
 from digest.select import Digest, Edition, lead_story
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES_DIR = Path(__file__).parent / "templates"  # digest.templates: the templates/ folder
 
 # Per-recipient tokens: plain ASCII word characters only, because lxml (inside
 # premailer) would percent-encode brackets or braces inside href attributes.

@@ -28,8 +28,8 @@ from sqlalchemy.exc import IntegrityError
 
 from digest.deliver import ledger
 from digest.store import MAX_ID, is_busy, utcnow, webhook_events
+from digest.subscribers import store
 from digest.text import not_text
-from subscribers import store
 
 log = logging.getLogger("uvicorn.error")
 

@@ -23,8 +23,8 @@ from digest.config import ConfigError, Settings, section_mask
 from digest.importing import ImportReport
 from digest.store import subscribers as subscribers_table
 from digest.store import utcnow
-from subscribers import store
-from subscribers.store import SubscriberError
+from digest.subscribers import store
+from digest.subscribers.store import SubscriberError
 
 HEADER = ("email", "name", "sections", "status")
 FORMULA_START = ("=", "+", "-", "@")  # spreadsheets run cells starting with these

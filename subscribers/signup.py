@@ -29,9 +29,9 @@ from digest.config import Settings
 from digest.deliver.outbox import OutboxTransport
 from digest.deliver.transport import Batch, FatalTransportError, Recipient, Transport
 from digest.render import Rendered
+from digest.subscribers import store
+from digest.subscribers.store import SUPPRESSED, Subscriber, SubscriberError
 from digest.tokens import Signer, manage_links
-from subscribers import store
-from subscribers.store import SUPPRESSED, Subscriber, SubscriberError
 
 log = logging.getLogger("uvicorn.error")
 

@@ -11,7 +11,7 @@ from digest.articles.curation import CurationError, changes, restore, withdraw
 from digest.articles.importer import import_articles
 from digest.articles.repository import articles_published_on
 from digest.edition import freeze, load_edition
-from subscribers import store as subscriber_store
+from digest.subscribers import store as subscriber_store
 from tests.conftest import write_article
 
 DAY = date(2026, 11, 25)

@@ -141,12 +141,19 @@ def test_send_without_dry_run_needs_the_api_key(run_digest):
 
 
 def test_non_editable_install_finds_its_templates(tmp_path):
-    """`pip install .` (not editable) ships templates/ inside the package."""
+    """`pip install .` (not editable) puts everything under `digest`: the templates/ and
+    subscribers/ folders become digest.templates and digest.subscribers, and no top-level
+    package of those common names lands in site-packages."""
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
                     "--target", str(target), str(REPO)], check=True, capture_output=True)
-    assert (target / "templates" / "digest.mjml.j2").is_file()
+    assert (target / "digest" / "templates" / "digest.mjml.j2").is_file()
+    assert (target / "digest" / "templates" / "web" / "preferences.html.j2").is_file()
+    assert (target / "digest" / "subscribers" / "store.py").is_file()
+    assert (target / "digest" / "migrations" / "script.py.mako").is_file()
+    assert not (target / "templates").exists() and not (target / "subscribers").exists()
     code = ("import digest.render as r, sys; from digest.config import load_settings; "
+            "import digest.subscribers.store, digest.web.app; "
             "assert str(r.TEMPLATES_DIR).startswith(sys.argv[1]), r.TEMPLATES_DIR; "
             "r.Renderer(load_settings(env={})); print('ok')")
     out = subprocess.run([sys.executable, "-c", code, str(target)], cwd=tmp_path, capture_output=True, text=True,

@@ -25,8 +25,8 @@ from digest.deliver.workers import Builder
 from digest.message import build_message, shared_headers
 from digest.render import TEMPLATES_DIR, Personal, Renderer, personalize
 from digest.select import DEFAULTED, Edition, digest_for_mask, resolved_mask, select_digest
+from digest.subscribers import store as subscriber_store
 from digest.tokens import Signer
-from subscribers import store as subscriber_store
 from tests.conftest import SAMPLE_DAY, SECRET, write_article
 
 PERSON = Personal("Pat", "tok")

@@ -4,7 +4,7 @@
       ^          (and the templates and migrations packages)
     deliver      digest/deliver/: ledger, leases, the Transport interface, outbox, SendGrid
       ^
-    subscribers  subscribers/: store, CSV importer, sign-up, SendGrid's events
+    subscribers  digest.subscribers (the subscribers/ folder): store, CSV importer, sign-up, events
       ^
     sending      digest.edition, sending, senders, dispatch, preview
       ^
@@ -23,15 +23,15 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ("digest", "subscribers", "templates")
+PACKAGES = ("digest",)  # digest/subscribers and digest/templates are links to the top-level folders
 
 # Lowest first; a module belongs to the layer of its longest matching prefix.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("core", ("digest", "digest.config", "digest.store", "digest.text", "digest.importing", "digest.articles",
               "digest.select", "digest.render", "digest.message", "digest.tokens", "digest.migrations",
-              "templates")),
+              "digest.templates")),
     ("deliver", ("digest.deliver",)),
-    ("subscribers", ("subscribers",)),
+    ("subscribers", ("digest.subscribers",)),
     ("sending", ("digest.edition", "digest.sending", "digest.senders", "digest.dispatch", "digest.preview")),
     ("web", ("digest.web",)),
     ("cli", ("digest.cli",)),

@@ -18,8 +18,8 @@ from digest.config import section_mask
 from digest.deliver import ledger
 from digest.deliver.transport import Batch, FatalTransportError, Outcome
 from digest.edition import freeze, load_edition
+from digest.subscribers import store as subscriber_store
 from digest.tokens import Signer
-from subscribers import store as subscriber_store
 from tests.conftest import SAMPLE, SAMPLE_DAY, SECRET
 
 DAY = date.fromisoformat(SAMPLE_DAY)

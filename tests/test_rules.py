@@ -11,8 +11,8 @@ from digest.config import ConfigError, Settings, check_day
 from digest.deliver.ledger import all_sent
 from digest.dispatch import SendOptionsError, check_options
 from digest.sending import Summary
+from digest.subscribers.store import SubscriberError, check_operator_status
 from digest.tokens import Signer, link_signer
-from subscribers.store import SubscriberError, check_operator_status
 
 
 def test_all_sent_is_every_row_sent_and_both_exit_statuses_use_it():

@@ -464,13 +464,13 @@ def big_csv(path: Path) -> tuple[dict[int, str], dict[str, tuple]]:
 
 
 def store_contents(engine) -> dict[str, tuple]:
-    from subscribers import store as subscriber_store
+    from digest.subscribers import store as subscriber_store
     return {s.email.lower(): (s.email, s.name, s.sections, s.status) for s in subscriber_store.list_all(engine)}
 
 
 def test_bulk_import_in_parallel_gives_exactly_the_serial_result(tmp_path, settings, monkeypatch):
     from digest.store import open_store
-    from subscribers import importer
+    from digest.subscribers import importer
     path = tmp_path / "big.csv"
     bad, expected = big_csv(path)
     used = []
@@ -506,7 +506,7 @@ def test_bulk_import_in_parallel_gives_exactly_the_serial_result(tmp_path, setti
 def test_a_reimport_updates_everyone_the_same_way_in_parallel_and_serially(tmp_path, settings, monkeypatch):
     """Importing the file into a store that already holds it: everyone 'updated', statuses kept."""
     from digest.store import open_store
-    from subscribers import importer
+    from digest.subscribers import importer
     path = tmp_path / "big.csv"
     _, expected = big_csv(path)
     engine = open_store(store_url(tmp_path / "d.db"))
@@ -523,7 +523,7 @@ def test_a_reimport_updates_everyone_the_same_way_in_parallel_and_serially(tmp_p
 def test_a_duplicate_address_gives_the_same_subscriber_wherever_the_chunk_boundary_falls(
         tmp_path, settings, monkeypatch):
     from digest.store import open_store
-    from subscribers import importer
+    from digest.subscribers import importer
     path = tmp_path / "dups.csv"
     path.write_text("email,name,sections,status\n"
                     "ann@example.com,Ann,world,active\n"
@@ -541,7 +541,7 @@ def test_a_duplicate_address_gives_the_same_subscriber_wherever_the_chunk_bounda
 
 def second_chunk_fails(monkeypatch) -> None:
     """Chunks of 10 rows, and saving the second one fails as a full disk would."""
-    from subscribers import importer
+    from digest.subscribers import importer
     monkeypatch.setattr(importer, "CHUNK", 10)
     real, calls = importer._save_chunk, []
 
@@ -555,7 +555,7 @@ def second_chunk_fails(monkeypatch) -> None:
 
 def test_an_interrupted_import_says_which_rows_were_saved_and_exactly_those_are(tmp_path, engine, settings,
                                                                                 monkeypatch):
-    from subscribers import importer
+    from digest.subscribers import importer
     path = tmp_path / "people.csv"
     rows = [f"p{i:02d}@example.com,P {i},tech" for i in range(35)]
     rows[3] = "not-an-address,Bad,tech"  # line 5, in the first chunk

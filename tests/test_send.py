@@ -608,8 +608,8 @@ def test_a_personalization_cannot_reach_sendgrids_10000_byte_limits(settings):
     from digest.deliver.sendgrid import personalization
     from digest.select import Edition
     from digest.sending import Planner
+    from digest.subscribers.store import clean_name
     from digest.tokens import Signer
-    from subscribers.store import clean_name
     worst = clean_name("&\"<>'" * 40)  # 200 characters, each escaped to up to 6 in HTML
     planner = Planner(Edition(date(2026, 11, 25), ()), settings, Signer(SECRET))
     p = personalization(planner.recipient(2**31, "x" * 64 + "@" + "d" * 180 + ".example", worst))

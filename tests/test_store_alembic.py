@@ -14,7 +14,7 @@ from sqlalchemy.pool import NullPool
 from digest.config import section_mask
 from digest.deliver import ledger
 from digest.store import StoreError, head_revision, metadata, normalise_url, open_store, schema_state
-from subscribers import store as subscriber_store
+from digest.subscribers import store as subscriber_store
 from tests.stores import POSTGRES, rows, store_url
 from tests.test_store_migration import build_v1, dump
 

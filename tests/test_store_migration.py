@@ -21,7 +21,7 @@ from sqlalchemy.pool import NullPool
 from digest.config import SECTIONS, section_mask
 from digest.deliver import ledger
 from digest.store import _alembic_config, head_revision, normalise_url, open_store
-from subscribers import store as subscriber_store
+from digest.subscribers import store as subscriber_store
 from tests.stores import POSTGRES, rows, store_url
 
 V1_SCHEMA = """

@@ -3,9 +3,9 @@ import io
 
 import pytest
 
-from subscribers import store
-from subscribers.importer import export_csv, import_csv
-from subscribers.store import SubscriberError
+from digest.subscribers import store
+from digest.subscribers.importer import export_csv, import_csv
+from digest.subscribers.store import SubscriberError
 from tests.conftest import SAMPLE
 from tests.stores import store_url
 
@@ -70,7 +70,7 @@ def test_reimport_updates_but_never_resubscribes(tmp_path, engine, settings):
 
 
 def test_header_must_name_email(tmp_path, engine, settings):
-    from subscribers.importer import CSVFileError
+    from digest.subscribers.importer import CSVFileError
     with pytest.raises(CSVFileError, match="header"):
         import_csv(engine, write_csv(tmp_path / "s.csv", "address,name\nx@example.com,X\n"), settings)
 
@@ -215,7 +215,7 @@ def test_cli_add_with_undecodable_bytes_in_the_name(cli, workdir):
 
 @pytest.mark.parametrize("header, column", [("email,name,email", "'email'"), ("email,Name,sections,name", "'name'")])
 def test_a_column_named_twice_in_the_header_is_a_file_error(tmp_path, engine, settings, header, column):
-    from subscribers.importer import CSVFileError
+    from digest.subscribers.importer import CSVFileError
     path = write_csv(tmp_path / "s.csv", f"{header}\na@example.com,A,b@example.com\n")
     with pytest.raises(CSVFileError, match=f"line 1: the header names the column {column} twice"):
         import_csv(engine, path, settings)
@@ -230,7 +230,7 @@ def test_importing_a_fifo_says_it_is_not_a_regular_file(cli, workdir):
 
 
 def test_remembered_domain_checks_give_the_libraries_own_answers():
-    """subscribers.store caches email-validator's domain check; the answers must not change."""
+    """digest.subscribers.store caches email-validator's domain check; the answers must not change."""
     import importlib
 
     from email_validator import EmailNotValidError, validate_email
@@ -263,7 +263,7 @@ def test_an_address_added_by_someone_else_during_an_import_is_updated_not_a_fail
     """Between the chunk's lookup and its insert, a sign-up adds one of the file's addresses."""
     from digest.store import subscribers as subscribers_table
     from digest.store import utcnow
-    from subscribers import importer
+    from digest.subscribers import importer
     csv_file = tmp_path / "people.csv"
     csv_file.write_text("email,name,sections\nnew@example.com,New,world\nrace@example.com,From File,tech\n")
     real = importer._insert_new

@@ -14,10 +14,10 @@ from itsdangerous import URLSafeSerializer
 
 from digest.config import SECTIONS, ConfigError, Settings
 from digest.store import subscribers, utcnow
+from digest.subscribers import store
 from digest.tokens import Signer
 from digest.web.app import create_app, run_server
 from digest.web.security import origin_of, redact
-from subscribers import store
 from tests.fake_sendgrid import FakeSendGrid
 from tests.stores import store_url
 from tests.web_helpers import (
@@ -556,7 +556,7 @@ def test_the_confirmation_greets_with_a_name_that_looks_like_one(site):
 
 
 def test_greeting_name_keeps_names_and_drops_messages():
-    from subscribers.signup import greeting_name
+    from digest.subscribers.signup import greeting_name
     for name in ("Jo", "J. R. Smith", "Zoë Ångström", "李小龙", "  Ann   Lee "):
         assert greeting_name(name) == " ".join(name.split())
     for message in ("WIN A PRIZE at evil.example", "see http://x.example", "call 555 0100", "Jo <b>",

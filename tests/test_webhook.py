@@ -14,9 +14,9 @@ from digest.config import ConfigError
 from digest.deliver import ledger
 from digest.sending import active_chunks
 from digest.store import webhook_events
+from digest.subscribers import events, store
+from digest.subscribers.events import suppression
 from digest.web.webhooks import MAX_WEBHOOK_BODY, Verifier, load_public_key
-from subscribers import events, store
-from subscribers.events import suppression
 from tests.conftest import freeze_and_claim_everyone
 from tests.web_helpers import WebhookKey, event_body, make_site
 

@@ -22,9 +22,9 @@ from starlette.testclient import TestClient
 
 from digest.config import Settings
 from digest.store import open_store
+from digest.subscribers import store
 from digest.tokens import Signer
 from digest.web.app import create_app
-from subscribers import store
 from tests.stores import store_url
 
 SECRET = "test-secret-key-not-for-production"

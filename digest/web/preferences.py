@@ -11,10 +11,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from digest.config import Settings
+from digest.subscribers import store
+from digest.subscribers.store import DELIVERY_CHOICES, SubscriberError
 from digest.web.security import SAFE_METHODS, read_form, subscriber_from
 from digest.web.site import Routes, Site, read_name, read_sections
-from subscribers import store
-from subscribers.store import DELIVERY_CHOICES, SubscriberError
 
 
 class Preferences:

@@ -16,9 +16,9 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
+from digest.subscribers import store
+from digest.subscribers.store import Subscriber
 from digest.tokens import Signer, TokenError
-from subscribers import store
-from subscribers.store import Subscriber
 
 SIGNUP_FORM_MAX_AGE = 24 * 3600
 SAFE_METHODS = ("GET", "HEAD")  # Starlette routes HEAD to GET's handler: it must not change anything either

@@ -16,12 +16,12 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from digest.config import Settings
+from digest.subscribers import store
+from digest.subscribers.signup import Signup, signup_transport
+from digest.subscribers.store import SubscriberError, normalize_email
 from digest.tokens import TokenError
 from digest.web.security import SAFE_METHODS, read_form
 from digest.web.site import Routes, Site, masked, read_name, read_sections
-from subscribers import store
-from subscribers.signup import Signup, signup_transport
-from subscribers.store import SubscriberError, normalize_email
 
 log = logging.getLogger("uvicorn.error")
 

@@ -20,10 +20,10 @@ from starlette.routing import BaseRoute
 
 from digest.config import ConfigError, Settings
 from digest.render import TEMPLATES_DIR, section_title
+from digest.subscribers import store
+from digest.subscribers.store import Subscriber, SubscriberError
 from digest.tokens import Signer
 from digest.web.security import HEADERS, FormGuard
-from subscribers import store
-from subscribers.store import Subscriber, SubscriberError
 
 WEB_TEMPLATES = TEMPLATES_DIR / "web"
 

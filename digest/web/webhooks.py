@@ -15,8 +15,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from digest.config import ConfigError
+from digest.subscribers.events import MalformedEvents, apply_events, parse_events
 from digest.web.site import Routes, Site
-from subscribers.events import MalformedEvents, apply_events, parse_events
 
 PATH = "/webhooks/sendgrid"  # under the site's root
 MAX_SKEW = 600  # seconds: older (or future) signatures are refused, so a captured request cannot be replayed later
