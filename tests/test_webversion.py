@@ -245,3 +245,20 @@ def test_through_a_real_digest_serve(frozen, tmp_path):
     log = server.output()
     assert "archive of past editions" in log and "?t=…" in log
     assert all(view_link(h).split("?t=")[1] not in log for h in emails.values())
+
+
+def test_the_page_is_the_email_less_its_own_link_and_name(frozen):
+    """With the reader's token, the page is their email byte for byte, but for the
+    greeting's name and the link to the page itself."""
+    from digest.render import Personal, Renderer, personalize
+    from digest.select import digest_for_mask
+    mask = section_mask(["food"])
+    token = frozen.token(frozen.bob)
+    frozen_edition = replace(edition(), frozen=True)
+    rendered = Renderer(frozen.settings).edition(frozen_edition).render(
+        digest_for_mask(frozen_edition, mask, frozen.settings))
+    email_html = personalize(rendered, Personal("", token).substitutions()).html
+    without_link, n = re.subn(r'<p [^>]*><a [^>]*class="view-link"[^>]*>View in your browser</a></p>', "", email_html)
+    assert n == 1
+    page = frozen.client.get(f"/digest/view/2026-11-25/{mask}", params={"t": token}).text
+    assert page == without_link
