@@ -68,7 +68,8 @@ THUMB = {"width": 96, "height": 64}
 PREHEADER_FILLER = Markup("&#847;&zwnj;&nbsp;" * 60)
 
 # Parts the web version leaves out (digest.web.archive): the link to itself, and the
-# footer's links holding a subscriber's token (kept only for that subscriber's own token).
+# footer's "why you get this" with its links holding a subscriber's token (kept only for
+# that subscriber's own token).
 VIEW_PART, MANAGE_PART = "view", "manage"
 
 # Light and dark are both designed (digest-dark.css): clients may pick either.
@@ -309,7 +310,7 @@ class EditionRenderer:
     def web_html(self, digest: Digest, manage: bool) -> str:
         """The digest's HTML as its web version shows it (tokens unfilled): what the email
         holds (compact too if the email was), without the link to itself, and without the
-        footer's token links unless `manage`."""
+        footer's "why you get this" and token links unless `manage`."""
         parts = self.parts()
         self.render(digest)  # RenderError if the email could not be rendered either
         values = digest_values(digest, self.settings)

@@ -120,6 +120,7 @@ def test_the_token_is_optional_and_verified(frozen):
     mask = section_mask(["tech"])
     plain = frozen.client.get(f"/digest/view/2026-11-25/{mask}")
     assert plain.status_code == 200 and manage_links(plain.text) == []
+    assert "You receive" not in plain.text  # the footer's why (the reader's sections) needs the token too
     assert plain.headers["cache-control"].startswith("public")
     good = frozen.token(frozen.alice)
     forged = good[:-3] + ("aaa" if not good.endswith("aaa") else "bbb")
@@ -134,6 +135,7 @@ def test_the_token_is_optional_and_verified(frozen):
     assert manage_links(page.text) == []
     page = frozen.client.get(f"/digest/view/2026-11-25/{mask}", params={"t": good})
     assert len(manage_links(page.text)) == 3 and good in page.text
+    assert "You receive The Daily Digest because you follow Tech." in page.text
     assert redact(f"GET /digest/view/2026-11-25/{mask}?t={good}") == f"GET /digest/view/2026-11-25/{mask}?t=…"
 
 
@@ -173,6 +175,7 @@ def test_the_archive_lists_editions_newest_first_with_full_editions(frozen):
     for title in ("The lead story", "A tech story", "Another tech story", "A science story"):
         assert title in full.text
     assert manage_links(full.text) == [] and "/view/" not in full.text and "__ND_" not in full.text
+    assert "You receive" not in full.text
     assert "An older story" in frozen.client.get("/digest/archive/2026-11-20").text
 
 
