@@ -91,6 +91,7 @@ class Settings:
     feedback_id: str = ""     # optional Feedback-ID header (Gmail's feedback loop), e.g. "digest:news:daily"
     postal_address: str = ""  # the sender's postal address, shown in every footer (bulk-mail law)
     send_lead_only: bool = True  # whether a digest holding only the lead story is sent at all
+    archive: bool = True  # whether `digest serve` lists past editions at /archive (web versions stay up)
     feeds_urls: tuple[str, ...] = ()        # [feeds] urls: what `digest articles import` with no argument reads
     feeds_sections: tuple[tuple[str, str], ...] = ()  # [feeds.sections]: (category, section), category casefolded
     feeds_timeout: float = 10.0             # seconds one feed URL may take, all of it
@@ -162,6 +163,7 @@ _FILE_KEYS = {
     "name", "from_email", "from_name", "reply_to", "lang", "site_url", "sections",
     "default_sections", "per_section", "timezone", "database_url", "base_url",
     "outbox", "signup_delivery", "list_id", "feedback_id", "postal_address", "send_lead_only",
+    "archive",
 }
 _SENDGRID_KEYS = {"host", "timeout", "categories", "asm_group_id", "max_attempts", "retry_base_delay",
                   "concurrency"}
@@ -326,9 +328,11 @@ def _check_postal_address(v: dict, fail: Fail) -> None:
             fail("postal_address", "must be at most 300 printable characters (lines may be split with newlines)")
 
 
-def _check_send_lead_only(v: dict, fail: Fail) -> None:
-    if "send_lead_only" in v and not isinstance(v["send_lead_only"], bool):
-        fail("send_lead_only", "must be true or false")
+def _boolean(key: str) -> Check:
+    def check(v: dict, fail: Fail) -> None:
+        if key in v and not isinstance(v[key], bool):
+            fail(key, "must be true or false")
+    return check
 
 
 def _email_address(key: str) -> Check:
@@ -467,7 +471,8 @@ _CHECKS: tuple[Check, ...] = (
     _check_list_id,
     _check_feedback_id,
     _check_postal_address,
-    _check_send_lead_only,
+    _boolean("send_lead_only"),
+    _boolean("archive"),
     _email_address("reply_to"),
     _check_not_empty,
     _check_sections,

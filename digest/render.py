@@ -52,6 +52,7 @@ SLOTS = {
     "preheader": "__ND_SLOT_PREHEADER__",
     "intro": "__ND_SLOT_INTRO__",
     "reason": "__ND_SLOT_REASON__",  # the footer's "why you get this", naming the sections used
+    "mask": "__ND_SLOT_MASK__",  # the digest's resolved section mask, in its web version's link
 }
 _SLOT = re.compile("|".join(re.escape(t) for t in SLOTS.values()))
 _MARKER = re.compile(r'<div data-part="([^"]*)"></div>')
@@ -66,12 +67,17 @@ THUMB = {"width": 96, "height": 64}
 # the start of the body ("&#847;&zwnj;&nbsp;" repeated, inside MJML's hidden preview).
 PREHEADER_FILLER = Markup("&#847;&zwnj;&nbsp;" * 60)
 
+# Parts the web version leaves out (digest.web.archive): the link to itself, and the
+# footer's "why you get this" with its links holding a subscriber's token (kept only for
+# that subscriber's own token).
+VIEW_PART, MANAGE_PART = "view", "manage"
+
 # Light and dark are both designed (digest-dark.css): clients may pick either.
 COLOR_SCHEME_META = ('<meta name="color-scheme" content="light dark">'
                      '<meta name="supported-color-schemes" content="light dark">')
 
 GMAIL_CLIP_BYTES = 102 * 1024
-# Room kept for the filled tokens (the name twice, the link token three times).
+# Room kept for the filled tokens (the name twice, the link token four times).
 CLIP_BUDGET = GMAIL_CLIP_BYTES - 2 * 1024
 
 
@@ -213,6 +219,7 @@ class EditionRenderer:
     def base_context(self) -> dict:
         s, day = self.settings, self.edition.date
         return {"name": s.name, "lang": s.lang, "site_url": s.site_url, "links_base": s.links_base,
+                "day": day.isoformat(),
                 "date_long": f"{day:%A} {day.day} {day:%B %Y}", "lead": self.lead, "blocks": (),
                 "postal_address": s.postal_address, "preheader_filler": PREHEADER_FILLER,
                 "lead_image": LEAD_IMAGE, "thumb": THUMB, "contents": self.catalog_contents(),
@@ -300,8 +307,23 @@ class EditionRenderer:
                 self.renderer.oversized.append((values["subject"], size))
         return Rendered(values["subject"], values["preheader"], html_doc, self.text(digest, values))
 
-    def _join(self, parts: dict[str, str], digest: Digest, values: dict, compact: bool) -> str:
-        out = [parts[""], parts["masthead"], parts["intro"]]
+    def web_html(self, digest: Digest, manage: bool) -> str:
+        """The digest's HTML as its web version shows it (tokens unfilled): what the email
+        holds (compact too if the email was), without the link to itself, and without the
+        footer's "why you get this" and token links unless `manage`."""
+        parts = self.parts()
+        self.render(digest)  # RenderError if the email could not be rendered either
+        values = digest_values(digest, self.settings)
+        compact = len(self._join(parts, digest, values, compact=False).encode("utf-8")) > CLIP_BUDGET
+        omit = {VIEW_PART} if manage else {VIEW_PART, MANAGE_PART}
+        return self._join(parts, digest, values, compact, omit=frozenset(omit))
+
+    def _join(self, parts: dict[str, str], digest: Digest, values: dict, compact: bool,
+              omit: frozenset[str] = frozenset()) -> str:
+        out = [parts[""], parts["masthead"]]
+        if VIEW_PART not in omit:
+            out.append(parts[VIEW_PART])
+        out += [parts["masthead-rest"], parts["intro"]]
         if len(digest.sections) >= CONTENTS_FROM:
             out.append(parts["contents"])
             out += [parts[f"contents/{b.name}.{int(i > 0)}"] for i, b in enumerate(digest.sections)]
@@ -317,7 +339,10 @@ class EditionRenderer:
                     for i, a in enumerate(block.stories)]
         if digest.sections:
             out.append(parts["sections-end"])
-        out += [parts["footer"], parts["end"]]
+        out.append(parts["footer"])
+        if MANAGE_PART not in omit:
+            out.append(parts[MANAGE_PART])
+        out += [parts["manage-end"], parts["end"]]
         return fill_slots("".join(out), values, escape=True)
 
     def text(self, digest: Digest, values: dict) -> str:
@@ -438,7 +463,7 @@ def digest_values(digest: Digest, settings: Settings) -> dict[str, str]:
     if lead:
         subject += f": {shorten(lead.title, 90)}"
     return {"subject": subject, "preheader": preheader(digest), "intro": intro_line(digest, settings),
-            "reason": reason_line(digest, settings)}
+            "reason": reason_line(digest, settings), "mask": str(digest.mask)}
 
 
 def preheader(digest: Digest) -> str:

@@ -56,6 +56,11 @@ class Digest:
         return not self.stories
 
     @property
+    def mask(self) -> int:
+        """The resolved section mask this digest is the digest of (`digest_for_mask`'s argument)."""
+        return section_mask(self.followed) | (DEFAULTED if self.defaulted else 0)
+
+    @property
     def key(self) -> tuple:
         """Equal keys mean identical content: the unit of render caching and batching."""
         return (self.date.isoformat(), self.featured.id if self.featured else None,

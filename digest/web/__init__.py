@@ -6,7 +6,8 @@
     preferences  a subscriber's preference centre and unsubscribe (one-click included)
     signup       double opt-in sign-up and its confirmation
     webhooks     SendGrid's signed Event Webhook
+    archive      the web version of every digest ("View in your browser") and /archive
 
-A new audience (the editors' desk, the web version and archive) is a module with a
+A new audience (the editors' desk, ...) is a module with a
 `routes(site)` function, added to digest.web.app.AUDIENCES.
 """

@@ -23,15 +23,16 @@ from starlette.routing import BaseRoute, Route
 
 from digest.config import ConfigError, Settings
 from digest.store import BUSY_MESSAGE, StoreError, is_busy, open_store
-from digest.web import preferences, signup, webhooks
+from digest.web import archive, preferences, signup, webhooks
 from digest.web.security import RedactTokens, redact
 from digest.web.site import ERRORS, WEB_TEMPLATES, Routes, Site
 
 log = logging.getLogger("uvicorn.error")
 
 # Every audience of the app, each adding its own routes: a new one (the editors' desk,
-# the web version and archive) is one more module here.
-AUDIENCES: tuple[Callable[[Site], Routes], ...] = (preferences.routes, webhooks.routes, signup.routes)
+# ...) is one more module here.
+AUDIENCES: tuple[Callable[[Site], Routes], ...] = (preferences.routes, webhooks.routes, signup.routes,
+                                                   archive.routes)
 
 
 class Errors:

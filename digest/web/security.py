@@ -133,8 +133,11 @@ def origin_of(url: str) -> tuple[str, str, int] | None:
 _TOKEN_PATH = re.compile(r"/(preferences|unsubscribe|confirm)/[^/\s?\"]+")
 
 
+_TOKEN_QUERY = re.compile(r"([?&]t=)[^&\s\"]+")  # the web version's ?t=
+
+
 def redact(text: str) -> str:
-    return _TOKEN_PATH.sub(r"/\1/…", text)
+    return _TOKEN_QUERY.sub(r"\1…", _TOKEN_PATH.sub(r"/\1/…", text))
 
 
 class RedactTokens(logging.Filter):
