@@ -27,9 +27,9 @@ from digest.importing import ImportReport
 from digest.render import TOKENS
 from digest.select import DEFAULTED, Edition
 from digest.store import editions
+from digest.subscribers import store
 from digest.tokens import Signer
 from digest.web.security import redact
-from subscribers import store
 from tests.web_helpers import BASE, SECRET, ServeProcess, html_part, make_site, read_eml
 
 DAY = date(2026, 11, 25)

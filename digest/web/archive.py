@@ -36,9 +36,9 @@ from digest.edition import load_edition
 from digest.render import EditionRenderer, Personal, Renderer, RenderError, fill
 from digest.select import DEFAULTED, digest_for_mask
 from digest.store import editions
+from digest.subscribers import store
 from digest.tokens import TokenError
 from digest.web.site import Routes, Site
-from subscribers import store
 
 # The email as a page: its inline styles and <style> blocks, its images; nothing else
 # (no script, no form, no frame).  Links out to stories must not carry the page's URL,
