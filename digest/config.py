@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Callable, NoReturn
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 SECTIONS: tuple[str, ...] = (
@@ -254,8 +254,7 @@ def _read_feeds(path: Path, table) -> dict:
         if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
             raise fail("urls", "must be a list of http(s) URLs")
         for url in urls:
-            parts = urlsplit(url.strip())
-            if parts.scheme not in ("http", "https") or not parts.netloc or len(url) > 2000:
+            if http_url(url.strip()) is None or len(url) > 2000:
                 raise fail("urls", f"{url!r} is not an absolute http(s) URL (of at most 2000 characters)")
         values["feeds_urls"] = tuple(dict.fromkeys(u.strip() for u in urls))
     if "sections" in table:
@@ -401,12 +400,29 @@ def _check_timezone(v: dict, fail: Fail) -> None:
             fail("timezone", f"unknown time zone {v['timezone']!r} (e.g. 'Europe/London')")
 
 
+def http_url(url: str) -> SplitResult | None:
+    """`url` split, when it is an absolute http(s) URL with a host and a valid port; else None.
+
+    Why not urlsplit alone: it raises ValueError on a malformed IPv6 host ("http://[x"),
+    and `.port` does on a port out of range; both are a bad URL, not a crash.
+    """
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError:
+        return None
+    return parts if parts.scheme in ("http", "https") and parts.hostname else None
+
+
 def _check_urls(v: dict, fail: Fail) -> None:
     for key in _URL_KEYS:
         if key not in v:
             continue
         url = v[key].rstrip("/")
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # a malformed IPv6 host
+            fail(key, f"{v[key]!r} must be an absolute http(s) URL")
         if parts.scheme not in ("http", "https") or not parts.netloc:
             fail(key, f"{v[key]!r} must be an absolute http(s) URL")
         try:

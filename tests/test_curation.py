@@ -111,3 +111,17 @@ def test_subscribers_list_json_has_the_id_sendgrid_events_carry(cli, workdir):
     assert cli("subscribers", "add", "ann@example.com", "--sections", "world").exit_code == 0
     [ann] = cli.json("subscribers", "list", "--json")
     assert isinstance(ann["id"], int) and ann["email"] == "ann@example.com"
+
+
+@pytest.mark.parametrize("url", ["http://[bad", "http://x.example:99999/feed"])
+def test_a_malformed_url_is_a_rejection_not_a_traceback(cli, workdir, url):
+    result = cli("articles", "import", url)
+    assert result.exit_code == 1 and f"rejected {url}: only http(s) URLs can be imported" in result.stderr
+
+
+@pytest.mark.parametrize("toml,where", [('[feeds]\nurls = ["http://[bad"]\n', "[feeds] urls"),
+                                        ('base_url = "http://[bad"\n', "base_url")])
+def test_a_malformed_url_in_the_config_is_named(cli, workdir, toml, where):
+    (workdir / "digest.toml").write_text(toml, encoding="utf-8")
+    result = cli("articles", "list")
+    assert result.exit_code == 2 and f"{where}: 'http://[bad'" in result.stderr

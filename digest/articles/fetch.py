@@ -10,9 +10,10 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import httpx
+
+from digest.config import http_url
 
 MAX_REDIRECTS = 5
 USER_AGENT = "news-digest (feed import; +https://github.com/news-digest)"
@@ -48,8 +49,8 @@ def fetch(url: str, *, timeout: float, max_bytes: int, etag: str | None = None,
     `timeout` bounds the whole fetch (connecting, waiting, reading), not only each step;
     `max_bytes` bounds the body as decompressed (a small gzip can inflate to gigabytes).
     """
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    parts = http_url(url)
+    if parts is None:
         raise FetchError("only http(s) URLs can be imported")
     headers = {"User-Agent": USER_AGENT, "Accept": ACCEPT}
     if etag:
@@ -87,7 +88,7 @@ def fetch(url: str, *, timeout: float, max_bytes: int, etag: str | None = None,
     except httpx.UnsupportedProtocol as e:
         raise FetchError(f"redirected to a URL that is not http(s) ({e})") from None
     except httpx.ConnectError as e:
-        raise FetchError(_connect_problem(e, parts.hostname, parts.port)) from None
+        raise FetchError(_connect_problem(e, parts.hostname or "", parts.port)) from None
     except httpx.DecodingError as e:
         raise FetchError(f"the server sent a broken compressed body ({e})") from None
     except httpx.InvalidURL as e:
