@@ -46,7 +46,7 @@ def send_with_workers(engine: Engine, settings: Settings, day: date, workers: in
     if edition is None:
         return summary
     summary.workers = workers
-    pending = ledger.counts(engine, summary.date)["pending"]
+    pending = ledger.pending(engine, summary.date)
     if on_plan:
         on_plan(pending)
     context = mp.get_context("spawn")  # a fresh interpreter: no inherited connections or threads
@@ -68,7 +68,7 @@ def send_with_workers(engine: Engine, settings: Settings, day: date, workers: in
                     summary.notes.append(f"{p.name} (pid {p.pid}) stopped with exit code {p.exitcode}; "
                                          f"its {ended} recipient(s) in flight are unknown")
             if progress:
-                left = ledger.counts(engine, summary.date)["pending"]
+                left = ledger.pending(engine, summary.date)
                 progress(pending - left)
                 pending = left
             if not running:

@@ -160,7 +160,7 @@ def send(engine: Engine, settings: Settings, day: date, transport: Transport, si
     if edition is None:
         return summary
     if on_plan:
-        on_plan(ledger.counts(engine, summary.date)["pending"])
+        on_plan(ledger.pending(engine, summary.date))
     try:
         send_rest(engine, settings, edition, transport, signer, summary, progress)
     finally:

@@ -34,8 +34,10 @@ class Change:
 
 
 def edition_day(published: datetime, settings: Settings) -> date:
-    """The edition a story belongs to: its publication day in the newsletter's time zone."""
-    return published.replace(tzinfo=timezone.utc).astimezone(settings.tz).date()
+    """The edition a story belongs to: its publication day in the newsletter's time zone
+    (`published` aware, as an Article has it, or naive UTC, as the store keeps it)."""
+    aware = published if published.tzinfo else published.replace(tzinfo=timezone.utc)
+    return aware.astimezone(settings.tz).date()
 
 
 def withdraw(engine: Engine, article_id: str, settings: Settings, who: str) -> date:

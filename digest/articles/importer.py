@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from digest.articles import Article, ArticleError
-from digest.articles.curation import lead_warning
+from digest.articles.curation import edition_day, lead_warning
 from digest.articles.feeds import FeedError, check_default_section, parse_feed, sniff
 from digest.articles.fetch import FetchError, fetch, is_url
 from digest.articles.markdown import find_markdown_files, parse_file
@@ -99,7 +99,7 @@ def import_articles(engine: Engine, paths: Iterable, settings: Settings,
     if good:
         save_articles(engine, good, report, compare=feed_ids)
         _warn_withdrawn(engine, good, seen, report)
-        for day in sorted({a.published.astimezone(settings.tz).date() for a in good}):
+        for day in sorted({edition_day(a.published, settings) for a in good}):
             warning = lead_warning(day, articles_published_on(engine, day, settings.tz))
             if warning:
                 report.warnings.append((f"edition {day}", warning))

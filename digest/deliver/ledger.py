@@ -260,6 +260,14 @@ def rows(engine: Engine, day: str, status: str | None = None) -> list[Entry]:
         return [Entry(*r) for r in conn.execute(q)]
 
 
+def pending(engine: Engine, day: str) -> int:
+    """How many rows are still to send: a range of the claim index, not a count of the
+    whole edition (the progress of `send --workers` asks twice a second)."""
+    q = select(func.count()).select_from(ledger).where(ledger.c.edition == day, ledger.c.status == "pending")
+    with engine.connect() as conn:
+        return conn.execute(q).scalar_one()
+
+
 def counts(engine: Engine, day: str) -> dict[str, int]:
     q = select(ledger.c.status, func.count()).where(ledger.c.edition == day).group_by(ledger.c.status)
     with engine.connect() as conn:
