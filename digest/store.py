@@ -94,6 +94,14 @@ subscribers = Table(
     Column("status_reason", Text),
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
+    # When the digest reaches this reader: an IANA zone and a local hour (NULL: the
+    # newsletter's `timezone` and `delivery_hour`), daily or weekly (on `weekday`, 0 =
+    # Monday), and no digest at all before `paused_until` (an ISO date, in their zone).
+    Column("timezone", String(64)),
+    Column("delivery_hour", Integer),
+    Column("cadence", String(10), nullable=False, default="daily", server_default="daily"),
+    Column("weekday", Integer),
+    Column("paused_until", String(10)),
     # Ids are never reused: links in old emails name a subscriber by id, and must not
     # reach a later subscriber after an erasure.
     sqlite_autoincrement=True,
@@ -110,6 +118,8 @@ editions = Table(
     Column("articles", JSON, nullable=False),
     # Audience members who left after the freeze, before their turn: their rows are dropped.
     Column("withdrawn", Integer, nullable=False, default=0, server_default="0"),
+    # SendGrid's batch id for the edition's scheduled sends (digest cancel pauses or cancels them).
+    Column("batch_id", String(100)),
 )
 
 # One row per (edition, subscriber): pending -> sent | failed | unknown.
@@ -131,11 +141,27 @@ ledger = Table(
     # live lease means the row is in flight, so `--retry unknown` leaves it alone.
     Column("claim", String(40)),
     Column("lease_until", DateTime),
+    # When the row is due in the reader's inbox (UTC, naive; SendGrid's send_at); NULL: now.
+    Column("send_at", DateTime),
     Column("updated_at", DateTime, nullable=False),
     UniqueConstraint("edition", "subscriber_id", name="uq_ledger_edition_subscriber"),
 )
 # Claiming the next chunk of one digest's pending rows is a range scan of this index.
 Index("ix_ledger_claim", ledger.c.edition, ledger.c.status, ledger.c.section_mask, ledger.c.id)
+
+# The editors who may sign in to the desk (digest editors add), and their failed sign-ins:
+# after repeated failures an account is locked until `locked_until`.
+editors = Table(
+    "editors", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False),
+    Column("email_key", String(320), nullable=False, unique=True),  # lower-cased
+    Column("password_hash", Text, nullable=False),  # argon2id, with its own salt and parameters
+    Column("failed_signins", Integer, nullable=False, default=0, server_default="0"),
+    Column("locked_until", DateTime),
+    Column("created_at", DateTime, nullable=False),
+    Column("last_signin_at", DateTime),
+)
 
 # SendGrid event webhook deliveries already applied, so a redelivered event is a no-op.
 webhook_events = Table(
