@@ -122,6 +122,14 @@ def parse_sections(value: Optional[str], option: str = "--sections"):
         fail(f"{option}: {e}", 2)
 
 
+def parse_digest_sections(value: Optional[str]):
+    """--sections of preview and test sends: a,b, or `all` (the whole edition)."""
+    from digest.preview import ALL
+    if value is not None and value.strip().lower() == ALL:
+        return ALL
+    return parse_sections(value)
+
+
 @app.callback()
 def main_options(
     config: Optional[str] = typer.Option(
@@ -381,7 +389,8 @@ def subscribers_export(out: Optional[Path] = typer.Option(None, "--out", metavar
 def preview(
     day: Optional[str] = typer.Option(None, "--date", metavar="YYYY-MM-DD", help="Default: today."),
     subscriber: Optional[str] = typer.Option(None, "--subscriber", metavar="EMAIL"),
-    sections: Optional[str] = typer.Option(None, "--sections", metavar="a,b"),
+    sections: Optional[str] = typer.Option(None, "--sections", metavar="a,b|all",
+                                           help="A set of sections, or all: the whole edition."),
     fmt: Format = typer.Option(Format.html, "--format", help="html, text or eml."),
     out: Optional[Path] = typer.Option(None, "--out", metavar="FILE", help="Default: stdout."),
 ):
@@ -392,11 +401,11 @@ def preview(
     from digest import preview as previewing
     from digest.tokens import link_signer
     if bool(subscriber) == (sections is not None):
-        fail("give exactly one of --subscriber EMAIL or --sections a,b", 2)
+        fail("give exactly one of --subscriber EMAIL or --sections a,b (or --sections all)", 2)
     try:
         shown = previewing.preview(state.engine(), state.settings, parse_day(day),
                                    link_signer(state.settings, real=False, notify=note),
-                                   subscriber=subscriber, sections=parse_sections(sections), fmt=fmt.value)
+                                   subscriber=subscriber, sections=parse_digest_sections(sections), fmt=fmt.value)
     except previewing.PreviewError as e:
         fail(str(e), 1)
     for n in shown.notes:
@@ -430,6 +439,13 @@ def send(
                                 help="Sender processes on this host, sharing the edition (real sends)."),
     yes: bool = typer.Option(False, "--yes", help="Start the send of an edition other than today's or "
                              "yesterday's (retries of a started edition need no --yes)."),
+    test_to: Optional[str] = typer.Option(None, "--test-to", metavar="ADDR[,ADDR...]",
+                                          help="A test send: one digest, subject [TEST], to these editors' "
+                                               "addresses only; no ledger, nothing frozen."),
+    subscriber: Optional[str] = typer.Option(None, "--subscriber", metavar="EMAIL",
+                                             help="With --test-to: this subscriber's digest (links lead nowhere)."),
+    sections: Optional[str] = typer.Option(None, "--sections", metavar="a,b|all",
+                                           help="With --test-to: the digest of these sections (default: all)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Send the day's digest to every subscriber (safe to rerun: never sends twice).
@@ -438,6 +454,12 @@ def send(
     """
     from digest import dispatch
     the_day = parse_day(day)
+    if test_to is not None:
+        _test_send(the_day, test_to, subscriber, sections, as_json, dry_run=dry_run, sandbox=sandbox,
+                   retry=retry.value if retry else None, workers=workers, sample=sample, outbox=outbox,
+                   refreeze=refreeze)
+    if subscriber is not None or sections is not None:
+        fail("--subscriber and --sections go with --test-to (the day's send goes to every subscriber)", 2)
     if dry_run and sandbox:  # two modes asked for at once
         fail("--dry-run cannot be combined with --retry or --sandbox", 2)
     mode = "dry-run" if dry_run else "sandbox" if sandbox else "send"
@@ -451,6 +473,36 @@ def send(
         fail(str(e), 2)
     _report_send(summary, as_json)
     raise typer.Exit(summary.exit_code)
+
+
+def _test_send(the_day: date, test_to: str, subscriber: Optional[str], sections: Optional[str], as_json: bool,
+               **others) -> NoReturn:
+    from digest import dispatch
+    from digest.testsend import TestSendError
+    try:
+        dispatch.check_test_options(**others)
+    except ConfigError as e:
+        fail(str(e), 2)
+    if subscriber and sections is not None:
+        fail("give --subscriber EMAIL or --sections a,b|all, not both", 2)
+    try:
+        sent = dispatch.run_test(state.settings, the_day, test_to.split(","), subscriber=subscriber,
+                                 sections=parse_digest_sections(sections), notify=note)
+    except TestSendError as e:
+        fail(str(e), e.exit_code)
+    except (ConfigError, StoreError) as e:
+        fail(str(e), 2)
+    for n in sent.notes:
+        note(f"note: {n}")
+    if as_json:
+        emit_json(sent.to_dict())
+    else:
+        where = f"to the outbox {sent.outbox}" if sent.via == "outbox" else "through SendGrid"
+        typer.echo(f"test send {sent.date}: '{visible(sent.subject)}' to {', '.join(sent.recipients) or 'nobody'} "
+                   f"{where}; no ledger row, nothing frozen")
+    for p in sent.problems:
+        note(f"{p['status']}: {p['email']}: {p['reason']}")
+    raise typer.Exit(sent.exit_code)
 
 
 class _progress:
@@ -521,6 +573,32 @@ def _report_send(s, as_json: bool) -> None:
     if s.mode == "send" and any(p["status"] == "unknown" for p in s.problems):
         note("unknown rows may have been delivered; they are never resent automatically. "
              "Check SendGrid's activity feed, then `digest send --retry unknown` if they were not.")
+
+
+@app.command()
+def check(
+    day: Optional[str] = typer.Option(None, "--date", metavar="YYYY-MM-DD", help="Default: today."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+):
+    """The edition's quality report: exit 0 when clean, 1 on a problem (so `digest check && digest send`).
+
+    Example: digest check --date 2026-11-25
+    """
+    from digest.check import check_edition
+    from digest.tokens import link_signer
+    the_day = parse_day(day)
+    report = check_edition(state.engine(), state.settings, the_day,
+                           link_signer(state.settings, real=False, notify=lambda _m: None))
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        for kind, found in (("problem", report.problems), ("note", report.notes)):
+            for f in found:
+                typer.echo(visible(f"{kind} [{f.code}] {f.where}: {f.message}"))
+        typer.echo(f"check {report.date}: {len(report.problems)} problem(s), {len(report.notes)} note(s); "
+                   f"{report.stories} stories, {report.digests} digest(s) checked (the whole edition included) "
+                   f"for {report.subscribers} active subscriber(s)" + ("; frozen" if report.frozen else ""))
+    raise typer.Exit(report.exit_code)
 
 
 @app.command()

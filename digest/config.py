@@ -96,6 +96,7 @@ class Settings:
     feeds_sections: tuple[tuple[str, str], ...] = ()  # [feeds.sections]: (category, section), category casefolded
     feeds_timeout: float = 10.0             # seconds one feed URL may take, all of it
     feeds_max_bytes: int = 5_000_000        # a feed (file or URL, decompressed) larger than this is refused
+    test_recipients: tuple[str, ...] = ()   # [editors] test_recipients: who else may get test sends (lower-cased)
     source: str = "defaults"  # where the settings came from, for messages
 
     @property
@@ -168,6 +169,7 @@ _FILE_KEYS = {
 _SENDGRID_KEYS = {"host", "timeout", "categories", "asm_group_id", "max_attempts", "retry_base_delay",
                   "concurrency"}
 _FEEDS_KEYS = {"urls", "sections", "timeout", "max_bytes"}
+_EDITORS_KEYS = {"test_recipients"}
 
 # RFC 2919 List-Id: [phrase] "<" dot-atom-text with at least one dot ">".  The phrase is
 # ASCII words or a quoted string (a header carries no 8-bit text unencoded).
@@ -229,6 +231,8 @@ def _read_file(path: Path) -> dict:
                 values[f"sendgrid_{sk}"] = sv
         elif key == "feeds":
             values.update(_read_feeds(path, value))
+        elif key == "editors":
+            values.update(_read_editors(path, value))
         elif key in _FILE_KEYS:
             values[key] = value
         elif key in {"secret_key", "api_key", "sendgrid_api_key"}:
@@ -279,6 +283,30 @@ def _read_feeds(path: Path, table) -> dict:
             raise fail("max_bytes", "must be a whole number of bytes from 1000 to 100000000")
         values["feeds_max_bytes"] = n
     return values
+
+
+def _read_editors(path: Path, table) -> dict:
+    """The [editors] table: `test_recipients`, the addresses besides the editors' own that
+    `digest send --test-to` may mail (each checked, kept lower-cased)."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [editors] must be a table (an [editors] line, then its settings)")
+    for key in table:
+        if key not in _EDITORS_KEYS:
+            raise ConfigError(f"{path}: unknown setting [editors] {key!r}")
+    if "test_recipients" not in table:
+        return {}
+    given = table["test_recipients"]
+    if not isinstance(given, list) or not all(isinstance(a, str) for a in given):
+        raise ConfigError(f"{path}: [editors] test_recipients: must be a list of email addresses")
+    from email_validator import EmailNotValidError, validate_email
+    found = []
+    for address in given:
+        try:
+            validate_email(address.strip(), check_deliverability=False)
+        except EmailNotValidError as e:
+            raise ConfigError(f"{path}: [editors] test_recipients: {address!r} is not an email address ({e})") from None
+        found.append(address.strip().lower())
+    return {"test_recipients": tuple(dict.fromkeys(found))}
 
 
 # -- validation: one small check per setting (or group of settings) -----------------------------

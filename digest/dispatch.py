@@ -4,6 +4,7 @@
     sandbox   SendGrid's sandbox mode: every request validated, nothing delivered or recorded
     send      the real send through SendGrid: one process (digest.sending.send), or
               `workers` processes on this host (digest.senders.send_with_workers)
+    test      `--test-to`: one digest's message to editors, marked [TEST] (digest.testsend)
 
 The option rules (what goes with which mode) are here too, with the messages `digest
 send` prints for them.
@@ -26,6 +27,7 @@ from digest.edition import is_frozen
 from digest.senders import log_to_stderr, send_with_workers
 from digest.sending import Summary
 from digest.store import open_store
+from digest.testsend import TestSend, send_test
 from digest.tokens import link_signer
 
 MODES = ("dry-run", "sandbox", "send")
@@ -121,3 +123,25 @@ def _dry_run(settings: Settings, day: date, sample: int | None, outbox: Path | N
         raise ConfigError(f"outbox {folder}: {e.strerror or e}") from None
     summary.outbox = str(folder)
     return summary
+
+
+# -- test sends -------------------------------------------------------------------------------
+
+def check_test_options(*, dry_run: bool = False, sandbox: bool = False, retry: str | None = None, workers: int = 1,
+                       sample: int | None = None, outbox: Path | str | None = None, refreeze: bool = False) -> None:
+    """SendOptionsError when `send --test-to` is combined with an option of another mode."""
+    given = [name for name, on in (("--dry-run", dry_run), ("--sandbox", sandbox), ("--retry", retry),
+                                   ("--workers", workers > 1), ("--sample", sample is not None),
+                                   ("--outbox", outbox), ("--refreeze", refreeze)) if on]
+    if given:
+        raise SendOptionsError(f"--test-to cannot be combined with {', '.join(given)} (a test send is one "
+                               "message to the addresses given, outside the day's send)")
+
+
+def run_test(settings: Settings, day: date, to, *, subscriber: str | None = None, sections=None,
+             notify: Callable[[str], None] = _quiet) -> TestSend:
+    """`digest send --test-to`: digest.testsend.send_test with the store and signer of a
+    send.  The links of a test message lead nowhere, so a throwaway key will do (`notify`
+    says so)."""
+    return send_test(open_store(settings.database_url), settings, day,
+                     link_signer(settings, real=False, notify=notify), to, subscriber=subscriber, sections=sections)

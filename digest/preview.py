@@ -10,11 +10,17 @@ from sqlalchemy.engine import Engine
 from digest.config import Settings, section_mask
 from digest.edition import load_edition
 from digest.message import build_message
-from digest.render import RenderError, personalize
-from digest.select import resolved_mask
+from digest.render import Rendered, RenderError, personalize
+from digest.select import Digest, resolved_mask
 from digest.sending import Planner
 from digest.subscribers import store as subscriber_store
 from digest.tokens import Signer
+
+# `sections=ALL`: the whole edition, every offered section (`--sections all`).
+ALL = "all"
+# Whom a preview of sections (not of a subscriber) is addressed to.  Its links carry
+# subscriber id 0, which belongs to nobody, so they lead nowhere.
+NOBODY_ID, NOBODY_EMAIL = 0, "preview@example.com"
 
 
 class PreviewError(Exception):
@@ -27,20 +33,38 @@ class Preview:
     notes: list[str] = field(default_factory=list)  # worth telling the editor
 
 
-def preview(engine: Engine, settings: Settings, day: date, signer: Signer, *, subscriber: str | None = None,
-            sections=None, fmt: str = "html") -> Preview:
+@dataclass
+class Previewed:
+    """One digest ready to personalize: what `preview` and test sends share."""
+    planner: Planner
+    digest: Digest
+    rendered: Rendered  # tokens unfilled
+    name: str           # the greeting's name: the subscriber's, or none
+    subscriber: tuple[int, str] | None  # (id, email) of the real subscriber previewed, if one was
+    notes: list[str]
+
+
+def chosen_sections(sections, settings: Settings) -> tuple[str, ...]:
+    """`sections` as a subscriber would have chosen them; ALL is every offered section."""
+    return tuple(settings.sections) if sections == ALL else tuple(sections or ())
+
+
+def prepare(engine: Engine, settings: Settings, day: date, signer: Signer, *, subscriber: str | None = None,
+            sections=None) -> Previewed:
+    """The digest of `subscriber` (their sections and name) or of `sections`, rendered
+    once; PreviewError when there is none to show."""
     edition = load_edition(engine, day, settings)
     notes = []
+    who: tuple[int, str] | None = None
     if subscriber:
         s = subscriber_store.get(engine, email=subscriber)
         if not s:
             raise PreviewError(f"{subscriber} is not a subscriber")
         if s.status != "active":
             notes.append(f"{s.email} is {s.status}: they would get no digest today")
-        sid, email, name, chosen = s.id, s.email, s.name, s.sections
+        who, name, chosen = (s.id, s.email), s.name, s.sections
     else:
-        # Not a real subscriber: id 0 belongs to nobody, so its links lead nowhere.
-        sid, email, name, chosen = 0, "preview@example.com", "", sections
+        name, chosen = "", chosen_sections(sections, settings)
     planner = Planner(edition, settings, signer)
     mask = resolved_mask(section_mask(chosen or ()), settings)
     digest = planner.digest(mask)
@@ -50,16 +74,25 @@ def preview(engine: Engine, settings: Settings, day: date, signer: Signer, *, su
     if not planner.sent(digest):
         notes.append(f"no story for {', '.join(digest.followed)} besides the lead, and send_lead_only "
                      "is off: this digest would not be sent")
-    recipient = planner.recipient(sid, email, name)
     try:
-        message = personalize(planner.rendered(mask), recipient.substitutions)
+        rendered = planner.rendered(mask)
     except RenderError as e:
         raise PreviewError(str(e)) from None
+    return Previewed(planner, digest, rendered, name, who, notes)
+
+
+def preview(engine: Engine, settings: Settings, day: date, signer: Signer, *, subscriber: str | None = None,
+            sections=None, fmt: str = "html") -> Preview:
+    """`sections` may be ALL: the whole edition."""
+    shown = prepare(engine, settings, day, signer, subscriber=subscriber, sections=sections)
+    sid, email = shown.subscriber or (NOBODY_ID, NOBODY_EMAIL)
+    recipient = shown.planner.recipient(sid, email, shown.name)
+    message = personalize(shown.rendered, recipient.substitutions)
     if fmt == "text":
         content = message.text.encode("utf-8")
     elif fmt == "eml":
-        headers = {**planner.headers, **recipient.headers}
+        headers = {**shown.planner.headers, **recipient.headers}
         content = build_message(message, recipient.email, recipient.name, headers, settings).as_bytes()
     else:
         content = message.html.encode("utf-8")
-    return Preview(content, notes)
+    return Preview(content, shown.notes)

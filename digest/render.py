@@ -312,11 +312,17 @@ class EditionRenderer:
         holds (compact too if the email was), without the link to itself, and without the
         footer's "why you get this" and token links unless `manage`."""
         parts = self.parts()
-        self.render(digest)  # RenderError if the email could not be rendered either
+        compact = self.is_compact(digest)  # RenderError if the email could not be rendered
         values = digest_values(digest, self.settings)
-        compact = len(self._join(parts, digest, values, compact=False).encode("utf-8")) > CLIP_BUDGET
         omit = {VIEW_PART} if manage else {VIEW_PART, MANAGE_PART}
         return self._join(parts, digest, values, compact, omit=frozenset(omit))
+
+    def is_compact(self, digest: Digest) -> bool:
+        """Whether the digest's email goes without the section stories' teasers and
+        thumbnails (whole, it would pass CLIP_BUDGET); RenderError if it cannot be rendered."""
+        self.render(digest)
+        whole = self._join(self.parts(), digest, digest_values(digest, self.settings), compact=False)
+        return len(whole.encode("utf-8")) > CLIP_BUDGET
 
     def _join(self, parts: dict[str, str], digest: Digest, values: dict, compact: bool,
               omit: frozenset[str] = frozenset()) -> str:
