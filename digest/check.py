@@ -195,11 +195,11 @@ def _check_digest(report: Report, planner: Planner, digest: Digest, where: str) 
         report.problem("no-preheader", "no preheader: inbox previews show the start of the body", where)
     unsubscribe = settings.links_base.rstrip("/") + "/unsubscribe/"
     links_base = settings.links_base.rstrip("/") + "/"
-    stories: dict[str, str] = {}
+    holders: dict[str, list[str]] = defaultdict(list)  # a URL -> the stories linking to it
     for a in planner.edition.articles:
-        stories.setdefault(a.url, a.id)
-        if a.image:
-            stories.setdefault(a.image, a.id)
+        for url in dict.fromkeys(u for u in (a.url, a.image) if u):
+            holders[url].append(a.id)
+    stories = {url: ", ".join(ids) for url, ids in holders.items()}
     seen_unsubscribe = False
     for link in doc.iter("a"):
         href = (link.get("href") or "").strip()
