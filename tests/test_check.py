@@ -27,6 +27,7 @@ DAY = date(2026, 11, 25)
 POSTAL = "The Daily Digest, 1 Example Street, Exampleton EX1 2MP"
 IMAGE = "https://news.example.com/img/harbour.jpg"
 CRANES = "https://news.example.com/img/cranes.jpg"
+LONG = 6600  # six stories with URLs this long: over CLIP_BUDGET with teasers, under it without
 
 
 @pytest.fixture
@@ -135,6 +136,20 @@ def test_a_digest_over_gmails_clip(engine, good, tmp_path):
     assert clipped == {"digest of Tech (1 subscriber)", "digest of World and Tech (1 subscriber)",
                        f"{WHOLE_EDITION} (0 subscribers)"}
     assert "Gmail clips" in report.problems[0].message
+
+
+def test_a_digest_near_the_clip_is_sent_compact_and_that_is_a_note(engine, good, tmp_path):
+    stories = clean_stories(tmp_path)
+    for i in range(6):
+        stories[f"long-{i:02}"] = dict(section="tech", summary="y" * 280, priority=50,
+                                       image=f"https://news.example.com/img/{i}.jpg", image_alt="A picture",
+                                       url=f"https://news.example.com/{i:02}/" + "x" * LONG)
+    settings = replace(good, per_section=6)
+    build(engine, settings, tmp_path, stories, people=(("t@example.com", ("tech",)),))
+    report = check(engine, settings)
+    assert report.problems == [] and set(codes(report.notes)) == {"compacted"}, report.notes
+    assert [n.where for n in report.notes] == ["digest of Tech (1 subscriber)", f"{WHOLE_EDITION} (0 subscribers)"]
+    assert "bytes of HTML" in report.notes[0].message
 
 
 def planted_templates(tmp_path, old: str, new: str):
