@@ -448,7 +448,8 @@ def send(
                                            help="With --test-to: the digest of these sections (default: all)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
-    """Send the day's digest to every subscriber (safe to rerun: never sends twice).
+    """Send the day's digest to every subscriber (safe to rerun: never sends twice);
+    with --test-to, one digest to editors only, marked [TEST].
 
     Example: digest send --dry-run --date 2026-11-25
     """
@@ -483,8 +484,6 @@ def _test_send(the_day: date, test_to: str, subscriber: Optional[str], sections:
         dispatch.check_test_options(**others)
     except ConfigError as e:
         fail(str(e), 2)
-    if subscriber and sections is not None:
-        fail("give --subscriber EMAIL or --sections a,b|all, not both", 2)
     try:
         sent = dispatch.run_test(state.settings, the_day, test_to.split(","), subscriber=subscriber,
                                  sections=parse_digest_sections(sections), notify=note)

@@ -107,7 +107,7 @@ def send_test(engine: Engine, settings: Settings, day: date, signer: Signer, to,
     """
     addresses = checked_recipients(engine, settings, to)
     if subscriber and sections:
-        raise TestSendError("give --subscriber or --sections, not both", 2)
+        raise TestSendError("a test send is of one subscriber's digest or of sections, not both", 2)
     try:
         shown = prepare(engine, settings, day, signer, subscriber=subscriber,
                         sections=None if subscriber else (sections or ALL))

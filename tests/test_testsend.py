@@ -148,6 +148,18 @@ def test_an_address_not_allowed_is_refused_by_name_and_nothing_is_sent(desk, sg)
     assert sg.requests == []
 
 
+def test_what_sendgrid_refuses_is_said_with_the_sends_exit_statuses(desk, sg):
+    site, settings = desk
+    with pytest.raises(TestSendError) as refused:
+        send_test(site.engine, replace(settings, sendgrid_api_key="SG.wrong"), DAY, Signer(SECRET), [EDITOR])
+    assert refused.value.exit_code == 2 and "refused the API key" in str(refused.value)
+    sg.inject("400", message="The from address does not match a verified Sender Identity")
+    sent = send_test(site.engine, settings, DAY, Signer(SECRET), [EDITOR])
+    assert sent.exit_code == 1 and sent.recipients == [] and sg.deliveries == []
+    assert sent.problems == [{"email": EDITOR, "status": "failed", "reason": "SendGrid rejected the request "
+                              "(HTTP 400): The from address does not match a verified Sender Identity"}]
+
+
 def test_without_an_api_key_the_test_goes_to_the_outbox(desk, tmp_path):
     site, settings = desk
     settings = replace(settings, sendgrid_api_key="", outbox=str(tmp_path / "outbox"))
