@@ -126,9 +126,10 @@ def set_priority(engine: Engine, article_id: str, settings: Settings, who: str, 
 
 def move(engine: Engine, article_id: str, settings: Settings, who: str, section: str, up: bool) -> date:
     """Move a story one place up (or down) among `section`'s stories of its edition, in
-    terms of set_priority: it takes the priority of the story it passes, minus one (plus
-    one), which puts it just before (after) that story.  (A story beyond that one with
-    exactly the new priority is then ordered with it by publication time, as always.)"""
+    terms of set_priority: it gets a priority that puts it just past its neighbour (the
+    stories' order is priority, then publication time).  When no priority of its own can
+    (its new neighbours share priorities and times that pin it), the section's stories
+    are numbered in the new order, each change recorded."""
     with engine.connect() as conn:
         published = conn.execute(select(articles.c.published).where(articles.c.id == article_id)).scalar()
     if published is None:
@@ -140,11 +141,28 @@ def move(engine: Engine, article_id: str, settings: Settings, who: str, section:
     at = next((i for i, a in enumerate(listed) if a.id == article_id), None)
     if at is None:
         raise CurationError(f"{article_id!r} is not among the {section} stories of {day}")
-    passed = at - 1 if up else at + 1
-    if not 0 <= passed < len(listed):
+    to = at - 1 if up else at + 1
+    if not 0 <= to < len(listed):
         raise CurationError(f"{article_id!r} is already {'first' if up else 'last'} in {section} on {day}")
-    other = listed[passed]
-    return set_priority(engine, article_id, settings, who, other.priority + (-1 if up else 1))
+    story = listed.pop(at)
+    listed.insert(to, story)
+    before, after = (listed[to - 1] if to else None), (listed[to + 1] if to + 1 < len(listed) else None)
+    lo = before.priority if before else after.priority - 1 if after else story.priority
+    hi = after.priority if after else lo + 1
+
+    def fits(p: int) -> bool:
+        key = (p, story.published, story.id)
+        return (before is None or story_order(before) < key) and (after is None or key < story_order(after))
+    # The nearest priority to its own that places it there (only lo..hi can).
+    found = sorted((p for p in {lo, lo + 1, hi - 1, hi} if lo <= p <= hi and fits(p)),
+                   key=lambda p: abs(p - story.priority))
+    if found:
+        return set_priority(engine, article_id, settings, who, found[0])
+    first = min(a.priority for a in listed)
+    for i, a in enumerate(listed):
+        if a.priority != first + i:
+            set_priority(engine, a.id, settings, who, first + i)
+    return day
 
 
 def changes(engine: Engine, article_ids) -> list[Change]:
