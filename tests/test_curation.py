@@ -3,6 +3,7 @@ frozen and recorded; which of several featured stories leads; times in the newsl
 
 from __future__ import annotations
 
+import os
 from datetime import date
 
 import pytest
@@ -12,6 +13,7 @@ from digest.articles.importer import import_articles
 from digest.articles.repository import articles_published_on
 from digest.edition import freeze, load_edition
 from digest.select import lead_story, select_digest
+from digest.store import open_store
 from digest.subscribers import store as subscriber_store
 from tests.conftest import write_article
 
@@ -232,9 +234,6 @@ def test_cli_feature_and_update_priority_record_who(cli, workdir):
     missing = cli("articles", "update", "nope", "--priority", "1")
     assert missing.exit_code == 1 and "no story has the id 'nope'" in missing.stderr
     assert cli("articles", "update", "lead").exit_code == 2  # --priority is required
-    from digest.articles.curation import changes as recorded
-    from digest.store import open_store
-    import os
-    log = recorded(open_store(os.environ["DIGEST_DATABASE_URL"]), ["storm", "lead"])
+    log = changes(open_store(os.environ["DIGEST_DATABASE_URL"]), ["storm", "lead"])
     assert [c.action for c in log] == ["unfeature", "feature", "priority"]
     assert all(c.who.endswith("(cli)") and c.at for c in log)

@@ -154,7 +154,8 @@ class Desk:
         session = self.sessions.read(request)
         if request.method in SAFE_METHODS:
             if session and session.editor_id is not None and await self.editor_of(session) is not None:
-                return RedirectResponse(self.next_page(request.query_params.get("next")), 303)
+                return RedirectResponse(self.next_page(request.query_params.get("next")), 303,
+                                        headers={"Cache-Control": "no-store"})
             return self.sign_in_form(self.sessions.new(None), request.query_params.get("next", ""),
                                      signed_out="signed-out" in request.query_params)
         form = await read_form(request)
