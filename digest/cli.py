@@ -651,7 +651,7 @@ def serve(
     host: str = typer.Option(DEFAULT_HOST, "--host", help="Address to listen on."),
     port: int = typer.Option(DEFAULT_PORT, "--port", min=0, max=65535, help="Port to listen on (0: any free one)."),
 ):
-    """Run the preference centre, one-click unsubscribe, sign-up and SendGrid webhook.
+    """Run the preference centre, one-click unsubscribe, sign-up, SendGrid webhook and editors' desk.
 
     Example: DIGEST_BASE_URL=https://news.example.com/digest digest serve --port 8000
     """
