@@ -102,6 +102,7 @@ def test_a_signed_out_visitor_gets_the_sign_in_form_and_a_wrong_password_is_refu
     page.press("#password", "Enter")
     expect(page.get_by_role("alert")).to_contain_text("do not match")
     expect(page).to_have_url(re.compile(r"/editor/sign-in"))
+    shoot(page, "sign-in")
 
 
 def test_sign_in_with_the_keyboard_see_the_edition_preview_withdraw_and_see_the_preview_change(page, desk):

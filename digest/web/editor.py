@@ -156,7 +156,9 @@ class Desk:
             if session and session.editor_id is not None and await self.editor_of(session) is not None:
                 return RedirectResponse(self.next_page(request.query_params.get("next")), 303,
                                         headers={"Cache-Control": "no-store"})
-            return self.sign_in_form(self.sessions.new(None), request.query_params.get("next", ""),
+            # The form's own session, kept while it lasts: a second tab's form stays valid.
+            anonymous = session if session and session.editor_id is None else self.sessions.new(None)
+            return self.sign_in_form(anonymous, request.query_params.get("next", ""),
                                      signed_out="signed-out" in request.query_params)
         form = await read_form(request)
         if not (self.site.guard.same_origin(request) and self.sessions.csrf_ok(session, form.get("csrf"))):
