@@ -229,7 +229,7 @@ def test_curation_from_the_desk_is_recorded_with_the_editors_address(signed_in):
     assert [(c.article_id, c.action) for c in log] == [
         ("storm", "withdraw"), ("lead", "unfeature"), ("quake", "feature"), ("storm", "restore"),
         ("storm", "priority")]
-    assert {c.who for c in log} == {EDITOR}
+    assert {c.who for c in log} == {EDITOR} and all(c.at for c in log)
     edition = load_edition(signed_in.engine, date(2026, 11, 25), signed_in.settings)
     assert next(a for a in edition.articles if a.featured).id == "quake"
     page = client.get(f"{DESK}?date={DAY}").text

@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from digest import editors
 from digest.editors import EditorError, SignInError
 from digest.store import editors as editors_table
-from digest.store import utcnow
+from digest.store import open_store, utcnow
 
 PASSWORD = "correct horse battery staple"
 
@@ -126,3 +126,19 @@ def test_the_installed_command_takes_a_piped_password(run_digest):
     done = run_digest("editors", "add", "sam@example.com", input=f"{PASSWORD}\n")
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     assert run_digest("editors", "list").stdout.startswith("sam@example.com")
+
+
+def test_two_servers_count_failures_together(engine, database_url):
+    """Each failure is one conditional UPDATE of the shared row: two processes' failures
+    add up, and the fifth of them, wherever it happens, locks the account for both."""
+    other = open_store(database_url)
+    editors.add(engine, "sam@example.com", PASSWORD)
+    now = utcnow()
+    for i in range(editors.MAX_FAILURES):
+        with pytest.raises(SignInError) as refused:
+            editors.sign_in(engine if i % 2 else other, "sam@example.com", "wrong password here", now=now)
+    assert refused.value.locked_until == now + editors.LOCKED_FOR
+    for server in (engine, other):
+        with pytest.raises(SignInError, match="locked"):
+            editors.sign_in(server, "sam@example.com", PASSWORD, now=now)
+    other.dispose()
