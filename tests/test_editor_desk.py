@@ -216,7 +216,9 @@ def test_the_edition_page_shows_the_lead_the_sections_in_order_and_their_readers
     assert re.search(r'id="section-science">Science <span class="hint">1 reader<', html)
     assert "3 active readers" in html and "Live." in html
     assert f'href="{DESK}?date=2026-11-24"' in html and f'href="{DESK}?date=2026-11-26"' in html
-    assert signed_in.client.get(f"{DESK}?date=2026-13-01").status_code == 400
+    bad = signed_in.client.get(f"{DESK}?date=2026-13-01")
+    assert bad.status_code == 400 and "The date &#39;2026-13-01&#39; is not a day like" in bad.text
+    assert signed_in.client.get(f"{DESK}/preview?date=<x>").text.count("&#39;&lt;x&gt;&#39;") == 1
 
 
 def test_curation_from_the_desk_is_recorded_with_the_editors_address(signed_in):

@@ -100,8 +100,17 @@ def signed_in(handler):
             form = await read_form(request)
             if not (desk.site.guard.same_origin(request) and desk.sessions.csrf_ok(session, form.get("csrf"))):
                 raise HTTPException(403)
-        return await handler(desk, request, Visit(editor, session, form))
+        visit = Visit(editor, session, form)
+        try:
+            return await handler(desk, request, visit)
+        except BadDay as e:
+            return desk.page("message.html.j2", visit, 400, title="No such day", text=str(e), link=desk.root,
+                             link_text="Today's edition")
     return wrapped
+
+
+class BadDay(ValueError):
+    """A `date` that is not a day like 2026-11-25; the message says so."""
 
 
 def parse_day(raw: str | None, today: date) -> date:
@@ -110,7 +119,7 @@ def parse_day(raw: str | None, today: date) -> date:
     try:
         return check_day(date.fromisoformat(raw.strip()))
     except (ValueError, ConfigError):
-        raise HTTPException(400) from None
+        raise BadDay(f"The date {raw[:40]!r} is not a day like {today.isoformat()}.") from None
 
 
 class Desk:
