@@ -41,11 +41,14 @@ class _Commands(TyperGroup):
 
 app = typer.Typer(cls=_Commands, no_args_is_help=True, add_completion=False, rich_markup_mode=None,
                   help="news-digest: the daily email digest of curated, machine-summarised stories.")
-articles_app = typer.Typer(no_args_is_help=True, help="Import, list, withdraw and restore the site's stories.")
+articles_app = typer.Typer(no_args_is_help=True,
+                           help="Import, list, feature, reorder, withdraw and restore the site's stories.")
 subscribers_app = typer.Typer(no_args_is_help=True, help="Manage who gets the digest.")
+editors_app = typer.Typer(no_args_is_help=True, help="The accounts that sign in to the editors' desk (/editor).")
 db_app = typer.Typer(no_args_is_help=True, help="The store's schema (Alembic migrations; every command also upgrades).")
 app.add_typer(articles_app, name="articles")
 app.add_typer(subscribers_app, name="subscribers")
+app.add_typer(editors_app, name="editors")
 app.add_typer(db_app, name="db")
 
 
@@ -243,6 +246,95 @@ def articles_restore(article_id: str = typer.Argument(..., metavar="ID")):
     from digest.articles.curation import restore
     day = _curate(restore, article_id)
     typer.echo(f"restored {article_id} to the edition of {day}")
+
+
+@articles_app.command("feature")
+def articles_feature(article_id: str = typer.Argument(..., metavar="ID")):
+    """Make a story its edition's lead (the day's other featured stories lose the flag).
+
+    Example: digest articles feature storm-warning
+    """
+    from digest.articles.curation import feature
+    day = _curate(feature, article_id)
+    typer.echo(f"{article_id} leads the edition of {day}")
+
+
+@articles_app.command("update")
+def articles_update(
+    article_id: str = typer.Argument(..., metavar="ID"),
+    priority: int = typer.Option(..., "--priority", metavar="N", help="Lower shows first within its sections."),
+):
+    """Change a story's priority (refused once its edition is frozen); re-imports keep it.
+
+    Example: digest articles update storm-warning --priority 1
+    """
+    from digest.articles.curation import set_priority
+    day = _curate(lambda engine, story, settings, who: set_priority(engine, story, settings, who, priority),
+                  article_id)
+    typer.echo(f"{article_id} has priority {priority} in the edition of {day}")
+
+
+# -- editors ----------------------------------------------------------------------------
+
+def _read_password() -> str:
+    """Prompted twice and never echoed on a terminal; otherwise the first line of stdin,
+    so a script can pipe it in (printf 'pw\\n' | digest editors add ...)."""
+    if sys.stdin.isatty():
+        return typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    line = sys.stdin.readline()
+    if not line:
+        fail("no password: type it at the prompt, or pipe it on stdin", 2)
+    return line.rstrip("\r\n")
+
+
+@editors_app.command("add")
+def editors_add(email: str = typer.Argument(..., metavar="EMAIL")):
+    """Create an editor's account; the password is prompted for (or read from stdin).
+
+    Example: digest editors add sam@news.example.com
+    """
+    from digest import editors
+    try:
+        editors.normalize_address(email)
+    except editors.EditorError as e:
+        fail(str(e), 2)
+    engine = state.engine()
+    try:
+        editor = editors.add(engine, email, _read_password())
+    except editors.EditorError as e:
+        fail(str(e), 1)
+    typer.echo(f"added editor {editor.email}")
+
+
+@editors_app.command("list")
+def editors_list():
+    """List the editors, with their last sign-in and any lock-out.
+
+    Example: digest editors list
+    """
+    from digest import editors
+    from digest.store import utcnow
+    accounts = editors.list_all(state.engine())
+    now = utcnow()
+    for e in accounts:
+        last = f"last signed in {e.last_signin_at:%Y-%m-%d %H:%M} UTC" if e.last_signin_at else "never signed in"
+        locked = (f"; locked until {e.locked_until:%H:%M} UTC" if e.locked_until and e.locked_until > now else "")
+        typer.echo(visible(f"{e.email:<40} {last}{locked}"))
+    note(f"{len(accounts)} editor(s)")
+
+
+@editors_app.command("remove")
+def editors_remove(email: str = typer.Argument(..., metavar="EMAIL")):
+    """Delete an editor's account (signed-in sessions stop working).
+
+    Example: digest editors remove sam@news.example.com
+    """
+    from digest import editors
+    try:
+        removed = editors.remove(state.engine(), email)
+    except editors.EditorError as e:
+        fail(str(e), 1)
+    typer.echo(f"removed editor {removed.email}")
 
 
 # -- subscribers ------------------------------------------------------------------------
@@ -636,7 +728,7 @@ def serve(
     host: str = typer.Option(DEFAULT_HOST, "--host", help="Address to listen on."),
     port: int = typer.Option(DEFAULT_PORT, "--port", min=0, max=65535, help="Port to listen on (0: any free one)."),
 ):
-    """Run the preference centre, one-click unsubscribe, sign-up and SendGrid webhook.
+    """Run the preference centre, one-click unsubscribe, sign-up, SendGrid webhook and editors' desk.
 
     Example: DIGEST_BASE_URL=https://news.example.com/digest digest serve --port 8000
     """

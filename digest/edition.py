@@ -8,7 +8,7 @@ the same people, whatever was imported or changed meanwhile.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
@@ -78,6 +78,12 @@ def refreeze(engine: Engine, day: date, settings: Settings) -> int | None:
         n = conn.execute(update(editions).where(editions.c.date == day.isoformat())
                          .values(articles=[a.to_dict() for a in stories])).rowcount
     return len(stories) if n else None
+
+
+def frozen_at(engine: Engine, day: date) -> datetime | None:
+    """When the real send of `day` started (its edition froze; UTC), or None: still live."""
+    with engine.connect() as conn:
+        return conn.execute(select(editions.c.frozen_at).where(editions.c.date == day.isoformat())).scalar()
 
 
 def is_frozen(engine: Engine, day: date) -> bool:

@@ -29,8 +29,15 @@ class PreviewError(Exception):
 
 @dataclass
 class Preview:
-    content: bytes
+    content: bytes  # in the asked-for format
     notes: list[str] = field(default_factory=list)  # worth telling the editor
+    # The inbox line (from name, subject, preheader) and both parts, whatever the format:
+    # the editors' desk shows them side by side.
+    from_name: str = ""
+    subject: str = ""
+    preheader: str = ""
+    html: str = ""
+    text: str = ""
 
 
 @dataclass
@@ -95,4 +102,5 @@ def preview(engine: Engine, settings: Settings, day: date, signer: Signer, *, su
         content = build_message(message, recipient.email, recipient.name, headers, settings).as_bytes()
     else:
         content = message.html.encode("utf-8")
-    return Preview(content, shown.notes)
+    return Preview(content, shown.notes, from_name=settings.sender_name, subject=message.subject,
+                   preheader=message.preheader, html=message.html, text=message.text)

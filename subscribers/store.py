@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import case, delete, select
+from sqlalchemy import case, delete, func, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -128,6 +128,32 @@ def list_all(engine: Engine, status: str | None = None) -> list[Subscriber]:
         q = q.where(subscribers.c.status == status)
     with engine.connect() as conn:
         return [_subscriber(r) for r in conn.execute(q)]
+
+
+SEARCH_LIMIT = 20
+
+
+def search(engine: Engine, text: str, limit: int = SEARCH_LIMIT) -> list[Subscriber]:
+    """Subscribers whose address contains `text` (case-insensitively), prefix matches
+    first, at most `limit`: the editors' desk finds someone to preview as."""
+    needle = " ".join((text or "").split()).lower()
+    if not needle:
+        return []
+    # LIKE's wildcards in what was typed are literal characters, not patterns.
+    escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    key = subscribers.c.email_key
+    q = (select(subscribers).where(key.like(f"%{escaped}%", escape="\\"))
+         .order_by(case((key.like(f"{escaped}%", escape="\\"), 0), else_=1), key).limit(limit))
+    with engine.connect() as conn:
+        return [_subscriber(r) for r in conn.execute(q)]
+
+
+def active_by_mask(engine: Engine) -> dict[int, int]:
+    """How many active subscribers chose each section mask (0: the defaults): one GROUP BY."""
+    q = (select(subscribers.c.section_mask, func.count()).where(subscribers.c.status == "active")
+         .group_by(subscribers.c.section_mask))
+    with engine.connect() as conn:
+        return {mask: n for mask, n in conn.execute(q)}
 
 
 def insert(conn: Connection, email: str, name: str, sections, status: str = "active") -> int:

@@ -124,9 +124,9 @@ def run_digest(tmp_path, database_url):
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("DIGEST_", "SENDGRID_"))}
     base_env["DIGEST_DATABASE_URL"] = database_url
 
-    def run(*args, env=None, timeout=120):
+    def run(*args, env=None, timeout=120, input=None):
         full_env = dict(base_env, **(env or {}))
-        return subprocess.run([digest_command(), *map(str, args)], cwd=tmp_path, env=full_env,
+        return subprocess.run([digest_command(), *map(str, args)], cwd=tmp_path, env=full_env, input=input,
                               capture_output=True, text=True, timeout=timeout)
     return run
 

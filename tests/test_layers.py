@@ -1,6 +1,6 @@
 """The layers of the code: imports run one way, from the command line down to the core.
 
-    core         digest.config, store, text, importing, articles/, select, render, message, tokens
+    core         digest.config, store, text, importing, articles/, select, render, message, tokens, editors
       ^          (and the templates and migrations packages)
     deliver      digest/deliver/: ledger, leases, the Transport interface, outbox, SendGrid
       ^
@@ -29,7 +29,7 @@ PACKAGES = ("digest",)  # digest/subscribers and digest/templates are links to t
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("core", ("digest", "digest.config", "digest.store", "digest.text", "digest.importing", "digest.articles",
               "digest.select", "digest.render", "digest.message", "digest.tokens", "digest.migrations",
-              "digest.templates")),
+              "digest.templates", "digest.editors")),
     ("deliver", ("digest.deliver",)),
     ("subscribers", ("digest.subscribers",)),
     ("sending", ("digest.edition", "digest.sending", "digest.senders", "digest.dispatch", "digest.preview",

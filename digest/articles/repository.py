@@ -12,7 +12,11 @@ from sqlalchemy.exc import IntegrityError
 
 from digest.articles import Article
 from digest.importing import ImportReport
-from digest.store import articles, feeds, utcnow
+from digest.store import article_changes, articles, feeds, utcnow
+
+# The fields an editor's recorded change sets (digest.articles.curation): a re-import of
+# the story's file or feed item keeps the editor's value, as it keeps `withdrawn`.
+EDITOR_SET = {"feature": "featured", "unfeature": "featured", "priority": "priority"}
 
 
 def _row(a: Article) -> dict:
@@ -35,14 +39,21 @@ def save_articles(engine: Engine, items: list[Article], report: ImportReport,
     """Insert new articles and update existing ones (same id) in one transaction.
 
     Ids in `compare` (feed items, read again every hour) that are stored exactly as
-    given are counted as unchanged and left alone; the others are updated.
+    given are counted as unchanged and left alone; the others are updated.  A field an
+    editor set (EDITOR_SET: the lead, the priority) keeps the editor's value.
     """
+    ids = [a.id for a in items]
     with engine.begin() as conn:
-        stored = {r.id: r for r in conn.execute(select(articles).where(articles.c.id.in_([a.id for a in items])))}
+        stored = {r.id: r for r in conn.execute(select(articles).where(articles.c.id.in_(ids)))}
+        kept: dict[str, set[str]] = {}
+        for article_id, action in conn.execute(
+                select(article_changes.c.article_id, article_changes.c.action).distinct()
+                .where(article_changes.c.article_id.in_(ids), article_changes.c.action.in_(list(EDITOR_SET)))):
+            kept.setdefault(article_id, set()).add(EDITOR_SET[action])
         for a in items:
             if a.id in stored:
-                row = _row(a)
-                if a.id in compare and all(getattr(stored[a.id], k) == row[k] for k in _COMPARED):
+                row = {k: v for k, v in _row(a).items() if k not in kept.get(a.id, ())}
+                if a.id in compare and all(getattr(stored[a.id], k) == row[k] for k in _COMPARED if k in row):
                     report.unchanged += 1
                     continue
                 conn.execute(articles.update().where(articles.c.id == a.id).values(**row))

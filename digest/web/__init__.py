@@ -7,6 +7,8 @@
     signup       double opt-in sign-up and its confirmation
     webhooks     SendGrid's signed Event Webhook
     archive      the web version of every digest ("View in your browser") and /archive
+    editor       the editors' desk (/editor): sign-in, the edition of a day, preview as anyone
+    sessions     the desk's signed session cookie and the CSRF value bound to it
 
 A new audience (the editors' desk, ...) is a module with a
 `routes(site)` function, added to digest.web.app.AUDIENCES.

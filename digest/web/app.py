@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Route
 
 from digest.config import ConfigError, Settings
 from digest.store import BUSY_MESSAGE, StoreError, is_busy, open_store
-from digest.web import archive, preferences, signup, webhooks
+from digest.web import archive, editor, preferences, signup, webhooks
 from digest.web.security import RedactTokens, redact
 from digest.web.site import ERRORS, WEB_TEMPLATES, Routes, Site
 
@@ -32,7 +32,7 @@ log = logging.getLogger("uvicorn.error")
 # Every audience of the app, each adding its own routes: a new one (the editors' desk,
 # ...) is one more module here.
 AUDIENCES: tuple[Callable[[Site], Routes], ...] = (preferences.routes, webhooks.routes, signup.routes,
-                                                   archive.routes)
+                                                   archive.routes, editor.routes)
 
 
 class Errors:

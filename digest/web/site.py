@@ -70,12 +70,12 @@ class Site:
         return list(self.notes)
 
     def page(self, template: str, status: int = 200, background: BackgroundTask | None = None,
-             **ctx: Any) -> HTMLResponse:
+             headers: dict[str, str] | None = None, **ctx: Any) -> HTMLResponse:
         s = self.settings
         base = {"newsletter": s.name, "lang": s.lang, "site_url": s.site_url, "root": self.root,
                 "errors": {}}
         html = self.templates.get_template(template).render({**base, **ctx})
-        return HTMLResponse(html, status_code=status, headers=HEADERS, background=background)
+        return HTMLResponse(html, status_code=status, headers=headers or HEADERS, background=background)
 
     def message(self, status: int, title: str, text: str, link: str = "", link_text: str = "") -> HTMLResponse:
         return self.page("message.html.j2", status, title=title, text=text, link=link, link_text=link_text)
