@@ -54,10 +54,11 @@ class Editor:
     created_at: datetime
     last_signin_at: datetime | None = None
     locked_until: datetime | None = None
+    session_epoch: int = 0  # what the editor's live desk sessions carry (end_sessions raises it)
 
 
 def _editor(row) -> Editor:
-    return Editor(row.id, row.email, row.created_at, row.last_signin_at, row.locked_until)
+    return Editor(row.id, row.email, row.created_at, row.last_signin_at, row.locked_until, row.session_epoch)
 
 
 def normalize_address(raw: str) -> str:
@@ -155,7 +156,14 @@ def sign_in(engine: Engine, email: str, password: str, now: datetime | None = No
         locked = get(engine, row.id)
         until = locked.locked_until if locked else None
         raise SignInError(_locked(until, now) if until else WRONG, until)
-    return Editor(row.id, row.email, row.created_at, now)
+    return Editor(row.id, row.email, row.created_at, now, session_epoch=row.session_epoch)
+
+
+def end_sessions(engine: Engine, editor_id: int) -> None:
+    """Sign the editor out everywhere: every session issued so far stops working."""
+    with engine.begin() as conn:
+        conn.execute(update(editors).where(editors.c.id == editor_id)
+                     .values(session_epoch=editors.c.session_epoch + 1))
 
 
 def _verify(password_hash: str, password: str) -> bool:

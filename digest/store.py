@@ -161,6 +161,9 @@ editors = Table(
     Column("locked_until", DateTime),
     Column("created_at", DateTime, nullable=False),
     Column("last_signin_at", DateTime),
+    # Every desk session carries the number it was signed in under; signing out raises it,
+    # so a copy of the cookie is worth nothing afterwards, on any device.
+    Column("session_epoch", Integer, nullable=False, default=0, server_default="0"),
 )
 
 # SendGrid event webhook deliveries already applied, so a redelivered event is a no-op.

@@ -191,6 +191,19 @@ def test_sign_out_is_a_post_with_the_csrf_value(signed_in):
     assert client.get(DESK).status_code == 303
 
 
+def test_signing_out_ends_the_session_everywhere_not_only_the_cookie(signed_in):
+    client = signed_in.client
+    copied = next(c for c in client.cookies.jar if c.name == "digest-editor").value
+    laptop = TestClient(client.app, follow_redirects=False)
+    assert sign_in(laptop).status_code == 303 and laptop.get(DESK).status_code == 200
+    assert client.post(f"{DESK}/sign-out", data={"csrf": csrf(client)}).status_code == 303
+    client.cookies.set("digest-editor", copied, path=DESK)  # a copy of the cookie, replayed
+    assert client.get(DESK).status_code == 303
+    assert laptop.get(DESK).status_code == 303  # the other device's session ended too
+    client.cookies.clear()  # (the test's hand-set copy would sit beside the server's cookie)
+    assert sign_in(client).status_code == 303 and client.get(DESK).status_code == 200
+
+
 # -- the edition page ---------------------------------------------------------------------------
 
 def test_desk_pages_are_not_stored_and_framed_only_by_the_desk(signed_in, desk):

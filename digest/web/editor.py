@@ -148,7 +148,9 @@ class Desk:
         if session is None or session.editor_id is None:
             return None
         editor_id = session.editor_id
-        return await run_in_threadpool(lambda: editors.get(self.site.engine, editor_id))
+        editor = await run_in_threadpool(lambda: editors.get(self.site.engine, editor_id))
+        # Signed out since (here or on another device): this session is over.
+        return editor if editor is not None and editor.session_epoch == session.epoch else None
 
     def next_page(self, raw: object) -> str:
         """Where to go after signing in: a desk page asked for, never another site."""
@@ -183,7 +185,8 @@ class Desk:
                 response.headers["Retry-After"] = str(int(editors.LOCKED_FOR.total_seconds()))
             return response
         signed = RedirectResponse(self.next_page(form.get("next")), 303, headers={"Cache-Control": "no-store"})
-        self.sessions.keep(signed, self.sessions.new(editor.id))  # a new nonce: nothing planted survives
+        # A new nonce: nothing planted before signing in survives it.
+        self.sessions.keep(signed, self.sessions.new(editor.id, editor.session_epoch))
         return signed
 
     def sign_in_form(self, session: Session, next_page: str, email: str = "", error: str = "",
@@ -196,6 +199,8 @@ class Desk:
 
     @signed_in
     async def sign_out(self, request: Request, visit: Visit) -> Response:
+        """Every session of this editor ends (on every device), and the cookie goes."""
+        await run_in_threadpool(editors.end_sessions, self.site.engine, visit.editor.id)
         response = RedirectResponse(f"{self.root}/sign-in?signed-out", 303, headers={"Cache-Control": "no-store"})
         self.sessions.end(response)
         return response

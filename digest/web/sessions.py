@@ -7,6 +7,8 @@ It is HttpOnly, SameSite=Strict, limited to the desk's path, and Secure (with th
 an HMAC of the nonce, which a page of another site cannot compute.  Before signing in, the
 sign-in form has an anonymous session (no editor) of its own, replaced by a new one (a
 new nonce) when the editor signs in, so a session planted beforehand is worth nothing.
+A session also carries the editor's `session_epoch`; signing out raises it in the store,
+so a copied cookie stops working then, not only when it expires.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ MAX_AGE = 12 * 3600  # seconds: a working day, then sign in again
 class Session:
     editor_id: int | None  # None: not signed in yet (the sign-in form's own session)
     nonce: str
+    epoch: int = 0  # the editor's session_epoch when signed in: signing out raises it
 
 
 class Sessions:
@@ -37,8 +40,8 @@ class Sessions:
         self.cookie = "__Secure-digest-editor" if self.secure else "digest-editor"
         self.path = path or "/"
 
-    def new(self, editor_id: int | None) -> Session:
-        return Session(editor_id, secrets.token_urlsafe(24))
+    def new(self, editor_id: int | None, epoch: int = 0) -> Session:
+        return Session(editor_id, secrets.token_urlsafe(24), epoch)
 
     def read(self, request: Request) -> Session | None:
         """The request's session; None when it has none, or a tampered or expired one."""
@@ -51,13 +54,14 @@ class Sessions:
             return None
         if not isinstance(value, dict):
             return None
-        editor_id, nonce = value.get("e"), value.get("n")
-        if not isinstance(nonce, str) or not (editor_id is None or type(editor_id) is int):
+        editor_id, nonce, epoch = value.get("e"), value.get("n"), value.get("g", 0)
+        if not isinstance(nonce, str) or not (editor_id is None or type(editor_id) is int) or type(epoch) is not int:
             return None
-        return Session(editor_id, nonce)
+        return Session(editor_id, nonce, epoch)
 
     def keep(self, response: Response, session: Session) -> None:
-        response.set_cookie(self.cookie, self._serializer.dumps({"e": session.editor_id, "n": session.nonce}),
+        response.set_cookie(self.cookie, self._serializer.dumps({"e": session.editor_id, "n": session.nonce,
+                                                          "g": session.epoch}),
                             max_age=MAX_AGE, path=self.path, secure=self.secure, httponly=True,
                             samesite="strict")
 
