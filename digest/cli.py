@@ -259,11 +259,13 @@ def _delivery_given(**options) -> dict:
 
 def _delivery_call(fn, *args, **kwargs):
     """Like _subscriber_call; a bad delivery value is a usage error naming its option."""
-    from digest.subscribers.store import DeliveryError
+    from digest.subscribers.store import DeliveryError, SubscriberError
     try:
-        return _subscriber_call(fn, *args, **kwargs)
+        return fn(*args, **kwargs)
     except DeliveryError as e:
         fail(f"{_DELIVERY_OPTIONS[e.field]}: {e.why}", 2)
+    except SubscriberError as e:
+        fail(str(e), 1)
 
 
 def _when(s) -> str:

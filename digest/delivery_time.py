@@ -177,3 +177,18 @@ def zone_groups() -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
     rest = sorted(z for z in places() if z.split("/")[0] not in REGIONS)
     groups.append(("Other", tuple((z, z) for z in rest)))
     return tuple(groups)
+
+
+@functools.cache
+def link_places() -> dict[str, str]:
+    """Each tz database link whose place differs from its name -> that place (check_zone's
+    answer): what a browser reporting 'Asia/Calcutta' means in the picker."""
+    out = {}
+    for link in _links():
+        try:
+            place = check_zone(link)
+        except DeliveryTimeError:
+            continue
+        if place != link and place in places():
+            out[link] = place
+    return out
