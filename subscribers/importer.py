@@ -111,8 +111,8 @@ def check_row(values: dict, fields: list[str], settings: Settings) -> dict:
         row["status"] = status
     given = {c: values.get(c) or "" for c in DELIVERY_COLUMNS if c in fields}
     if given:
-        row["delivery"] = _check_delivery(given, settings)
-        if given.get("paused_until", "").strip() and row["delivery"]["paused_until"] is None:
+        delivery = row["delivery"] = _check_delivery(given, settings)
+        if given.get("paused_until", "").strip() and delivery["paused_until"] is None:
             row["warning"] = (f"column 'paused_until': {given['paused_until'].strip()!r} has passed; "
                               "imported without a pause")
     return row
