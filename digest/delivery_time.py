@@ -89,6 +89,15 @@ def check_zone(value: object) -> str:
     return target if target in places() else found
 
 
+def place_of(zone: str) -> str:
+    """`zone` as check_zone stores it, or as it is if it cannot be checked (the newsletter's
+    own `timezone`, which config checked already): what the picker shows as chosen."""
+    try:
+        return check_zone(zone)
+    except DeliveryTimeError:
+        return zone
+
+
 def check_hour(value: object) -> int:
     """A local hour, 0 to 23: an integer, or '7', '07' or '07:00'."""
     if isinstance(value, int) and not isinstance(value, bool):

@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Engine
 
 from digest.config import ConfigError, Settings, section_mask
-from digest.delivery_time import weekday_name
+from digest.delivery_time import DeliveryTimeError, parse_date, weekday_name
 from digest.importing import ImportReport
 from digest.store import subscribers as subscribers_table
 from digest.store import utcnow
@@ -124,8 +124,13 @@ def _check_delivery(given: dict, settings: Settings) -> dict:
     try:
         return store.check_delivery(given, settings.timezone)
     except store.DeliveryError as e:
-        if e.field != "paused_until" or "not in the future" not in e.why:
-            raise SubscriberError(f"column {e.field!r}: {e.why}") from None
+        bad = SubscriberError(f"column {e.field!r}: {e.why}")
+        if e.field != "paused_until":
+            raise bad from None
+        try:
+            parse_date(given["paused_until"])  # a date, so one that has come
+        except DeliveryTimeError:
+            raise bad from None
     return store.check_delivery({**given, "paused_until": ""}, settings.timezone)
 
 

@@ -146,3 +146,16 @@ def test_the_script_is_a_file_the_csp_allows_and_nothing_inline_runs(site):
     # Pages without a script keep the policy that allows none.
     unsub = site.client.get(site.unsub(sub)).headers["content-security-policy"]
     assert "script-src" not in unsub
+
+
+def test_a_newsletter_zone_given_as_a_link_is_shown_as_its_place_and_still_followed(tmp_path):
+    from tests.web_helpers import make_site
+    site = make_site(tmp_path, timezone="Europe/Kiev", delivery_hour=6, weekly_weekday=2)
+    sub = site.add("jo@example.com")
+    page = site.client.get(site.prefs(sub)).text
+    assert selected(page, "timezone") == ["Europe/Kyiv"] and selected(page, "hour") == ["6"]
+    assert selected(page, "weekday") == ["2"] and '<optgroup label="Yours">' not in page
+    save(site, sub, timezone="Europe/Kyiv", hour="6", cadence="weekly", weekday="2")
+    after = site.get("jo@example.com")
+    assert (after.timezone, after.delivery_hour, after.cadence, after.weekday) == (None, None, "weekly", None)
+    assert "every Wednesday at 06:00, Europe/Kyiv time" in site.client.get(site.prefs(sub)).text

@@ -140,6 +140,7 @@ def read_delivery(form: FormData, settings: Settings, subscriber: Subscriber | N
     if subscriber is not None:
         shown = {"timezone": subscriber.zone(settings), "hour": subscriber.hour(settings),
                  "cadence": subscriber.cadence, "weekday": subscriber.weekly_on(settings)}
+    shown["timezone"] = delivery_time.place_of(str(shown["timezone"]))  # as the picker showed it
     checks = {"timezone": delivery_time.check_zone, "hour": delivery_time.check_hour,
               "cadence": delivery_time.check_cadence, "weekday": delivery_time.check_weekday}
     delivery: dict = {}

@@ -94,7 +94,7 @@ class Site:
     def delivery_ctx(self, s: Subscriber) -> dict:
         """When the digest reaches this reader, in words and as the form's current values."""
         st = self.settings
-        zone, hour, weekday, pause = s.zone(st), s.hour(st), s.weekly_on(st), s.pause_ahead(st)
+        zone, hour, weekday, pause = delivery_time.place_of(s.zone(st)), s.hour(st), s.weekly_on(st), s.pause_ahead(st)
         every = f"every {weekday_name(weekday).capitalize()}" if s.cadence == "weekly" else "every day"
         return {"when_text": f"{every} at {hour_label(hour)}, {zone.replace('_', ' ')} time",
                 "pause_ahead": pause, "pause_text": long_date(pause) if pause else "",
