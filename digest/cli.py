@@ -347,16 +347,60 @@ def _subscriber_call(fn, *args, **kwargs):
         fail(str(e), 1)
 
 
+# The delivery choice's options, by the store's field names (digest.subscribers.store.DELIVERY_FIELDS).
+_DELIVERY_OPTIONS = {"timezone": "--timezone", "hour": "--hour", "cadence": "--cadence", "weekday": "--weekday",
+                     "paused_until": "--pause-until"}
+
+
+def _delivery_given(**options) -> dict:
+    """The delivery fields given on the command line ('' too: back to the newsletter's)."""
+    return {field: value for field, value in options.items() if value is not None}
+
+
+def _delivery_call(fn, *args, **kwargs):
+    """Like _subscriber_call; a bad delivery value is a usage error naming its option."""
+    from digest.subscribers.store import DeliveryError, SubscriberError
+    try:
+        return fn(*args, **kwargs)
+    except DeliveryError as e:
+        fail(f"{_DELIVERY_OPTIONS[e.field]}: {e.why}", 2)
+    except SubscriberError as e:
+        fail(str(e), 1)
+
+
+def _when(s) -> str:
+    """'07:00 Europe/London daily', '19:00 Asia/Tokyo weekly fri, paused until 2026-12-20'."""
+    from digest.delivery_time import hour_label, weekday_name
+    settings = state.settings
+    when = f"{hour_label(s.hour(settings))} {s.zone(settings)} {s.cadence}"
+    if s.cadence == "weekly":
+        when += " " + weekday_name(s.weekly_on(settings))[:3]
+    pause = s.pause_ahead(settings)
+    return when + (f", paused until {pause}" if pause else "")
+
+
+_TIMEZONE = typer.Option(None, "--timezone", metavar="ZONE",
+                         help="IANA zone, e.g. Asia/Tokyo ('' = the newsletter's timezone).")
+_HOUR = typer.Option(None, "--hour", metavar="H", help="Local hour 0-23 ('' = the newsletter's delivery_hour).")
+_CADENCE = typer.Option(None, "--cadence", metavar="daily|weekly", help="Default: daily.")
+_WEEKDAY = typer.Option(None, "--weekday", metavar="DAY",
+                        help="For weekly: mon..sun or 0-6 ('' = the newsletter's weekly_weekday).")
+
+
 @subscribers_app.command("add")
 def subscribers_add(
     email: str = typer.Argument(..., metavar="EMAIL"),
     name: str = typer.Option("", "--name", help="Display name used in the greeting."),
     sections: Optional[str] = typer.Option(None, "--sections", metavar="a,b",
                                            help="Default: the newsletter's defaults."),
+    timezone: Optional[str] = _TIMEZONE,
+    hour: Optional[str] = _HOUR,
+    cadence: Optional[str] = _CADENCE,
+    weekday: Optional[str] = _WEEKDAY,
 ):
     """Add one subscriber (active at once; the web sign-up uses double opt-in).
 
-    Example: digest subscribers add jo@example.com --name "Jo" --sections tech,science
+    Example: digest subscribers add jo@example.com --name "Jo" --sections tech,science --timezone Asia/Tokyo
     """
     from digest.subscribers import store
     from digest.subscribers.store import SubscriberError, normalize_email
@@ -364,8 +408,10 @@ def subscribers_add(
         normalize_email(email)
     except SubscriberError as e:
         fail(str(e), 2)
-    s = _subscriber_call(store.add, state.engine(), email, name, parse_sections(sections) or ())
-    typer.echo(f"added {s.email}")
+    delivery = _delivery_given(timezone=timezone, hour=hour, cadence=cadence, weekday=weekday)
+    s = _delivery_call(store.add, state.engine(), email, name, parse_sections(sections) or (),
+                       delivery=delivery, settings=state.settings)
+    typer.echo(f"added {s.email}: {_when(s)}")
 
 
 @subscribers_app.command("import")
@@ -395,7 +441,7 @@ def subscribers_list(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     status: Optional[str] = typer.Option(None, "--status", help="Only this status."),
 ):
-    """List subscribers with their sections and status.
+    """List subscribers with their sections, status and delivery time (hour, zone, cadence, pause).
 
     Example: digest subscribers list --json
     """
@@ -408,7 +454,8 @@ def subscribers_list(
         return
     for s in people:
         why = f"  [{s.status_reason}]" if s.status_reason else ""
-        typer.echo(f"{s.email:<40} {s.status:<12} {';'.join(s.sections) or '(defaults)':<30} {s.name or '-'}{why}")
+        typer.echo(f"{s.email:<40} {s.status:<12} {';'.join(s.sections) or '(defaults)':<30} {_when(s):<34} "
+                   f"{s.name or '-'}{why}")
     note(f"{len(people)} subscriber(s)")
 
 
@@ -418,10 +465,17 @@ def subscribers_update(
     name: Optional[str] = typer.Option(None, "--name"),
     sections: Optional[str] = typer.Option(None, "--sections", metavar="a,b", help="'' means the defaults."),
     status: Optional[str] = typer.Option(None, "--status", help="active or paused."),
+    timezone: Optional[str] = _TIMEZONE,
+    hour: Optional[str] = _HOUR,
+    cadence: Optional[str] = _CADENCE,
+    weekday: Optional[str] = _WEEKDAY,
+    pause_until: Optional[str] = typer.Option(None, "--pause-until", metavar="DATE",
+                                              help="No digest before DATE (YYYY-MM-DD, in their zone)."),
+    resume: bool = typer.Option(False, "--resume", help="End a pause now: the pause date, and status paused."),
 ):
-    """Change a subscriber's name, sections or status (active/paused).
+    """Change a subscriber's name, sections, status (active/paused) or delivery time.
 
-    Example: digest subscribers update jo@example.com --sections world,politics
+    Example: digest subscribers update jo@example.com --cadence weekly --weekday fri --hour 18
     """
     from digest.subscribers import store
     from digest.subscribers.store import SubscriberError
@@ -429,9 +483,17 @@ def subscribers_update(
         store.check_operator_status(status)
     except SubscriberError as e:
         fail(f"--status {e}", 2)
-    s = _subscriber_call(store.update, state.engine(), email, name=name, sections=parse_sections(sections),
-                         status=status, reason=None, by_operator=True)
-    typer.echo(f"updated {s.email}: {s.status}, sections {';'.join(s.sections) or '(defaults)'}")
+    if resume and (status or pause_until is not None):
+        fail("--resume ends a pause: give it without --status and --pause-until", 2)
+    delivery = _delivery_given(timezone=timezone, hour=hour, cadence=cadence, weekday=weekday,
+                               paused_until=pause_until)
+    changes: dict = {"status": status, "reason": None, "by_operator": True}
+    if resume:  # only a pause ends: someone who left stays as they are
+        delivery["paused_until"] = None
+        changes = {"status": "active", "reason": None, "status_only_from": ("paused",)}
+    s = _delivery_call(store.update, state.engine(), email, name=name, sections=parse_sections(sections),
+                       delivery=delivery, settings=state.settings, **changes)
+    typer.echo(f"updated {s.email}: {s.status}, sections {';'.join(s.sections) or '(defaults)'}, {_when(s)}")
 
 
 @subscribers_app.command("unsubscribe")
@@ -467,12 +529,12 @@ def subscribers_export(out: Optional[Path] = typer.Option(None, "--out", metavar
     if out:
         try:
             with out.open("w", encoding="utf-8", newline="") as f:
-                n = export_csv(engine, f)
+                n = export_csv(engine, f, state.settings)
         except OSError as e:
             fail(f"--out {out}: {e.strerror or e}", 2)
         note(f"exported {n} subscriber(s) to {out}")
     else:
-        export_csv(engine, sys.stdout)
+        export_csv(engine, sys.stdout, state.settings)
 
 
 # -- preview, send, status ----------------------------------------------------------------

@@ -16,6 +16,8 @@ from typing import Callable, NoReturn
 from urllib.parse import SplitResult, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from digest.delivery_time import DeliveryTimeError, check_weekday
+
 SECTIONS: tuple[str, ...] = (
     "world", "politics", "tech", "business", "tabloid", "sports", "science",
     "health", "entertainment", "lifestyle", "food", "travel", "gaming",
@@ -73,6 +75,10 @@ class Settings:
     default_sections: tuple[str, ...] = SECTIONS
     per_section: int = 3
     timezone: str = "UTC"
+    # Readers who chose no time of their own get the digest at this hour of `timezone`,
+    # and a weekly digest on this weekday (0 = Monday; digest.toml says "monday").
+    delivery_hour: int = 7
+    weekly_weekday: int = 0
     database_url: str = "sqlite:///digest.db"
     base_url: str = ""  # DIGEST_BASE_URL; see links_base
     secret_key: str = field(default="", repr=False)
@@ -162,7 +168,7 @@ def _field(key: str) -> str:
 # digest.toml keys -> Settings fields.  [sendgrid] keys are prefixed with "sendgrid_".
 _FILE_KEYS = {
     "name", "from_email", "from_name", "reply_to", "lang", "site_url", "sections",
-    "default_sections", "per_section", "timezone", "database_url", "base_url",
+    "default_sections", "per_section", "timezone", "delivery_hour", "weekly_weekday", "database_url", "base_url",
     "outbox", "signup_delivery", "list_id", "feedback_id", "postal_address", "send_lead_only",
     "archive",
 }
@@ -428,6 +434,14 @@ def _check_timezone(v: dict, fail: Fail) -> None:
             fail("timezone", f"unknown time zone {v['timezone']!r} (e.g. 'Europe/London')")
 
 
+def _check_weekly_weekday(v: dict, fail: Fail) -> None:
+    if "weekly_weekday" in v:
+        try:
+            v["weekly_weekday"] = check_weekday(v["weekly_weekday"])
+        except DeliveryTimeError as e:
+            fail("weekly_weekday", str(e))
+
+
 def http_url(url: str) -> SplitResult | None:
     """`url` split, when it is an absolute http(s) URL with a host and a valid port; else None.
 
@@ -524,6 +538,8 @@ _CHECKS: tuple[Check, ...] = (
     # More than 6 a section on a busy day cannot fit Gmail's 102 KB, even compact.
     _whole_number("per_section", 1, 6),
     _check_timezone,
+    _whole_number("delivery_hour", 0, 23, why=" (the hour of `timezone` readers get the digest at)"),
+    _check_weekly_weekday,
     _email_address("from_email"),
     _check_urls,
     _check_sendgrid_timeout,

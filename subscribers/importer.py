@@ -1,5 +1,6 @@
 """CSV import and export of subscribers: header `email,name,sections[,status]`, sections
-';'-separated.
+';'-separated, and the delivery choice's optional columns `timezone,hour,cadence,weekday,
+paused_until` (blank: the newsletter's setting).
 
 Each row is checked on its own: good rows are saved, bad rows are listed with their line
 number; a later row for the same address (case-insensitively) updates the earlier one.
@@ -20,13 +21,18 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Engine
 
 from digest.config import ConfigError, Settings, section_mask
+from digest.delivery_time import DeliveryTimeError, parse_date, weekday_name
 from digest.importing import ImportReport
 from digest.store import subscribers as subscribers_table
 from digest.store import utcnow
 from digest.subscribers import store
 from digest.subscribers.store import SubscriberError
 
-HEADER = ("email", "name", "sections", "status")
+DELIVERY_COLUMNS = tuple(store.DELIVERY_FIELDS)  # timezone, hour, cadence, weekday, paused_until
+HEADER = ("email", "name", "sections", "status", *DELIVERY_COLUMNS)
+# A new row's delivery columns when the file has none of them: the newsletter's settings.
+NO_DELIVERY_CHOICE = {"timezone": None, "delivery_hour": None, "cadence": "daily", "weekday": None,
+                      "paused_until": None}
 FORMULA_START = ("=", "+", "-", "@")  # spreadsheets run cells starting with these
 
 
@@ -103,7 +109,29 @@ def check_row(values: dict, fields: list[str], settings: Settings) -> dict:
         if status not in store.STATUSES:
             raise SubscriberError(f"unknown status {status!r} (one of {', '.join(store.STATUSES)})")
         row["status"] = status
+    given = {c: values.get(c) or "" for c in DELIVERY_COLUMNS if c in fields}
+    if given:
+        delivery = row["delivery"] = _check_delivery(given, settings)
+        if given.get("paused_until", "").strip() and delivery["paused_until"] is None:
+            row["warning"] = (f"column 'paused_until': {given['paused_until'].strip()!r} has passed; "
+                              "imported without a pause")
     return row
+
+
+def _check_delivery(given: dict, settings: Settings) -> dict:
+    """The row's delivery columns; a bad value names its column.  A pause that has ended
+    already (an old export) is no pause, not a reason to drop the subscriber."""
+    try:
+        return store.check_delivery(given, settings.timezone)
+    except store.DeliveryError as e:
+        bad = SubscriberError(f"column {e.field!r}: {e.why}")
+        if e.field != "paused_until":
+            raise bad from None
+        try:
+            parse_date(given["paused_until"])  # a date, so one that has come
+        except DeliveryTimeError:
+            raise bad from None
+    return store.check_delivery({**given, "paused_until": ""}, settings.timezone)
 
 
 def _check_chunk(job: tuple[list, list[str], Settings]) -> list[tuple[str, dict | str]]:
@@ -180,6 +208,8 @@ def import_csv(engine: Engine, path: Path, settings: Settings) -> ImportReport:
                 if isinstance(row, str):
                     report.rejected.append((where, row))
                 else:
+                    if "warning" in row:
+                        report.warnings.append((where, row.pop("warning")))
                     rows[row["email"].lower()] = row  # a later row for the address wins
             if rows:
                 _save_chunk(engine, rows, report, first_new_id)
@@ -210,7 +240,7 @@ def _save_chunk(engine: Engine, rows: dict[str, dict], report: ImportReport, fir
         found = dict(conn.execute(select(t.c.email_key, t.c.id).where(t.c.email_key.in_(list(rows)))).all())
         new = [{"email": r["email"], "email_key": key, "name": r.get("name", ""),
                 "section_mask": section_mask(r.get("sections", ())), "status": r.get("status", "active"),
-                "created_at": now, "updated_at": now}
+                "created_at": now, "updated_at": now, **NO_DELIVERY_CHOICE, **r.get("delivery", {})}
                for key, r in rows.items() if key not in found]
         if new:
             inserted = _insert_new(conn, new)
@@ -227,6 +257,7 @@ def _save_chunk(engine: Engine, rows: dict[str, dict], report: ImportReport, fir
                 values = {k: v for k, v in (("name", r.get("name")),
                                             ("section_mask", section_mask(r["sections"]) if "sections" in r else None))
                           if v is not None}
+                values.update(r.get("delivery", {}))  # None here is a choice: the newsletter's setting
                 if found[key] >= first_new_id:
                     values.update(email=r["email"], **({"status": r["status"]} if "status" in r else {}))
                 changed.setdefault(tuple(sorted(values)), []).append(
@@ -262,12 +293,20 @@ def unescape_formula(value: str) -> str:
     return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_START) else value
 
 
-def export_csv(engine: Engine, out) -> int:
-    """Write every subscriber in the import format; return how many."""
+def export_csv(engine: Engine, out, settings: Settings | None = None) -> int:
+    """Write every subscriber in the import format; return how many.
+
+    The delivery columns are blank where the reader chose nothing (the newsletter's
+    setting applies), and a pause that has ended is no pause (`settings`: whose zone
+    decides that for readers without their own)."""
+    settings = settings or Settings()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(HEADER)
     people = store.list_all(engine)
     for s in people:
         # An address may start with = + or - too (`=1+2@example.com` is valid): escaped like a name.
-        writer.writerow([escape_formula(s.email), escape_formula(s.name), ";".join(s.sections), s.status])
+        pause = s.pause_ahead(settings)
+        writer.writerow([escape_formula(s.email), escape_formula(s.name), ";".join(s.sections), s.status,
+                         s.timezone or "", "" if s.delivery_hour is None else s.delivery_hour, s.cadence,
+                         "" if s.weekday is None else weekday_name(s.weekday), pause.isoformat() if pause else ""])
     return len(people)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import importlib
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -18,8 +18,10 @@ from sqlalchemy import case, delete, func, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from digest.config import mask_sections, section_mask
+from digest import delivery_time
+from digest.config import Settings, mask_sections, section_mask
 from digest.deliver import ledger
+from digest.delivery_time import DeliveryTimeError
 from digest.store import subscribers, transaction, utcnow
 from digest.text import strip_not_text
 
@@ -44,14 +46,50 @@ class Subscriber:
     sections: tuple[str, ...]
     status: str
     status_reason: str = ""
+    # The delivery choice (digest.delivery_time); None: the newsletter's setting.
+    timezone: str | None = None
+    delivery_hour: int | None = None
+    cadence: str = "daily"
+    weekday: int | None = None          # 0 = Monday; used when weekly
+    paused_until: date | None = None    # no digest before this day (in their zone); kept once passed
 
     def to_dict(self) -> dict:
         # id: what SendGrid's events carry back (custom_args.subscriber_id).
-        d = {"id": self.id, "email": self.email, "name": self.name, "sections": list(self.sections),
-             "status": self.status}
+        d: dict[str, Any] = {"id": self.id, "email": self.email, "name": self.name,
+                             "sections": list(self.sections), "status": self.status}
         if self.status_reason:
             d["reason"] = self.status_reason
+        # Like the reason, a delivery choice appears only when the reader made one.
+        if self.timezone:
+            d["timezone"] = self.timezone
+        if self.delivery_hour is not None:
+            d["hour"] = self.delivery_hour
+        if self.cadence != "daily":
+            d["cadence"] = self.cadence
+        if self.weekday is not None:
+            d["weekday"] = delivery_time.weekday_name(self.weekday)
+        if self.paused_until:
+            d["paused_until"] = self.paused_until.isoformat()
         return d
+
+    def zone(self, settings: Settings) -> str:
+        return self.timezone or settings.timezone
+
+    def hour(self, settings: Settings) -> int:
+        return settings.delivery_hour if self.delivery_hour is None else self.delivery_hour
+
+    def weekly_on(self, settings: Settings) -> int:
+        return settings.weekly_weekday if self.weekday is None else self.weekday
+
+    def paused_on(self, day: date) -> bool:
+        """Whether a pause date keeps the digest of `day` (a day in their zone) away."""
+        return self.paused_until is not None and day < self.paused_until
+
+    def pause_ahead(self, settings: Settings) -> date | None:
+        """The end of a pause still to come, or None (none set, or it has passed)."""
+        if self.paused_until and self.paused_on(delivery_time.today_in(self.zone(settings))):
+            return self.paused_until
+        return None
 
 
 def _remember_domain_checks() -> None:
@@ -99,7 +137,55 @@ def clean_name(name: str | None) -> str:
 
 def _subscriber(row) -> Subscriber:
     return Subscriber(id=row.id, email=row.email, name=row.name or "", sections=mask_sections(row.section_mask),
-                      status=row.status, status_reason=row.status_reason or "")
+                      status=row.status, status_reason=row.status_reason or "",
+                      timezone=row.timezone, delivery_hour=row.delivery_hour, cadence=row.cadence or "daily",
+                      weekday=row.weekday,
+                      paused_until=date.fromisoformat(row.paused_until) if row.paused_until else None)
+
+
+# -- the delivery choice: when the digest comes ---------------------------------------------------
+
+# The fields of a delivery choice, as the CSV columns (and form fields) name them, with
+# the store column each one fills.
+DELIVERY_FIELDS = {"timezone": "timezone", "hour": "delivery_hour", "cadence": "cadence", "weekday": "weekday",
+                   "paused_until": "paused_until"}
+
+
+class DeliveryError(SubscriberError):
+    """A delivery choice that cannot be stored: `field` (a key of DELIVERY_FIELDS) and why."""
+
+    def __init__(self, field: str, value: object, why: str):
+        super().__init__(f"{field}: {why}")
+        self.field, self.value, self.why = field, value, why
+
+
+def check_delivery(given: dict, zone: str) -> dict:
+    """The store columns for a delivery choice, checked: the fields of `given` (keys of
+    DELIVERY_FIELDS) become column values; DeliveryError names the first bad field.
+
+    None or '' means "back to the newsletter's setting" (a NULL column; cadence: daily;
+    paused_until: no pause).  `zone` is the reader's zone before this change (theirs, or
+    the newsletter's); a pause must end after today there, or in the zone given now.
+    """
+    columns: dict[str, Any] = {}
+    checks = {"timezone": delivery_time.check_zone, "hour": delivery_time.check_hour,
+              "cadence": delivery_time.check_cadence, "weekday": delivery_time.check_weekday}
+    for field in DELIVERY_FIELDS:
+        if field not in given:
+            continue
+        value = given[field]
+        if value is None or (isinstance(value, str) and not value.strip()):
+            columns[DELIVERY_FIELDS[field]] = "daily" if field == "cadence" else None
+            continue
+        try:
+            if field == "paused_until":
+                zone = columns.get("timezone") or zone
+                columns["paused_until"] = delivery_time.check_pause(value, zone).isoformat()
+            else:
+                columns[DELIVERY_FIELDS[field]] = checks[field](value)
+        except DeliveryTimeError as e:
+            raise DeliveryError(field, value, str(e)) from None
+    return columns
 
 
 def get(conn_or_engine, email: str | None = None, id: int | None = None) -> Subscriber | None:
@@ -156,11 +242,13 @@ def active_by_mask(engine: Engine) -> dict[int, int]:
         return {mask: n for mask, n in conn.execute(q)}
 
 
-def insert(conn: Connection, email: str, name: str, sections, status: str = "active") -> int:
+def insert(conn: Connection, email: str, name: str, sections, status: str = "active",
+           delivery: dict | None = None) -> int:
+    """`delivery`: store columns from check_delivery."""
     now = utcnow()
     key = conn.execute(subscribers.insert().values(
         email=email, email_key=email.lower(), name=name, section_mask=section_mask(sections), status=status,
-        created_at=now, updated_at=now,
+        created_at=now, updated_at=now, **(delivery or {}),
     )).inserted_primary_key
     assert key is not None  # an INSERT of one row always has it
     return key[0]
@@ -173,14 +261,18 @@ def _reread(conn: Connection, id: int) -> Subscriber:
     return found
 
 
-def add(engine: Engine, email: str, name: str = "", sections=(), status: str = "active") -> Subscriber:
+def add(engine: Engine, email: str, name: str = "", sections=(), status: str = "active",
+        delivery: dict | None = None, settings: Settings | None = None) -> Subscriber:
+    """`delivery`: a delivery choice by field (see check_delivery), checked against
+    `settings`' time zone."""
     email = normalize_email(email)
+    columns = check_delivery(delivery or {}, (settings or Settings()).timezone)
     already = SubscriberError(f"{email} is already a subscriber (use 'subscribers update')")
     with engine.begin() as conn:
         if get(conn, email=email):
             raise already
         try:
-            new_id = insert(conn, email, clean_name(name), sections, status)
+            new_id = insert(conn, email, clean_name(name), sections, status, columns)
         except IntegrityError:
             # Another request added the address after our look (PostgreSQL lets both
             # transactions get this far; the unique key stops the second).  Raising ends,
@@ -203,8 +295,11 @@ def check_operator_status(status: str | None) -> None:
 
 def update(engine: Engine, email: str, *, name: str | None = None, sections=None,
            status: str | None = None, reason: str | None = None, by_operator: bool = False,
-           status_only_from=None) -> Subscriber:
+           status_only_from=None, delivery: dict | None = None, settings: Settings | None = None) -> Subscriber:
     """Change the given fields of an existing subscriber.
+
+    `delivery`: the delivery choice's fields to change (see check_delivery); a pause date is
+    checked against the subscriber's zone (else `settings`' time zone).
 
     `status_only_from`: the status changes only if the current one is among these, checked
     in the UPDATE itself (the other fields change regardless).  The preference page uses
@@ -234,6 +329,8 @@ def update(engine: Engine, email: str, *, name: str | None = None, sections=None
         if by_operator and status is not None and found.status in LEFT:
             raise SubscriberError(f"{found.email} is {found.status}; only they can resubscribe "
                                   "(from the preference page linked in every email)")
+        if delivery:
+            values.update(check_delivery(delivery, found.zone(settings or Settings())))
         conn.execute(subscribers.update().where(subscribers.c.id == found.id).values(**values))
         return _reread(conn, found.id)
 

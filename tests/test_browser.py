@@ -191,3 +191,91 @@ def test_signup_with_double_opt_in(server, page):
     page.goto(link_in(html_part(eml), "confirm"))
     expect(page.get_by_role("heading", name="Nothing to confirm")).to_be_visible()
     screenshots(page, "confirm-used")
+
+
+# -- the delivery time: zone, hour, daily or weekly, pause ---------------------------------------
+
+def preference_link(server, email: str) -> str:
+    return link_in(html_part(server.dry_run_email(email)), "preferences")
+
+
+def test_choosing_a_zone_hour_and_weekly_digest_then_pausing_and_resuming_without_javascript(server, browser):
+    server.cli("subscribers", "add", "kim@example.com", "--sections", "world")
+    link = preference_link(server, "kim@example.com")
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 1280, "height": 900},
+                                  timezone_id="Asia/Tokyo")
+    page = context.new_page()
+    try:
+        page.goto(link)
+        # The newsletter's zone and hour are shown until the reader picks their own.
+        expect(page.get_by_label("Time zone")).to_have_value("UTC")
+        expect(page.get_by_label("Hour")).to_have_value("7")
+        expect(page.locator("#zone-suggestion")).to_be_hidden()  # no script, no suggestion
+        assert page.locator('#timezone optgroup[label="Asia"] option[value="Asia/Tokyo"]').count() == 1
+        assert page.locator('#timezone option[value="US/Eastern"]').count() == 0  # canonical names only
+
+        page.get_by_label("Time zone").select_option("America/Argentina/Buenos_Aires")
+        page.get_by_label("Hour").select_option(label="18:00")
+        page.get_by_label("Once a week, on").check()
+        page.get_by_label("Day of the week").select_option(label="Friday")
+        page.get_by_role("button", name="Save my settings").click()
+        expect(page.get_by_role("status")).to_contain_text("every Friday at 18:00, America/Argentina/Buenos Aires time")
+        kim = server.subscriber("kim@example.com")
+        assert (kim["timezone"], kim["hour"], kim["cadence"], kim["weekday"]) == \
+            ("America/Argentina/Buenos_Aires", 18, "weekly", "friday")
+        assert "paused_until" not in kim
+
+        page.get_by_label("Or pause until").fill("2099-01-31")
+        page.get_by_role("button", name="Save my settings").click()
+        expect(page.get_by_role("status")).to_contain_text("paused until Saturday 31 January 2099")
+        assert server.subscriber("kim@example.com")["paused_until"] == "2099-01-31"
+        page.goto(link)
+        expect(page.locator(".state")).to_contain_text("Paused until Saturday 31 January 2099")
+        expect(page.get_by_label("Or pause until")).to_have_value("2099-01-31")
+        screenshots(page, "preferences-paused")
+
+        page.get_by_role("button", name="Resume now").click()
+        expect(page.get_by_role("status")).to_contain_text("Resumed: you get the digest every Friday at 18:00")
+        kim = server.subscriber("kim@example.com")
+        assert "paused_until" not in kim and kim["status"] == "active" and kim["cadence"] == "weekly"
+        expect(page.get_by_role("button", name="Resume now")).to_have_count(0)
+    finally:
+        context.close()
+
+
+def test_the_browsers_zone_is_only_a_suggestion_until_saved(server, browser):
+    server.cli("subscribers", "add", "yuki@example.com", "--sections", "tech")
+    link = preference_link(server, "yuki@example.com")
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, timezone_id="Asia/Tokyo")
+    page = context.new_page()
+    try:
+        page.goto(link)
+        suggestion = page.locator("#zone-suggestion")
+        expect(suggestion).to_be_visible()
+        expect(suggestion).to_contain_text("Your browser says Asia/Tokyo")
+        expect(page.get_by_label("Time zone")).to_have_value("UTC")  # nothing chosen for them
+        screenshots(page, "preferences-delivery")
+        assert "timezone" not in server.subscriber("yuki@example.com")
+
+        page.get_by_role("button", name="use it").click()
+        expect(page.get_by_label("Time zone")).to_have_value("Asia/Tokyo")
+        expect(suggestion).to_contain_text("save your settings to keep it")
+        assert "timezone" not in server.subscriber("yuki@example.com")  # still nothing stored
+        page.get_by_role("button", name="Save my settings").click()
+        expect(page.get_by_role("status")).to_contain_text("every day at 07:00, Asia/Tokyo time")
+        assert server.subscriber("yuki@example.com")["timezone"] == "Asia/Tokyo"
+        page.goto(link)
+        expect(suggestion).to_be_hidden()  # the browser agrees now: nothing to suggest
+    finally:
+        context.close()
+
+
+def test_a_browser_reporting_an_old_zone_name_is_offered_its_place(server, browser):
+    server.cli("subscribers", "add", "ravi@example.com", "--sections", "tech")
+    context = browser.new_context(timezone_id="Asia/Calcutta")
+    page = context.new_page()
+    try:
+        page.goto(preference_link(server, "ravi@example.com"))
+        expect(page.locator("#zone-suggestion")).to_contain_text("Your browser says Asia/Kolkata")
+    finally:
+        context.close()

@@ -81,7 +81,7 @@ def test_export_round_trip(tmp_path, engine, settings):
     store.add(engine, "formula@example.com", '=HYPERLINK("http://evil.example")')
     out = io.StringIO()
     n = export_csv(engine, out)
-    assert out.getvalue().startswith("email,name,sections,status\n")
+    assert out.getvalue().startswith("email,name,sections,status,timezone,hour,cadence,weekday,paused_until\n")
     assert "'=HYPERLINK" in out.getvalue()
     copy = write_csv(tmp_path / "copy.csv", out.getvalue())
     from digest.store import open_store

@@ -8,6 +8,7 @@ work without JavaScript; every failure is a friendly page, never a traceback.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from digest import delivery_time
 from digest.config import ConfigError, Settings
 from digest.store import BUSY_MESSAGE, StoreError, is_busy, open_store
 from digest.web import archive, editor, preferences, signup, webhooks
@@ -75,11 +77,20 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
             raise ConfigError(str(e)) from None
     site = Site(settings, engine)
     css = (WEB_TEMPLATES / "style.css").read_bytes()
+    # A file, not inline code, so the pages' CSP needs no 'unsafe-inline'; the zone links
+    # it maps are the store's (delivery_time), written in once.
+    zone_js = (WEB_TEMPLATES / "zone-suggestion.js").read_text(encoding="utf-8").replace(
+        "/*LINKS*/{}", json.dumps(delivery_time.link_places(), sort_keys=True)).encode()
 
     async def stylesheet(request: Request) -> Response:
         return Response(css, media_type="text/css", headers={"Cache-Control": "public, max-age=3600"})
 
-    routes: list[BaseRoute] = [Route(f"{site.root}/static/style.css", stylesheet)]
+    async def zone_script(request: Request) -> Response:
+        return Response(zone_js, media_type="text/javascript",
+                        headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"})
+
+    routes: list[BaseRoute] = [Route(f"{site.root}/static/style.css", stylesheet),
+                               Route(f"{site.root}/static/zone-suggestion.js", zone_script)]
     for audience in AUDIENCES:
         mounted = audience(site)
         routes += mounted.routes

@@ -8,6 +8,7 @@ SQLite may wait on the sender's lock), render a page.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from typing import Any, Iterable
 from urllib.parse import urlsplit
 
@@ -18,7 +19,9 @@ from starlette.datastructures import FormData
 from starlette.responses import HTMLResponse
 from starlette.routing import BaseRoute
 
+from digest import delivery_time
 from digest.config import ConfigError, Settings
+from digest.delivery_time import hour_label, weekday_name
 from digest.render import TEMPLATES_DIR, section_title
 from digest.subscribers import store
 from digest.subscribers.store import Subscriber, SubscriberError
@@ -88,11 +91,31 @@ class Site:
         return {"all_sections": [(name, section_title(name)) for name in s.sections],
                 "chosen": tuple(chosen), "defaults_text": defaults_text}
 
+    def delivery_ctx(self, s: Subscriber) -> dict:
+        """When the digest reaches this reader, in words and as the form's current values."""
+        st = self.settings
+        zone, hour, weekday, pause = delivery_time.place_of(s.zone(st)), s.hour(st), s.weekly_on(st), s.pause_ahead(st)
+        every = f"every {weekday_name(weekday).capitalize()}" if s.cadence == "weekly" else "every day"
+        return {"when_text": f"{every} at {hour_label(hour)}, {zone.replace('_', ' ')} time",
+                "pause_ahead": pause, "pause_text": long_date(pause) if pause else "",
+                "zone_groups": delivery_time.zone_groups(), "newsletter_zone": st.timezone,
+                "hours": [(h, hour_label(h)) for h in delivery_time.HOURS],
+                "weekdays": [(i, d.capitalize()) for i, d in enumerate(delivery_time.WEEKDAYS)],
+                "zone_value": zone, "hour_value": str(hour), "cadence_value": s.cadence,
+                "weekday_value": str(weekday), "pause_value": pause.isoformat() if pause else "",
+                "pause_min": (delivery_time.today_in(zone) + timedelta(days=1)).isoformat()}
+
     def manage_page(self, template: str, subscriber: Subscriber, token: str, status: int = 200,
                     **ctx: Any) -> HTMLResponse:
-        values = {"name_value": subscriber.name, "saved": False, **self.sections_ctx(subscriber.sections), **ctx}
+        values = {"name_value": subscriber.name, "saved": False, **self.sections_ctx(subscriber.sections),
+                  **self.delivery_ctx(subscriber), **ctx}
         return self.page(template, status, s=subscriber, token=token, csrf=self.guard.for_token(token),
                          masked_email=masked(subscriber.email), **values)
+
+
+def long_date(day: date) -> str:
+    """'Friday 18 December 2026'."""
+    return f"{day:%A} {day.day} {day:%B %Y}"
 
 
 def masked(email: str) -> str:
