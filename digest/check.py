@@ -19,13 +19,15 @@ Problems (the report fails, exit 1: `digest check && digest send` does not send)
     image-not-https      an image likewise
     image-no-alt         an image without alt text (blocked images show nothing, screen readers skip it)
     duplicate-url        two stories with one URL
-    no-postal-address    postal_address unset (bulk-mail law wants it in every footer)
-    no-base-url          DIGEST_BASE_URL unset or not https: the readers' own links lead nowhere useful
-Notes (worth knowing; the send does the defined thing, exit 0):
     two-featured         several stories are featured; the one that leads is named
     no-summary           a story without a teaser (its title and links only)
     empty-section        an offered section with no story today that subscribers follow,
                          and how many of them that leaves with the lead only or nothing
+    no-postal-address    postal_address unset (bulk-mail law wants it in every footer)
+    no-base-url          DIGEST_BASE_URL unset or not https: the readers' own links lead nowhere useful
+A problem the newsletter accepts (`allow`, `digest check --allow empty-section`) is
+reported as a note instead.
+Notes (worth knowing; the send does the defined thing, exit 0):
     lead-only, no-digest how many subscribers get only the lead story, or no email
     compacted            a digest goes without its teasers and thumbnails (it is near the clip)
     frozen               the edition is frozen: this is what is being sent
@@ -38,7 +40,6 @@ from dataclasses import dataclass, field
 from datetime import date
 
 import lxml.html
-from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from digest.articles.curation import lead_warning
@@ -48,10 +49,17 @@ from digest.message import ONE_CLICK
 from digest.render import CLIP_BUDGET, GMAIL_CLIP_BYTES, Renderer, RenderError, followed_phrase, section_title
 from digest.select import Digest, Edition, lead_story, resolved_mask
 from digest.sending import Planner
-from digest.store import subscribers
+from digest.subscribers import store as subscriber_store
 from digest.tokens import Signer
 
 WHOLE_EDITION = "the whole edition"
+PROBLEMS = ("no-stories", "render-failed", "over-clip", "no-lang", "no-preheader", "no-unsubscribe-link",
+            "no-list-unsubscribe", "link-not-https", "image-not-https", "image-no-alt", "duplicate-url",
+            "two-featured", "no-summary", "empty-section", "no-postal-address", "no-base-url")
+
+
+class CheckError(Exception):
+    """A check that cannot be asked for (an unknown code to allow)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,7 @@ class Report:
     digests: int = 0      # distinct digests checked, the whole edition included
     problems: list[Finding] = field(default_factory=list)
     notes: list[Finding] = field(default_factory=list)
+    allowed: frozenset[str] = frozenset()  # problem codes reported as notes
 
     @property
     def exit_code(self) -> int:
@@ -84,7 +93,7 @@ class Report:
                 "problems": [f.to_dict() for f in self.problems], "notes": [f.to_dict() for f in self.notes]}
 
     def problem(self, code: str, message: str, where: str) -> None:
-        _add(self.problems, Finding(code, message, where))
+        _add(self.notes if code in self.allowed else self.problems, Finding(code, message, where))
 
     def note(self, code: str, message: str, where: str) -> None:
         _add(self.notes, Finding(code, message, where))
@@ -97,23 +106,29 @@ def _add(found: list[Finding], finding: Finding) -> None:
 
 def audience(engine: Engine, settings: Settings) -> dict[int, int]:
     """Active subscribers per resolved section mask (the digest they would get): one GROUP BY."""
-    q = (select(subscribers.c.section_mask, func.count()).where(subscribers.c.status == "active")
-         .group_by(subscribers.c.section_mask))
-    with engine.connect() as conn:
-        chosen = conn.execute(q).all()
     counts: dict[int, int] = defaultdict(int)
-    for mask, n in chosen:
+    for mask, n in subscriber_store.active_by_mask(engine).items():
         counts[resolved_mask(mask, settings)] += n
     return dict(counts)
 
 
+def allowed_codes(codes) -> frozenset[str]:
+    """The problem codes to report as notes; CheckError names one that is not a problem."""
+    unknown = [c for c in codes if c not in PROBLEMS]
+    if unknown:
+        raise CheckError(f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not a problem the check "
+                         f"reports; the problems are: {', '.join(PROBLEMS)}")
+    return frozenset(codes)
+
+
 def check_edition(engine: Engine, settings: Settings, day: date, signer: Signer, *,
-                  renderer: Renderer | None = None) -> Report:
-    """The quality report of the edition of `day` (live or frozen); changes nothing."""
+                  renderer: Renderer | None = None, allow=()) -> Report:
+    """The quality report of the edition of `day` (live or frozen); changes nothing.
+    `allow`: problem codes the newsletter accepts, reported as notes."""
     edition = load_edition(engine, day, settings)
     people = audience(engine, settings)
     report = Report(day.isoformat(), frozen=edition.frozen, stories=len(edition.articles),
-                    subscribers=sum(people.values()))
+                    subscribers=sum(people.values()), allowed=allowed_codes(allow))
     _check_settings(report, settings)
     if not edition.articles:
         report.problem("no-stories", f"the edition of {day} has no stories: nothing would be sent", "edition")
@@ -158,12 +173,12 @@ def _check_stories(report: Report, edition: Edition, day: date) -> None:
     """What the stories say, whichever digests hold them."""
     warning = lead_warning(day, list(edition.articles))
     if warning:
-        report.note("two-featured", warning, lead_story(edition.articles).id)  # type: ignore[union-attr]
+        report.problem("two-featured", warning, lead_story(edition.articles).id)  # type: ignore[union-attr]
     by_url: dict[str, list[str]] = defaultdict(list)
     for a in edition.articles:
         by_url[a.url].append(a.id)
         if not a.teaser:
-            report.note("no-summary", f"{a.id!r} has no summary: readers see its title and links only", a.id)
+            report.problem("no-summary", f"{a.id!r} has no summary: readers see its title and links only", a.id)
     for url, ids in by_url.items():
         if len(ids) > 1:
             report.problem("duplicate-url", f"{len(ids)} stories have the URL {url}: "
@@ -248,7 +263,7 @@ def _check_audience(report: Report, planner: Planner, people: dict[int, int], se
         none = sum(n for d, n in followers if d.is_empty or not planner.sent(d))
         left = (f"{only} of them would get only the lead story and {none} no email" if only or none
                 else "each of them has stories in other sections")
-        report.note("empty-section", f"no {section_title(section)} story today; {count} subscriber"
+        report.problem("empty-section", f"no {section_title(section)} story today; {count} subscriber"
                     f"{'' if count == 1 else 's'} follow it: {left}", section)
     if lead_only:
         report.note("lead-only", f"{lead_only} subscriber{'' if lead_only == 1 else 's'} get only the lead "

@@ -732,16 +732,22 @@ def _report_send(s, as_json: bool) -> None:
 def check(
     day: Optional[str] = typer.Option(None, "--date", metavar="YYYY-MM-DD", help="Default: today."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    allow: Optional[str] = typer.Option(None, "--allow", metavar="CODE[,CODE...]",
+                                        help="Problems to accept: reported as notes (e.g. empty-section)."),
 ):
     """The edition's quality report: exit 0 when clean, 1 on a problem (so `digest check && digest send`).
 
-    Example: digest check --date 2026-11-25
+    Example: digest check --date 2026-11-25 --allow empty-section
     """
-    from digest.check import check_edition
+    from digest.check import CheckError, allowed_codes, check_edition
     from digest.tokens import link_signer
     the_day = parse_day(day)
+    try:
+        accepted = allowed_codes([c.strip() for c in (allow or "").split(",") if c.strip()])
+    except CheckError as e:
+        fail(f"--allow: {e}", 2)
     report = check_edition(state.engine(), state.settings, the_day,
-                           link_signer(state.settings, real=False, notify=lambda _m: None))
+                           link_signer(state.settings, real=False, notify=lambda _m: None), allow=accepted)
     if as_json:
         emit_json(report.to_dict())
     else:

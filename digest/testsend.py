@@ -21,15 +21,14 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from digest import editors
 from digest.config import Settings
 from digest.deliver.outbox import OutboxTransport
 from digest.deliver.sendgrid import SendGridTransport
 from digest.deliver.transport import Batch, FatalTransportError, Recipient, Transport
 from digest.preview import ALL, NOBODY_EMAIL, NOBODY_ID, PreviewError, prepare
-from digest.store import editors
 from digest.tokens import Signer
 
 SUBJECT_PREFIX = "[TEST] "
@@ -71,9 +70,7 @@ class TestSend:
 
 def allowed_test_recipients(engine: Engine, settings: Settings) -> set[str]:
     """The addresses test sends may go to, lower-cased: every editor's, and `[editors] test_recipients`."""
-    with engine.connect() as conn:
-        found = conn.execute(select(editors.c.email)).scalars().all()
-    return {e.strip().lower() for e in found} | set(settings.test_recipients)
+    return {e.email.strip().lower() for e in editors.list_all(engine)} | set(settings.test_recipients)
 
 
 def checked_recipients(engine: Engine, settings: Settings, to) -> list[str]:

@@ -182,22 +182,24 @@ def test_each_planted_template_problem_is_found_on_its_own(engine, good, tmp_pat
     assert check(engine, good).problems == []  # the real templates have none of it
 
 
-def test_two_featured_stories_are_a_note(engine, good, tmp_path):
+def test_two_featured_stories_are_a_problem_unless_allowed(engine, good, tmp_path):
     stories = clean_stories(tmp_path)
     stories["tech-one"]["featured"] = True
     build(engine, good, tmp_path, stories)
     report = check(engine, good)
-    assert report.problems == [] and codes(report.notes) == ["two-featured"]
-    assert report.notes[0].where == "lead" and "'lead' leads" in report.notes[0].message
+    assert report.notes == [] and codes(report.problems) == ["two-featured"] and report.exit_code == 1
+    assert report.problems[0].where == "lead" and "'lead' leads" in report.problems[0].message
+    allowed = check_edition(engine, good, DAY, Signer(SECRET), allow=["two-featured"])
+    assert allowed.problems == [] and codes(allowed.notes) == ["two-featured"] and allowed.exit_code == 0
 
 
-def test_a_story_without_summary_is_a_note(engine, good, tmp_path):
+def test_a_story_without_summary_is_a_problem(engine, good, tmp_path):
     stories = clean_stories(tmp_path)
     stories["tech-two"] = dict(section="tech", body="")
     build(engine, good, tmp_path, stories)
     report = check(engine, good)
-    assert report.problems == [] and codes(report.notes) == ["no-summary"]
-    assert report.notes[0].where == "tech-two"
+    assert report.notes == [] and codes(report.problems) == ["no-summary"]
+    assert report.problems[0].where == "tech-two"
 
 
 def test_a_followed_section_with_no_story_says_whom_it_leaves_with_the_lead_or_nothing(engine, good, tmp_path):
@@ -205,9 +207,8 @@ def test_a_followed_section_with_no_story_says_whom_it_leaves_with_the_lead_or_n
               ("gt@example.com", ("gaming", "tech")))
     build(engine, good, tmp_path, clean_stories(tmp_path), people)
     report = check(engine, good)
-    assert report.problems == []
-    assert codes(report.notes) == ["empty-section", "lead-only"]
-    gaming, lead_only = report.notes
+    assert codes(report.problems) == ["empty-section"] and codes(report.notes) == ["lead-only"]
+    (gaming,), (lead_only,) = report.problems, report.notes
     assert gaming.where == "gaming"
     assert gaming.message == ("no Gaming story today; 3 subscribers follow it: 2 of them would get only "
                               "the lead story and 0 no email")
@@ -220,8 +221,7 @@ def test_a_followed_section_with_no_story_says_whom_it_leaves_with_the_lead_or_n
     write_article(tmp_path / "stories", "lead", **stories["lead"])
     import_articles(engine, [str(tmp_path / "stories")], off)
     report = check(engine, off)
-    assert report.problems == []
-    assert [n.message for n in report.notes if n.code == "empty-section"] == [
+    assert [n.message for n in report.problems if n.code == "empty-section"] == [
         "no Gaming story today; 3 subscribers follow it: 0 of them would get only the lead story and 2 no email"]
     assert [n.message for n in report.notes if n.code == "no-digest"] == [
         "2 subscribers get no email: their sections have no story today"]
@@ -285,6 +285,12 @@ def test_the_cli_report_json_and_exit_statuses(run_digest, tmp_path):
     assert report["ok"] is False and report["date"] == "2026-11-25"
     assert report["problems"] == [{"code": "link-not-https", "where": "tech-one",
                                    "message": "a link is not an absolute https URL: http://news.example.com/t"}]
+
+    accepted = run_digest("check", "--date", DAY.isoformat(), "--allow", "link-not-https, empty-section", env=env)
+    assert accepted.returncode == 0, accepted.stdout
+    assert "note [link-not-https] tech-one" in accepted.stdout
+    unknown = run_digest("check", "--date", DAY.isoformat(), "--allow", "frozen,typo", env=env)
+    assert unknown.returncode == 2 and "--allow: frozen, typo are not a problem" in unknown.stderr
 
     bad_date = run_digest("check", "--date", "2026-13-01", env=env)
     (tmp_path / "digest.toml").write_text("per_section = 99\n", encoding="utf-8")
