@@ -211,8 +211,8 @@ def test_the_form_is_prefilled_with_the_editors_address_and_offers_the_allow_lis
     person = desk.client.get(f"{DESK}/preview?date={DAY}&subscriber=tess@example.com").text
     assert 'name="subscriber" value="tess@example.com"' in person.split('id="test-send"', 1)[1]
     # The nav's "Test send" opens the preview at the form.
-    assert f'<a href="{DESK}/preview#test-send">Test send</a>' in html
-    assert f'<a href="{DESK}/check">Check</a>' in html
+    assert f'<a href="{DESK}/preview?date={DAY}#test-send">Test send</a>' in html
+    assert f'<a href="{DESK}/check?date={DAY}">Check</a>' in html  # the menu stays on the page's day
 
 
 def test_a_test_send_arrives_with_the_test_subject_and_the_previews_html(desk, sg):

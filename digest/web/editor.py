@@ -147,7 +147,13 @@ class Desk:
 
     def page(self, template: str, visit: Visit | None, status: int = 200, **ctx) -> HTMLResponse:
         signed = {"editor": visit.editor.email, "csrf": self.sessions.csrf(visit.session)} if visit else {}
-        nav = [(label, f"{self.root}{path}") for label, path in NAV]
+        # On a page of one day, the menu stays on that day (Check of the 24th -> its preview).
+        day = ctx.get("day")
+        query = f"?{urlencode({'date': day.isoformat()})}" if isinstance(day, date) else ""
+        nav = []
+        for label, target in NAV:
+            path, _, anchor = target.partition("#")
+            nav.append((label, f"{self.root}{path}{query}" + (f"#{anchor}" if anchor else "")))
         tz = self.site.settings.tz
         return self.site.page(template, status, headers=DESK_HEADERS, desk=self.root, nav=nav,
                               local=lambda when: when.astimezone(tz).strftime("%H:%M %Z"),
