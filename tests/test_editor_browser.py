@@ -1,6 +1,6 @@
 """The editors' desk in a real browser: the installed `digest serve`, Playwright driving
-Debian's chromium, keyboard only.  Screenshots of the edition and preview pages at 375 px
-and 1280 px land in /tmp/shots/ (desk-*.png) to be looked at."""
+Debian's chromium, keyboard only.  Screenshots of the edition, preview, check and test-send
+pages at 375 px and 1280 px land in /tmp/shots/ (desk-*.png) to be looked at."""
 
 from __future__ import annotations
 
@@ -194,3 +194,6 @@ def test_open_check_and_send_a_test_with_the_keyboard(page, desk):
     assert b"Subject: [TEST] " in eml.read_bytes()
     page.wait_for_timeout(1000)  # let the sandboxed frames paint for the shots
     shoot(page, "preview-test-send")
+    for width in (375, 1280):  # the form and its outcome alone, at a size one can read
+        page.set_viewport_size({"width": width, "height": 900})
+        page.locator("#test-send").screenshot(path=str(SHOTS / f"desk-test-send-form-{width}.png"))

@@ -84,8 +84,7 @@ def ledger_and_editions(settings) -> tuple:
 def findings(html: str, heading: str) -> list[tuple[str, str]]:
     """(code, where) of each finding listed under the Problems or Notes heading."""
     part = html.split(f'id="{heading}-heading"', 1)[1].split("</section>", 1)[0]
-    return re.findall(r'<code class="finding-code">([a-z-]+)</code> <span class="where">'
-                      r'<span class="where-kind">[A-Za-z]+:</span> ([^<]+)</span>', part)
+    return re.findall(r'<li class="finding" data-code="([a-z-]+)" data-where="([^"]*)">', part)
 
 
 # -- signed out, CSRF ----------------------------------------------------------------------------
@@ -130,7 +129,7 @@ def test_the_check_page_lists_the_planted_problems_first_then_the_notes_with_whe
     assert html.index('id="problems-heading"') < html.index('id="notes-heading"')
     assert "a link is not an absolute https URL: http://news.example.com/chips" in html
     assert re.search(r'<span class="where-kind">Story:</span> chips', html)
-    assert re.search(r'<span class="where-kind">Settings:</span> settings', html)
+    assert '<span class="where"><span class="where-kind">Settings</span></span>' in html
     assert f"{len(problems)} problems.</strong>" in html and "would not send it" in html
     # Nobody follows Science or the rest: a note names the section, the report the digests.
     assert "for 2 active subscribers" in html and "3 digests checked" in html
