@@ -6,6 +6,7 @@ client (or the outbox), on a real store through Starlette's TestClient."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import date
 
 import pytest
@@ -277,6 +278,13 @@ def test_what_sendgrid_refuses_is_said_on_the_page(desk, sg):
     assert done.status_code == 502 and "Test sent" not in done.text
     assert (f"<li>{EDITOR}: failed, SendGrid rejected the request (HTTP 400): The from address does not match "
             "a verified Sender Identity</li>") in done.text
+    # An API key SendGrid refuses: nothing sent, said on the page.
+    wrong = TestClient(create_app(replace(desk.settings, sendgrid_api_key="SG.wrong"), desk.engine),
+                       follow_redirects=False)
+    sign_in(wrong)
+    refused = test_send(wrong, EDITOR)
+    assert refused.status_code == 502 and "Nothing was sent: " in refused.text
+    assert "refused the API key" in refused.text and "SG.wrong" not in refused.text
     assert ledger_and_editions(desk.settings) == (0, 0)
 
 

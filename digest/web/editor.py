@@ -51,7 +51,7 @@ from digest.preview import Preview, PreviewError, preview
 from digest.render import section_title
 from digest.select import DEFAULTED, Edition, lead_story, resolved_mask, select_digest, story_order
 from digest.subscribers import store
-from digest.testsend import TestSend, TestSendError, allowed_test_recipients, send_test
+from digest.testsend import TestSend, TestSendError, allowed_test_recipients, checked_recipients, send_test
 from digest.tokens import Signer, throwaway_key
 from digest.web.security import HEADERS, SAFE_METHODS, read_form
 from digest.web.sessions import Session, Sessions
@@ -412,17 +412,19 @@ class Desk:
             return await self.preview_response(visit, day, who, status=400, test_to=to[:MAX_TEST_TO], refused=(
                 f"the addresses are {len(to):,} characters long; at most {MAX_TEST_TO:,}"))
 
+        engine = self.site.engine
+        try:  # the addresses first, by send_test's own rule: a refusal is the form's fault
+            addresses = await run_in_threadpool(checked_recipients, engine, s, to.split(","))
+        except TestSendError as e:
+            return await self.preview_response(visit, day, who, status=400, test_to=to, refused=str(e))
+
         def send() -> TestSend:
-            return send_test(self.site.engine, s, day, self.preview_signer, to.split(","),
-                             subscriber=who["subscriber"] or None,
+            return send_test(engine, s, day, self.preview_signer, addresses, subscriber=who["subscriber"] or None,
                              sections=None if who["subscriber"] else who["sections"])
         try:
             sent = await run_in_threadpool(send)
-        except TestSendError as e:
-            # 2: a refused address (named) or a transport that cannot work; 1: nothing to send,
-            # or SendGrid out of reach.
-            return await self.preview_response(visit, day, who, status=400 if e.exit_code == 2 else 502,
-                                               test_to=to, refused=str(e))
+        except TestSendError as e:  # the send itself: no such digest any more, SendGrid refused or away
+            return await self.preview_response(visit, day, who, status=502, test_to=to, refused=str(e))
         return await self.preview_response(visit, day, who, status=502 if sent.problems else 200, test_to=to,
                                            sent=sent)
 
