@@ -1,6 +1,6 @@
 """The editors' desk in a real browser: the installed `digest serve`, Playwright driving
-Debian's chromium, keyboard only.  Screenshots of the edition and preview pages at 375 px
-and 1280 px land in /tmp/shots/ (desk-*.png) to be looked at."""
+Debian's chromium, keyboard only.  Screenshots of the edition, preview, check and test-send
+pages at 375 px and 1280 px land in /tmp/shots/ (desk-*.png) to be looked at."""
 
 from __future__ import annotations
 
@@ -152,3 +152,48 @@ def test_sign_in_with_the_keyboard_see_the_edition_preview_withdraw_and_see_the_
     expect(page.get_by_role("status")).to_contain_text("signed out")
     page.goto(f"{desk.base}/editor?date={DAY}")
     expect(page).to_have_url(re.compile(r"/editor/sign-in"))
+
+
+def test_open_check_and_send_a_test_with_the_keyboard(page, desk):
+    sign_in(page, desk, f"/editor?date={DAY}")
+    summary = page.locator("#check-line a").inner_text()
+    assert re.fullmatch(r"(No problems|\d+ problems?), (no|\d+) notes? — see Check", summary), summary
+    tab_to(page, "#check-line a")
+    page.keyboard.press("Enter")
+    page.wait_for_load_state()
+    expect(page).to_have_url(re.compile(rf"/editor/check\?date={DAY}$"))
+    expect(page.locator("h1")).to_have_text("Check of Wednesday 25 November 2026")
+    expect(page.locator(".desk-nav a[aria-current=page]")).to_have_text("Check")
+    expect(page.locator("#verdict")).to_be_visible()
+    # The sample's store has no postal address: a problem of the settings, listed first.
+    expect(page.locator(".findings.problems")).to_contain_text("no-postal-address")
+    shoot(page, "check")
+
+    # The menu's "Test send" opens the preview of everything at its form, prefilled.
+    tab_to(page, ".desk-nav a:text-is('Test send')")
+    page.keyboard.press("Enter")
+    page.wait_for_load_state()
+    expect(page.locator("#test-to")).to_have_value(EDITOR)
+    page.goto(f"{desk.base}/editor/preview?date={DAY}&sections=world")
+    tab_to(page, "#test-to", limit=80)
+    page.keyboard.press("Control+A")
+    page.keyboard.type(f"{EDITOR}, someone@example.com")
+    page.keyboard.press("Enter")
+    page.wait_for_load_state()
+    expect(page.get_by_role("alert")).to_contain_text("not allowed to get test sends: someone@example.com")
+    tab_to(page, "#test-to", limit=80)
+    page.keyboard.press("Control+A")
+    page.keyboard.type(EDITOR)
+    page.keyboard.press("Enter")
+    page.wait_for_load_state()
+    sent = page.locator("#test-sent")
+    expect(sent).to_contain_text("[TEST] ")
+    expect(sent).to_contain_text(f"to {EDITOR}, written to the outbox folder outbox/tests")
+    expect(page.locator("h2#previewing")).to_have_text("Previewing as a reader of World")
+    [eml] = (desk.folder / "outbox" / "tests").glob("*.eml")
+    assert b"Subject: [TEST] " in eml.read_bytes()
+    page.wait_for_timeout(1000)  # let the sandboxed frames paint for the shots
+    shoot(page, "preview-test-send")
+    for width in (375, 1280):  # the form and its outcome alone, at a size one can read
+        page.set_viewport_size({"width": width, "height": 900})
+        page.locator("#test-send").screenshot(path=str(SHOTS / f"desk-test-send-form-{width}.png"))

@@ -14,6 +14,12 @@
   and inbox line.  The email itself comes from `/editor/preview/email`, in a sandboxed
   frame and under a `sandbox` content security policy: no script of it runs, and it
   cannot reach the desk.  Its links are signed with a throwaway key, so they lead nowhere.
+- `POST /editor/preview/test-send`: the previewed digest as a test send (digest.testsend:
+  subject `[TEST] `, only to editors and `[editors] test_recipients`, no ledger row,
+  nothing frozen), signed with the preview's throwaway key, so the message that arrives
+  is the one the preview shows; the page says what went, to whom and how, or who was refused.
+- `/editor/check?date=D`: the edition's quality report, digest.check's (as `digest check`);
+  the edition page shows its one-line summary.
 
 Every form carries the session's CSRF value; desk pages are `no-store` and may be framed
 only by the desk itself.
@@ -38,12 +44,14 @@ from starlette.routing import Route
 from digest import editors
 from digest.articles.curation import CurationError, changes, feature, move, restore, withdraw
 from digest.articles.repository import articles_published_on
+from digest.check import WHOLE_EDITION, Finding, Report, audience, check_edition
 from digest.config import ConfigError, check_day, mask_sections
 from digest.edition import frozen_at, load_edition
 from digest.preview import Preview, PreviewError, preview
 from digest.render import section_title
-from digest.select import DEFAULTED, lead_story, resolved_mask, select_digest, story_order
+from digest.select import DEFAULTED, Edition, lead_story, resolved_mask, select_digest, story_order
 from digest.subscribers import store
+from digest.testsend import TestSend, TestSendError, allowed_test_recipients, checked_recipients, send_test
 from digest.tokens import Signer, throwaway_key
 from digest.web.security import HEADERS, SAFE_METHODS, read_form
 from digest.web.sessions import Session, Sessions
@@ -67,11 +75,14 @@ EMAIL_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
-# The desk's menu.  "Check" (digest check) and "Test send" (digest send --test-to) join
-# it here, as (label, path under /editor), once they exist.
-NAV: list[tuple[str, str]] = [("Edition", ""), ("Preview", "/preview")]
+# The desk's menu, as (label, path under /editor).  A test send is made from the preview
+# of what is to be sent, so its entry opens the preview (of everything) at its form.
+NAV: list[tuple[str, str]] = [("Edition", ""), ("Preview", "/preview"), ("Check", "/check"),
+                              ("Test send", "/preview#test-send")]
 ACTIONS = ("feature", "up", "down", "withdraw", "restore")
 PREVIEWS = 16  # rendered previews kept: the page and its two frames ask for the same one
+REPORTS = 8    # quality reports kept: the edition page and the check page share one per state
+MAX_TEST_TO = 2000  # characters of addresses in the test-send form (the allow-list is short)
 
 
 @dataclass(frozen=True)
@@ -132,10 +143,17 @@ class Desk:
         self.preview_signer = Signer(throwaway_key())
         self._lock = threading.Lock()
         self._previews: OrderedDict[tuple, Preview] = OrderedDict()
+        self._reports: OrderedDict[tuple, Report] = OrderedDict()
 
     def page(self, template: str, visit: Visit | None, status: int = 200, **ctx) -> HTMLResponse:
         signed = {"editor": visit.editor.email, "csrf": self.sessions.csrf(visit.session)} if visit else {}
-        nav = [(label, f"{self.root}{path}") for label, path in NAV]
+        # On a page of one day, the menu stays on that day (Check of the 24th -> its preview).
+        day = ctx.get("day")
+        query = f"?{urlencode({'date': day.isoformat()})}" if isinstance(day, date) else ""
+        nav = []
+        for label, target in NAV:
+            path, _, anchor = target.partition("#")
+            nav.append((label, f"{self.root}{path}{query}" + (f"#{anchor}" if anchor else "")))
         tz = self.site.settings.tz
         return self.site.page(template, status, headers=DESK_HEADERS, desk=self.root, nav=nav,
                               local=lambda when: when.astimezone(tz).strftime("%H:%M %Z"),
@@ -229,9 +247,10 @@ class Desk:
         pulled = [] if edition.frozen else articles_published_on(engine, day, s.tz, withdrawn=True)
         ids = [a.id for a in edition.articles] + [a.id for a in pulled]
         log = list(reversed(changes(engine, ids))) if ids else []
+        report, _ = self.report(day)
         return {"day": day, "frozen_at": started, "lead": lead, "sections": sections, "pulled": pulled,
                 "changes": log, "everyone": sum(by_mask.values()), "per_section": s.per_section,
-                "stories": len(edition.articles)}
+                "stories": len(edition.articles), "report": report}
 
     @signed_in
     async def edition(self, request: Request, visit: Visit) -> Response:
@@ -266,11 +285,67 @@ class Desk:
         return RedirectResponse(f"{self.root}?{urlencode({'date': changed.isoformat()})}", 303,
                                 headers={"Cache-Control": "no-store"})
 
+    # -- the quality report ---------------------------------------------------------------------
+
+    def report(self, day: date) -> tuple[Report, Edition]:
+        """digest.check's report of `day` (in a worker thread), and the edition it read.
+
+        Computing it is cheap, but not free: it renders the edition once (MJML and premailer,
+        tens of milliseconds for a day's stories) and reads each distinct digest's HTML.  The
+        edition page shows its summary on every visit, so the report is kept per state of
+        what it depends on: the day's stories (or the frozen copy) and the active audience
+        per section mask, both read with cheap queries.  Any curation or change of audience
+        is a new state, so a kept report is never stale.
+        """
+        s, engine = self.site.settings, self.site.engine
+
+        def state() -> tuple[Edition, tuple]:
+            edition = load_edition(engine, day, s)
+            return edition, (day, edition.frozen, edition.articles, tuple(sorted(audience(engine, s).items())))
+        edition, key = state()
+        with self._lock:
+            if key in self._reports:
+                self._reports.move_to_end(key)
+                return self._reports[key], edition
+        found = check_edition(engine, s, day, self.preview_signer)
+        edition, after = state()
+        if after == key:  # nothing changed while it was computed: it is the report of this state
+            with self._lock:
+                self._reports[key] = found
+                while len(self._reports) > REPORTS:
+                    self._reports.popitem(last=False)
+        return found, edition
+
+    def findings(self, found: list[Finding], edition: Edition) -> list[dict]:
+        """Each finding with what kind of place its `where` names, for the page's labels."""
+        ids = {a.id for a in edition.articles}
+        named = {"settings": "Settings", "edition": "Edition", "audience": "Audience"}
+
+        def kind(where: str) -> str:
+            parts = where.split(", ")
+            if all(p in ids for p in parts):
+                return "Story" if len(parts) == 1 else "Stories"
+            if where in self.site.settings.sections:
+                return "Section"
+            if where.startswith(("digest of ", WHOLE_EDITION)):
+                return "Digest"
+            return named.get(where, "Where")
+        return [{"code": f.code, "message": f.message, "where": f.where, "kind": kind(f.where)} for f in found]
+
+    @signed_in
+    async def check_page(self, request: Request, visit: Visit) -> Response:
+        day = parse_day(request.query_params.get("date"), self.site.settings.today())
+        report, edition = await run_in_threadpool(self.report, day)
+        return self.page("editor_check.html.j2", visit, title=f"Check of {day.isoformat()}", day=day,
+                         prev_day=(day - timedelta(days=1)).isoformat(), next_day=(day + timedelta(days=1)).isoformat(),
+                         today=self.site.settings.today().isoformat(), report=report,
+                         problems=self.findings(report.problems, edition), notes=self.findings(report.notes, edition))
+
     # -- preview as anyone --------------------------------------------------------------------
 
-    def chosen(self, request: Request) -> dict:
-        """Whom to preview as, from the query: a subscriber, some sections, or every section."""
-        q = request.query_params
+    def chosen(self, q) -> dict:
+        """Whom to preview as, from the query (or the test-send form): a subscriber, some
+        sections, or every section."""
         subscriber = q.get("subscriber", "").strip()
         sections = tuple(n for n in self.site.settings.sections if n in q.getlist("sections"))
         if subscriber:
@@ -296,11 +371,16 @@ class Desk:
 
     @signed_in
     async def preview_page(self, request: Request, visit: Visit) -> Response:
-        s = self.site.settings
-        day = parse_day(request.query_params.get("date"), s.today())
-        who = self.chosen(request)
+        day = parse_day(request.query_params.get("date"), self.site.settings.today())
         search = " ".join(request.query_params.get("q", "").split())[:320]
+        return await self.preview_response(visit, day, self.chosen(request.query_params), search)
+
+    async def preview_response(self, visit: Visit, day: date, who: dict, search: str = "", status: int = 200,
+                               **test_send) -> Response:
+        """The preview page; `test_send`: the outcome of the form (test_to, sent, refused)."""
+        s = self.site.settings
         found = await run_in_threadpool(store.search, self.site.engine, search) if search else []
+        allowed = sorted(await run_in_threadpool(allowed_test_recipients, self.site.engine, s))
         shown, error = None, ""
         try:
             shown = await run_in_threadpool(self.previewed, day, who["subscriber"], who["sections"])
@@ -311,16 +391,47 @@ class Desk:
         email_url = f"{self.root}/preview/email?" + urlencode(
             [*query.items(), *(("sections", n) for n in who["sections"])])
         everything = not who["subscriber"] and set(who["sections"]) == set(s.sections)
-        return self.page("editor_preview.html.j2", visit, title=f"Preview of {day.isoformat()}", day=day,
+        return self.page("editor_preview.html.j2", visit, status, title=f"Preview of {day.isoformat()}", day=day,
                          prev_day=(day - timedelta(days=1)).isoformat(), next_day=(day + timedelta(days=1)).isoformat(),
                          search=search, found=found, subscriber=who["subscriber"], everything=everything,
                          **self.site.sections_ctx(() if everything else who["sections"]),
-                         shown=shown, error=error, email_url=email_url)
+                         previewed_sections=() if who["subscriber"] or everything else who["sections"],
+                         shown=shown, error=error, email_url=email_url, allowed=allowed,
+                         **{"test_to": visit.editor.email, "sent": None, "refused": "", **test_send})
+
+    @signed_in
+    async def test_send(self, request: Request, visit: Visit) -> Response:
+        """The previewed digest to the addresses of the form, through the send's transport."""
+        form = visit.form
+        assert form is not None
+        s = self.site.settings
+        day = parse_day(str(form.get("date", "")), s.today())
+        who = self.chosen(form)
+        to = str(form.get("to", ""))
+        if len(to) > MAX_TEST_TO:
+            return await self.preview_response(visit, day, who, status=400, test_to=to[:MAX_TEST_TO], refused=(
+                f"the addresses are {len(to):,} characters long; at most {MAX_TEST_TO:,}"))
+
+        engine = self.site.engine
+        try:  # the addresses first, by send_test's own rule: a refusal is the form's fault
+            addresses = await run_in_threadpool(checked_recipients, engine, s, to.split(","))
+        except TestSendError as e:
+            return await self.preview_response(visit, day, who, status=400, test_to=to, refused=str(e))
+
+        def send() -> TestSend:
+            return send_test(engine, s, day, self.preview_signer, addresses, subscriber=who["subscriber"] or None,
+                             sections=None if who["subscriber"] else who["sections"])
+        try:
+            sent = await run_in_threadpool(send)
+        except TestSendError as e:  # the send itself: no such digest any more, SendGrid refused or away
+            return await self.preview_response(visit, day, who, status=502, test_to=to, refused=str(e))
+        return await self.preview_response(visit, day, who, status=502 if sent.problems else 200, test_to=to,
+                                           sent=sent)
 
     @signed_in
     async def preview_email(self, request: Request, visit: Visit) -> Response:
         day = parse_day(request.query_params.get("date"), self.site.settings.today())
-        who = self.chosen(request)
+        who = self.chosen(request.query_params)
         try:
             shown = await run_in_threadpool(self.previewed, day, who["subscriber"], who["sections"])
         except PreviewError as e:
@@ -339,4 +450,6 @@ def routes(site: Site) -> Routes:
         Route(f"{r}/curate", desk.curate, methods=["POST"]),
         Route(f"{r}/preview", desk.preview_page),
         Route(f"{r}/preview/email", desk.preview_email),
+        Route(f"{r}/preview/test-send", desk.test_send, methods=["POST"]),
+        Route(f"{r}/check", desk.check_page),
     ], notes=[f"editors' desk at {site.settings.base_url}/editor (digest editors add makes accounts)"])
