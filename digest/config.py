@@ -92,6 +92,8 @@ class Settings:
     postal_address: str = ""  # the sender's postal address, shown in every footer (bulk-mail law)
     send_lead_only: bool = True  # whether a digest holding only the lead story is sent at all
     archive: bool = True  # whether `digest serve` lists past editions at /archive (web versions stay up)
+    delivery_hour: int = 7   # the reader's local hour the digest is due at (digest.schedule), 0 to 23
+    weekly_weekday: int = 0  # the weekly digest's day for readers who chose none: 0 = Monday ... 6 = Sunday
     feeds_urls: tuple[str, ...] = ()        # [feeds] urls: what `digest articles import` with no argument reads
     feeds_sections: tuple[tuple[str, str], ...] = ()  # [feeds.sections]: (category, section), category casefolded
     feeds_timeout: float = 10.0             # seconds one feed URL may take, all of it
@@ -163,7 +165,7 @@ _FILE_KEYS = {
     "name", "from_email", "from_name", "reply_to", "lang", "site_url", "sections",
     "default_sections", "per_section", "timezone", "database_url", "base_url",
     "outbox", "signup_delivery", "list_id", "feedback_id", "postal_address", "send_lead_only",
-    "archive",
+    "archive", "delivery_hour", "weekly_weekday",
 }
 _SENDGRID_KEYS = {"host", "timeout", "categories", "asm_group_id", "max_attempts", "retry_base_delay",
                   "concurrency"}
@@ -392,6 +394,18 @@ def _whole_number(key: str, lowest: int, highest: int, shown: str | None = None,
     return check
 
 
+WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _check_weekly_weekday(v: dict, fail: Fail) -> None:
+    # Written as a name in digest.toml ("monday"), kept as a number (0 = Monday, as date.weekday()).
+    if "weekly_weekday" in v:
+        name = v["weekly_weekday"]
+        if not isinstance(name, str) or name.strip().lower() not in WEEKDAY_NAMES:
+            fail("weekly_weekday", f"{name!r} is not a day of the week ({', '.join(WEEKDAY_NAMES)})")
+        v["weekly_weekday"] = WEEKDAY_NAMES.index(name.strip().lower())
+
+
 def _check_timezone(v: dict, fail: Fail) -> None:
     if "timezone" in v:
         try:
@@ -496,6 +510,8 @@ _CHECKS: tuple[Check, ...] = (
     # More than 6 a section on a busy day cannot fit Gmail's 102 KB, even compact.
     _whole_number("per_section", 1, 6),
     _check_timezone,
+    _whole_number("delivery_hour", 0, 23, why=" (the reader's local hour, 7 = 07:00)"),
+    _check_weekly_weekday,
     _email_address("from_email"),
     _check_urls,
     _check_sendgrid_timeout,

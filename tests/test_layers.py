@@ -1,6 +1,6 @@
 """The layers of the code: imports run one way, from the command line down to the core.
 
-    core         digest.config, store, text, importing, articles/, select, render, message, tokens
+    core         digest.config, store, text, importing, articles/, select, schedule, render, message, tokens
       ^          (and the templates and migrations packages)
     deliver      digest/deliver/: ledger, leases, the Transport interface, outbox, SendGrid
       ^
@@ -28,8 +28,8 @@ PACKAGES = ("digest",)  # digest/subscribers and digest/templates are links to t
 # Lowest first; a module belongs to the layer of its longest matching prefix.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("core", ("digest", "digest.config", "digest.store", "digest.text", "digest.importing", "digest.articles",
-              "digest.select", "digest.render", "digest.message", "digest.tokens", "digest.migrations",
-              "digest.templates")),
+              "digest.select", "digest.schedule", "digest.render", "digest.message", "digest.tokens",
+              "digest.migrations", "digest.templates")),
     ("deliver", ("digest.deliver",)),
     ("subscribers", ("digest.subscribers",)),
     ("sending", ("digest.edition", "digest.sending", "digest.senders", "digest.dispatch", "digest.preview")),
