@@ -543,8 +543,13 @@ def status(
         emit_json(report)
     else:
         c = report["counts"]
-        typer.echo(f"{the_day}: " + ", ".join(f"{c[k]} {k}" for k in ledger.STATUSES)
+        typer.echo(f"{the_day}: " + ", ".join(f"{c.get(k, 0)} {k}" for k in ledger.STATUSES)
+                   + (f" ({report['scheduled']} of them scheduled)" if report.get("scheduled") else "")
                    + (f"; {report['withdrawn']} withdrawn (left after the freeze)" if report.get("withdrawn") else ""))
+        if report.get("next_due"):
+            typer.echo(f"  next due: {report['next_due']} UTC")
+        if report.get("held"):
+            typer.echo(f"  {report['held']} pending row(s) are due more than 72 hours ahead: a later send sends them")
         for p in report["problems"]:
             typer.echo(f"  {p['status']:<8} {p['email']}: {p['reason']}")
         for f in report.get("in_flight", []):

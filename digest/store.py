@@ -146,8 +146,8 @@ ledger = Table(
     Column("updated_at", DateTime, nullable=False),
     UniqueConstraint("edition", "subscriber_id", name="uq_ledger_edition_subscriber"),
 )
-# Claiming the next chunk of one digest's pending rows is a range scan of this index.
-Index("ix_ledger_claim", ledger.c.edition, ledger.c.status, ledger.c.section_mask, ledger.c.id)
+# Claiming the next chunk of one digest's pending rows due at one time is a range scan of this index.
+Index("ix_ledger_claim", ledger.c.edition, ledger.c.status, ledger.c.section_mask, ledger.c.send_at, ledger.c.id)
 
 # The editors who may sign in to the desk (digest editors add), and their failed sign-ins:
 # after repeated failures an account is locked until `locked_until`.
