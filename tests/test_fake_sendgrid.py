@@ -77,11 +77,13 @@ def test_accepted_send_records_request_and_delivery(server):
     assert request["body"]["subject"] == "Your digest"
     assert request["headers"]["Authorization"] == "Bearer SG.test-key"
     [delivery] = server.deliveries
+    assert delivery.pop("received_at") <= time.time()
     assert delivery == {
         "to": "ann@example.com", "name": "Ann", "subject": "Your digest",
         "text": "Hi Ann, here is your digest", "html": "<p>Hi Ann</p>",
         "headers": {}, "custom_args": {}, "categories": ["digest"], "asm": {"group_id": 42},
         "from": {"email": "digest@news.example.org", "name": "News Digest"}, "message_id": message_id,
+        "send_at": None, "batch_id": None,
     }
 
 
@@ -145,7 +147,7 @@ def test_unknown_paths_and_methods_are_404_and_not_recorded(server):
     with pytest.raises(sg_errors.NotFoundError):
         client.mail.send.get()
     with pytest.raises(sg_errors.NotFoundError):
-        client.mail.batch.post(request_body={})
+        client.mail.settings.post(request_body={})
     assert server.requests == []
 
 

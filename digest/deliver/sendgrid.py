@@ -37,6 +37,8 @@ from digest.render import Rendered
 MAX_WAIT = 60.0          # never sleep longer than this for one retry
 MAX_REQUEST_BYTES = 30 * 1024 * 1024  # SendGrid's limit for one mail/send body
 RETRYABLE = {500, 502, 503, 504}
+STOPPED_BEFORE_SENDING = "The run stopped before sending; recipients not yet sent stay pending, and a rerun continues."
+NOTHING_CHANGED = "Nothing was changed."
 
 
 def check_ready(settings: Settings) -> None:
@@ -159,20 +161,21 @@ class SendGridTransport:
         body = json.dumps({"batch_id": batch_id, "status": how})
         sends = self.client.client.user.scheduled_sends
         if self.batch_status(batch_id) is None:
-            self._call(f"{how} the scheduled sends", lambda: sends.post(request_body=body))
+            self._call(f"{how} the scheduled sends", lambda: sends.post(request_body=body), NOTHING_CHANGED)
         else:
             self._call(f"{how} the scheduled sends",
-                       lambda: sends._(batch_id).patch(request_body=json.dumps({"status": how})))
+                       lambda: sends._(batch_id).patch(request_body=json.dumps({"status": how})), NOTHING_CHANGED)
 
     def resume_batch(self, batch_id: str) -> None:
         """Take the pause off `batch_id` (DELETE /v3/user/scheduled_sends/{batch_id})."""
-        self._call("resume the scheduled sends", lambda: self.client.client.user.scheduled_sends._(batch_id).delete())
+        self._call("resume the scheduled sends", lambda: self.client.client.user.scheduled_sends._(batch_id).delete(),
+                   NOTHING_CHANGED)
 
     def batch_status(self, batch_id: str) -> str | None:
         """"cancel" or "pause" when SendGrid holds that for `batch_id`; None when it holds nothing."""
         try:
             found = self._call("look up the scheduled sends",
-                               lambda: self.client.client.user.scheduled_sends._(batch_id).get())
+                               lambda: self.client.client.user.scheduled_sends._(batch_id).get(), NOTHING_CHANGED)
         except FatalTransportError as e:
             if "HTTP 404" in str(e):
                 return None
@@ -181,17 +184,33 @@ class SendGridTransport:
         statuses = [e.get("status") for e in entries if isinstance(e, dict) and e.get("batch_id") == batch_id]
         return statuses[0] if statuses else None
 
-    def _call(self, what: str, request: Callable):
-        """One small API request (no retries: the operator reruns the command); its JSON answer."""
-        try:
-            response = request()
-        except HTTPError as e:
-            code, message = e.status_code, error_message(e)
-            raise FatalTransportError(f"SendGrid refused to {what} (HTTP {code}: {message})",
-                                      2 if code in (401, 403) else 1) from None
-        except (urllib.error.URLError, TimeoutError, socket.timeout, http.client.HTTPException, OSError) as e:
-            raise FatalTransportError(f"cannot reach SendGrid at {self.settings.sendgrid_host} to {what} "
-                                      f"({type(e).__name__}: {getattr(e, 'reason', e)})", 1) from None
+    def _call(self, what: str, request: Callable, then: str = STOPPED_BEFORE_SENDING):
+        """One small API request (no retries: the operator reruns the command); its JSON
+        answer.  `then` says, in the error, what became of the run."""
+        last = ""
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                response = request()
+                break
+            except HTTPError as e:
+                code, message = e.status_code, error_message(e)
+                if code in (401, 403):
+                    raise FatalTransportError(f"SendGrid refused the API key (HTTP {code}: {message}) to {what}; check "
+                                              f"SENDGRID_API_KEY and that the key may send mail. {then}") from None
+                if code == 429 or code in RETRYABLE:
+                    last = f"HTTP {code}: {message}"
+                    self._wait(attempt, last, reset=_header(e, "X-RateLimit-Reset"))
+                    continue
+                raise FatalTransportError(f"SendGrid refused to {what} (HTTP {code}: {message}). {then}", 1) from None
+            except urllib.error.URLError as e:  # before the request left: safe to repeat
+                last = f"cannot connect to {self.settings.sendgrid_host}: {e.reason}"
+                self._wait(attempt, last)
+            except (TimeoutError, socket.timeout, http.client.HTTPException, OSError) as e:
+                raise FatalTransportError(f"no usable answer from SendGrid to {what} ({type(e).__name__}). {then}",
+                                          1) from None
+        else:
+            raise FatalTransportError(f"SendGrid is unreachable to {what} ({last}; {self.max_attempts} attempts). "
+                                      f"{then}", 1)
         body = response.body
         if not body:
             return None
