@@ -524,6 +524,32 @@ def _report_send(s, as_json: bool) -> None:
 
 
 @app.command()
+def cancel(
+    day: str = typer.Option(..., "--date", metavar="YYYY-MM-DD", help="The edition whose scheduled sends to stop."),
+    pause: bool = typer.Option(False, "--pause", help="Hold them at SendGrid instead (until --resume)."),
+    resume: bool = typer.Option(False, "--resume", help="Take a pause off: SendGrid sends them when due."),
+):
+    """Cancel (or pause, or resume) an edition's sends scheduled at SendGrid.
+
+    Example: digest cancel --date 2026-11-25 --pause
+    """
+    from digest import cancel as cancelling
+    from digest.deliver.transport import FatalTransportError
+    if pause and resume:
+        fail("give at most one of --pause or --resume", 2)
+    action = "pause" if pause else "resume" if resume else "cancel"
+    try:
+        done = cancelling.run(state.settings, parse_day(day), action)
+    except (ConfigError, StoreError) as e:
+        fail(str(e), 2)
+    except cancelling.CancelRefused as e:
+        fail(str(e), 1)
+    except FatalTransportError as e:
+        fail(str(e), e.exit_code)
+    typer.echo(done.line())
+
+
+@app.command()
 def status(
     day: Optional[str] = typer.Option(None, "--date", metavar="YYYY-MM-DD", help="Default: today."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),

@@ -6,7 +6,7 @@
       ^
     subscribers  digest.subscribers (the subscribers/ folder): store, CSV importer, sign-up, events
       ^
-    sending      digest.edition, sending, senders, dispatch, preview
+    sending      digest.edition, sending, senders, dispatch, preview, cancel
       ^
     web          digest/web/: the ASGI app, one module per audience
       ^
@@ -32,7 +32,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
               "digest.migrations", "digest.templates")),
     ("deliver", ("digest.deliver",)),
     ("subscribers", ("digest.subscribers",)),
-    ("sending", ("digest.edition", "digest.sending", "digest.senders", "digest.dispatch", "digest.preview")),
+    ("sending", ("digest.edition", "digest.sending", "digest.senders", "digest.dispatch", "digest.preview",
+                 "digest.cancel")),
     ("web", ("digest.web",)),
     ("cli", ("digest.cli",)),
 )
