@@ -353,7 +353,8 @@ def test_freeze_writes_each_rows_due_time_per_zone_and_hour_and_leaves_out_weekl
         for email, (zone, hour) in zones.items():
             conn.execute(update(subscribers).where(subscribers.c.email == email)
                          .values(timezone=zone, delivery_hour=hour))
-    for email, cadence, paused in (("weekly@example.com", "weekly", None), ("paused@example.com", "daily", "2026-11-26"),
+    for email, cadence, paused in (("weekly@example.com", "weekly", None),
+                                   ("paused@example.com", "daily", "2026-11-26"),
                                    ("back@example.com", "daily", "2026-11-25")):
         subscriber_store.add(world, email, "", ("world",))
         with world.begin() as conn:
