@@ -19,7 +19,7 @@ from digest.articles.repository import articles_published_on
 from digest.config import Settings, section_mask
 from digest.deliver import ledger
 from digest.select import Edition, lead_story, story_mask
-from digest.store import editions, subscribers, utcnow
+from digest.store import editions, utcnow
 
 
 def load_edition(engine: Engine, day: date, settings: Settings) -> Edition:
@@ -57,7 +57,7 @@ def freeze(engine: Engine, edition: Edition, settings: Settings) -> Frozen:
             written = ledger.freeze_audience(conn, day, section_mask(settings.sections),
                                              section_mask(settings.default_sections),
                                              story_mask(edition, settings.send_lead_only), schedule)
-            active = conn.execute(select(func.count()).select_from(subscribers)
+            active = conn.execute(select(func.count()).select_from(schedule.source)
                                   .where(schedule.audience)).scalar_one()
     except IntegrityError:
         return Frozen(load_edition(engine, edition.date, settings), None)

@@ -384,8 +384,10 @@ def active_chunks(engine: Engine, size: int = CHUNK,
     columns: list = [subscribers.c.id, subscribers.c.email, subscribers.c.name, subscribers.c.section_mask]
     if schedule is not None:
         columns.append(schedule.due.label("due"))
-    q = (select(*columns).where(subscribers.c.status == "active" if schedule is None else schedule.audience)
-         .order_by(subscribers.c.section_mask, subscribers.c.id).limit(size))
+    q = select(*columns)
+    q = q.where(subscribers.c.status == "active") if schedule is None else \
+        q.select_from(schedule.source).where(schedule.audience)
+    q = q.order_by(subscribers.c.section_mask, subscribers.c.id).limit(size)
     last = (-1, 0)
     while True:
         with engine.connect() as conn:
@@ -413,7 +415,7 @@ def rehearse(engine: Engine, settings: Settings, day: date, transport: Transport
         schedule = ledger.Schedule(conn, day, settings)
     if sample is not None:
         with engine.connect() as conn:  # the distinct section sets: a few thousand at most
-            chosen = conn.execute(select(subscribers.c.section_mask).distinct()
+            chosen = conn.execute(select(subscribers.c.section_mask).distinct().select_from(schedule.source)
                                   .where(schedule.audience)).scalars().all()
             digests = {resolved_mask(m, settings) for m in chosen}
         n = sum(1 for m in digests if planner.sent(planner.digest(m)))

@@ -108,6 +108,9 @@ subscribers = Table(
 )
 # The dry run reads the active audience grouped by section set.
 Index("ix_subscribers_status_mask", subscribers.c.status, subscribers.c.section_mask, subscribers.c.id)
+# Freezing finds the audience's distinct (zone, hour) pairs, and counts it, from this index alone.
+Index("ix_subscribers_schedule", subscribers.c.status, subscribers.c.cadence, subscribers.c.timezone,
+      subscribers.c.delivery_hour, subscribers.c.paused_until)
 
 # An edition is frozen when its real send starts: the stories are copied here so a
 # rerun sends the same content even if articles are edited or re-imported meanwhile.

@@ -20,11 +20,27 @@ from datetime import date, datetime, timedelta
 from types import EllipsisType
 from typing import Callable
 
-from sqlalchemy import DateTime, String, and_, bindparam, case, delete, func, literal, or_, select, update
+from sqlalchemy import (
+    DateTime,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    case,
+    column,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+    values,
+)
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql.expression import ColumnElement, FromClause
 
 from digest.config import Settings
-from digest.schedule import Slot, resolve, slot
+from digest.schedule import resolve, slot
 from digest.select import DEFAULTED
 from digest.store import editions, ledger, subscribers, transaction, utcnow
 
@@ -65,33 +81,39 @@ class Schedule:
     The audience is active, daily, and not paused on the local date their digest is due
     (paused_until later than that date).  When someone is due depends only on their zone
     and hour (digest.schedule), and an audience has few distinct (zone, hour) pairs — a
-    few hundred at most — so each pair's time is computed once in Python and the SQL is
-    one CASE over the pairs: never a statement, or a computation, per subscriber.
+    few hundred at most — so each pair's time is computed once in Python and joined in as
+    a VALUES list (`source`, for select_from): never a statement, or a computation, per
+    subscriber.  When everyone shares one pair, the time is a literal and nothing is joined.
     """
 
     def __init__(self, conn: Connection, day: date, settings: Settings):
         self.day, self.settings = day, settings
         stored = (select(subscribers.c.timezone, subscribers.c.delivery_hour).distinct()
                   .where(subscribers.c.status == "active", subscribers.c.cadence == "daily"))
-        branches: dict[Slot, list] = {}
-        for zone, hour in conn.execute(stored):
-            s = slot(day, settings, *resolve(zone, hour, settings))
-            branches.setdefault(s, []).append(and_(_is(subscribers.c.timezone, zone),
-                                                   _is(subscribers.c.delivery_hour, hour)))
+        pairs = {(zone, hour): slot(day, settings, *resolve(zone, hour, settings))
+                 for zone, hour in conn.execute(stored)}
         # Whoever signs up between the pairs' query and the statement using them: the default.
         self.default = slot(day, settings, *resolve(None, None, settings))
-        self.slots = sorted(branches, key=lambda s: (s.due, s.zone, s.hour))
-        whens = [(or_(*conditions), s) for s, conditions in branches.items()]
-        self.due = case(*[(c, literal(s.due, DateTime)) for c, s in whens],
-                        else_=literal(self.default.due, DateTime)) if whens else literal(self.default.due, DateTime)
-        local = case(*[(c, literal(s.local_date, String)) for c, s in whens],
-                     else_=literal(self.default.local_date, String)) if whens else literal(self.default.local_date)
+        self.slots = sorted(set(pairs.values()), key=lambda s: (s.due, s.zone, s.hour))
+        self.source: FromClause = subscribers
+        self.due: ColumnElement
+        local: ColumnElement
+        if len(self.slots) <= 1:  # everyone due at once: no join
+            only = self.slots[0] if self.slots else self.default
+            self.due, local = literal(only.due, DateTime), literal(only.local_date, String)
+        else:
+            # NULL zone/hour are keyed '' and -1: an equality join cannot match NULLs.
+            table = values(column("zone", String), column("hour", Integer), column("due", DateTime),
+                           column("local_date", String), name="slots").data(
+                [(zone or "", -1 if hour is None else hour, s.due, s.local_date)
+                 for (zone, hour), s in pairs.items()]).cte("slots")
+            self.source = subscribers.outerjoin(table, and_(
+                func.coalesce(subscribers.c.timezone, "") == table.c.zone,
+                func.coalesce(subscribers.c.delivery_hour, -1) == table.c.hour))
+            self.due = func.coalesce(table.c.due, literal(self.default.due, DateTime))
+            local = func.coalesce(table.c.local_date, literal(self.default.local_date, String))
         self.audience = and_(subscribers.c.status == "active", subscribers.c.cadence == "daily",
                              or_(subscribers.c.paused_until.is_(None), subscribers.c.paused_until <= local))
-
-
-def _is(column, value):
-    return column.is_(None) if value is None else column == value
 
 
 # -- freezing -------------------------------------------------------------------------------
@@ -117,7 +139,10 @@ def freeze_audience(conn: Connection, day: str, offered_mask: int, default_mask:
     due = schedule.due if schedule is not None else literal(None, DateTime)
     audience = select(literal(day), subscribers.c.id, subscribers.c.email, subscribers.c.name, resolved,
                       literal("pending"), literal(0), due, literal(now))
-    audience = audience.where(schedule.audience if schedule is not None else subscribers.c.status == "active")
+    if schedule is not None:
+        audience = audience.select_from(schedule.source).where(schedule.audience)
+    else:
+        audience = audience.where(subscribers.c.status == "active")
     if story_mask is not None:
         audience = audience.where(resolved.op("&")(story_mask) != 0)
     columns = ["edition", "subscriber_id", "email", "name", "section_mask", "status", "attempts", "send_at",

@@ -1,5 +1,6 @@
 """Claims take one (digest, send_at) range: ix_ledger_claim gains send_at before id, so a
-chunk's rows share one due time (one SendGrid request holds one send_at).
+chunk's rows share one due time (one SendGrid request holds one send_at); and
+ix_subscribers_schedule, from which freezing reads the audience's (zone, hour) pairs.
 
 Revision ID: 0011
 Revises: 0007
@@ -18,8 +19,11 @@ depends_on = None
 def upgrade() -> None:
     op.drop_index("ix_ledger_claim", table_name="ledger")
     op.create_index("ix_ledger_claim", "ledger", ["edition", "status", "section_mask", "send_at", "id"])
+    op.create_index("ix_subscribers_schedule", "subscribers",
+                    ["status", "cadence", "timezone", "delivery_hour", "paused_until"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_subscribers_schedule", table_name="subscribers")
     op.drop_index("ix_ledger_claim", table_name="ledger")
     op.create_index("ix_ledger_claim", "ledger", ["edition", "status", "section_mask", "id"])
