@@ -507,7 +507,8 @@ def _report_send(s, as_json: bool) -> None:
         return
     if s.mode == "sandbox":
         typer.echo(f"sandbox {s.date}: {s.delivered} of {s.recipients} recipients accepted by SendGrid "
-                   f"in {s.requests} batch(es); nothing delivered, nothing recorded")
+                   f"in {s.requests} batch(es); nothing delivered, nothing recorded"
+                   + (f"; {s.held} due beyond 72 hours not tried" if s.held else ""))
     else:
         c = s.counts
         typer.echo(f"send {s.date}: {s.delivered} sent now in {s.requests} batch(es); edition: "
@@ -515,7 +516,9 @@ def _report_send(s, as_json: bool) -> None:
                    f"{c.get('unknown', 0)} unknown"
                    + (f"; {s.skipped_empty} skipped (empty digest)" if s.skipped_empty else "")
                    + (f"; {s.skipped_lead_only} skipped (lead story only)" if s.skipped_lead_only else "")
-                   + (f"; {s.withdrawn} withdrawn (no longer active since the edition froze)" if s.withdrawn else ""))
+                   + (f"; {s.withdrawn} withdrawn (no longer active since the edition froze)" if s.withdrawn else "")
+                   + (f"; {s.scheduled} of the sent are scheduled (due later)" if s.scheduled else "")
+                   + (f"; {s.held} due beyond 72 hours, left pending" if s.held else ""))
     for p in s.problems:
         note(f"{p['status']}: {p['email']}: {p['reason']}")
     if s.mode == "send" and any(p["status"] == "unknown" for p in s.problems):

@@ -252,3 +252,26 @@ def test_kill_and_rerun_never_sends_twice_and_keeps_send_at(site, sg):
     assert set(site.expected) - in_flight <= set(sent_to) <= set(site.expected)
     for d in sg.deliveries:
         assert d["send_at"] == site.due(d["to"])
+
+
+def test_sandbox_checks_send_at(tmp_path, run_digest, database_url, sg):
+    near = Scheduled(tmp_path, run_digest, database_url, sg, tomorrow())
+    result = near.run("send", "--sandbox", "--date", near.day.isoformat(), "--yes")
+    assert result.returncode == 0, result.stderr
+    assert all(r["body"]["send_at"] > time.time() for r in sg.requests) and "batch_id" not in sg.requests[0]["body"]
+    assert near.db("SELECT count(*) FROM ledger") == [(0,)]
+
+
+def test_several_workers_share_the_due_times(site, sg):
+    result = site.send("--workers", "2")
+    assert result.returncode == 0, result.stderr
+    assert sorted(d["to"] for d in sg.deliveries) == sorted(site.expected)
+    assert all(d["send_at"] == site.due(d["to"]) for d in sg.deliveries)
+    assert len({r["body"]["batch_id"] for r in sg.requests}) == 1
+
+
+def test_sandbox_leaves_out_what_is_too_far_ahead(tmp_path, run_digest, database_url, sg):
+    far = Scheduled(tmp_path, run_digest, database_url, sg, SETTINGS.today() + timedelta(days=4))
+    result = far.run("send", "--sandbox", "--date", far.day.isoformat(), "--yes")
+    assert result.returncode == 0, result.stderr
+    assert sg.requests == [] and f"{len(far.expected)} due beyond 72 hours not tried" in result.stdout
