@@ -231,6 +231,10 @@ def prepare(engine: Engine, settings: Settings, day: date, retry: str | None = N
         else:
             summary.skipped_empty = frozen.skipped_empty
             summary.skipped_lead_only = frozen.skipped_lead_only
+            weekly = ledger.weekly_readers(engine)
+            if weekly:  # said, not silently dropped: their weekly digest is not built yet
+                summary.notes.append(f"{weekly} active weekly reader(s) are not in the daily edition "
+                                     "(this version does not send the weekly digest yet)")
     if retry:
         end_dead_leases(engine, summary.date)  # a run killed on this host: its rows are retried too
         n = ledger.requeue(engine, summary.date, retry)

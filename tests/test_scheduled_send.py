@@ -131,6 +131,7 @@ def test_every_reader_is_due_at_their_own_hour_in_one_batch_and_a_rerun_sends_no
     pairs = {(site.due(a), a) for a in got}
     assert len(sg.requests) < len(pairs)
     assert summary["scheduled"] == len(got) and summary["counts"]["sent"] == len(got)
+    assert "2 active weekly reader(s) are not in the daily edition" in result.stderr
 
     report = site.status()
     assert report["scheduled"] == len(got)

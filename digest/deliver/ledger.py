@@ -116,6 +116,14 @@ class Schedule:
                              or_(subscribers.c.paused_until.is_(None), subscribers.c.paused_until <= local))
 
 
+def weekly_readers(engine: Engine) -> int:
+    """Active readers whose cadence is weekly: never in a daily edition."""
+    q = select(func.count()).select_from(subscribers).where(subscribers.c.status == "active",
+                                                            subscribers.c.cadence == "weekly")
+    with engine.connect() as conn:
+        return conn.execute(q).scalar_one()
+
+
 # -- freezing -------------------------------------------------------------------------------
 
 def freeze_audience(conn: Connection, day: str, offered_mask: int, default_mask: int,
