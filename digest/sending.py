@@ -331,6 +331,10 @@ def _claimed_jobs(engine: Engine, summary: Summary, claimer: ledger.Claimer) -> 
                     break
                 took = True
                 yield mask, [(r.subscriber_id, r.email, r.name, r.id) for r in chunk.rows], None, send_at
+                if len(chunk.rows) < claimer.size:
+                    # A short chunk took what was left of the range: no empty claim to find it out
+                    # (rows skipped as locked elsewhere come back in the next pass).
+                    break
         summary.withdrawn += ledger.withdraw_departed(engine, summary.date)
         if not ledger.pending_slots(engine, summary.date):
             return

@@ -213,6 +213,7 @@ class Claimer:
     def __init__(self, engine: Engine, day: str, sender: str, lease_until: Callable[[], datetime],
                  size: int = CHUNK):
         self.engine, self.day, self.sender, self.lease_until = engine, day, sender, lease_until
+        self.size = size
         still_active = (select(subscribers.c.id).where(subscribers.c.id == ledger.c.subscriber_id,
                                                        subscribers.c.status == "active").exists())
 
