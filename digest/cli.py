@@ -712,7 +712,8 @@ def _report_send(s, as_json: bool) -> None:
         return
     if s.mode == "sandbox":
         typer.echo(f"sandbox {s.date}: {s.delivered} of {s.recipients} recipients accepted by SendGrid "
-                   f"in {s.requests} batch(es); nothing delivered, nothing recorded")
+                   f"in {s.requests} batch(es); nothing delivered, nothing recorded"
+                   + (f"; {s.held} due beyond 72 hours not tried" if s.held else ""))
     else:
         c = s.counts
         typer.echo(f"send {s.date}: {s.delivered} sent now in {s.requests} batch(es); edition: "
@@ -720,7 +721,9 @@ def _report_send(s, as_json: bool) -> None:
                    f"{c.get('unknown', 0)} unknown"
                    + (f"; {s.skipped_empty} skipped (empty digest)" if s.skipped_empty else "")
                    + (f"; {s.skipped_lead_only} skipped (lead story only)" if s.skipped_lead_only else "")
-                   + (f"; {s.withdrawn} withdrawn (no longer active since the edition froze)" if s.withdrawn else ""))
+                   + (f"; {s.withdrawn} withdrawn (no longer active since the edition froze)" if s.withdrawn else "")
+                   + (f"; {s.scheduled} of the sent are scheduled (due later)" if s.scheduled else "")
+                   + (f"; {s.held} due beyond 72 hours, left pending" if s.held else ""))
     for p in s.problems:
         note(f"{p['status']}: {p['email']}: {p['reason']}")
     if s.mode == "send" and any(p["status"] == "unknown" for p in s.problems):
@@ -761,6 +764,32 @@ def check(
 
 
 @app.command()
+def cancel(
+    day: str = typer.Option(..., "--date", metavar="YYYY-MM-DD", help="The edition whose scheduled sends to stop."),
+    pause: bool = typer.Option(False, "--pause", help="Hold them at SendGrid instead (until --resume)."),
+    resume: bool = typer.Option(False, "--resume", help="Take a pause off: SendGrid sends them when due."),
+):
+    """Cancel (or pause, or resume) an edition's sends scheduled at SendGrid.
+
+    Example: digest cancel --date 2026-11-25 --pause
+    """
+    from digest import cancel as cancelling
+    from digest.deliver.transport import FatalTransportError
+    if pause and resume:
+        fail("give at most one of --pause or --resume", 2)
+    action = "pause" if pause else "resume" if resume else "cancel"
+    try:
+        done = cancelling.run(state.settings, parse_day(day), action)
+    except (ConfigError, StoreError) as e:
+        fail(str(e), 2)
+    except cancelling.CancelRefused as e:
+        fail(str(e), 1)
+    except FatalTransportError as e:
+        fail(str(e), e.exit_code)
+    typer.echo(done.line())
+
+
+@app.command()
 def status(
     day: Optional[str] = typer.Option(None, "--date", metavar="YYYY-MM-DD", help="Default: today."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -780,8 +809,13 @@ def status(
         emit_json(report)
     else:
         c = report["counts"]
-        typer.echo(f"{the_day}: " + ", ".join(f"{c[k]} {k}" for k in ledger.STATUSES)
+        typer.echo(f"{the_day}: " + ", ".join(f"{c.get(k, 0)} {k}" for k in ledger.STATUSES)
+                   + (f" ({report['scheduled']} of them scheduled)" if report.get("scheduled") else "")
                    + (f"; {report['withdrawn']} withdrawn (left after the freeze)" if report.get("withdrawn") else ""))
+        if report.get("next_due"):
+            typer.echo(f"  next due: {report['next_due']} UTC")
+        if report.get("held"):
+            typer.echo(f"  {report['held']} pending row(s) are due more than 72 hours ahead: a later send sends them")
         for p in report["problems"]:
             typer.echo(f"  {p['status']:<8} {p['email']}: {p['reason']}")
         for f in report.get("in_flight", []):

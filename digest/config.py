@@ -538,7 +538,7 @@ _CHECKS: tuple[Check, ...] = (
     # More than 6 a section on a busy day cannot fit Gmail's 102 KB, even compact.
     _whole_number("per_section", 1, 6),
     _check_timezone,
-    _whole_number("delivery_hour", 0, 23, why=" (the hour of `timezone` readers get the digest at)"),
+    _whole_number("delivery_hour", 0, 23, why=" (the reader's local hour, 7 = 07:00)"),
     _check_weekly_weekday,
     _email_address("from_email"),
     _check_urls,

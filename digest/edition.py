@@ -19,7 +19,7 @@ from digest.articles.repository import articles_published_on
 from digest.config import Settings, section_mask
 from digest.deliver import ledger
 from digest.select import Edition, lead_story, story_mask
-from digest.store import editions, subscribers, utcnow
+from digest.store import editions, utcnow
 
 
 def load_edition(engine: Engine, day: date, settings: Settings) -> Edition:
@@ -44,7 +44,8 @@ def freeze(engine: Engine, edition: Edition, settings: Settings) -> Frozen:
     """Freeze `edition` (its stories, and its audience as pending ledger rows) if not yet frozen.
 
     One transaction: the stories are copied and the audience written with one
-    INSERT ... SELECT, so a crash leaves either both or neither.  If another run froze
+    INSERT ... SELECT, each row due at its reader's hour (digest.schedule, through
+    ledger.Schedule), so a crash leaves either both or neither.  If another run froze
     it first (the primary key says so), its edition and audience stand.
     """
     day = edition.date.isoformat()
@@ -52,11 +53,12 @@ def freeze(engine: Engine, edition: Edition, settings: Settings) -> Frozen:
         with engine.begin() as conn:
             conn.execute(editions.insert().values(date=day, frozen_at=utcnow(),
                                                   articles=[a.to_dict() for a in edition.articles]))
+            schedule = ledger.Schedule(conn, edition.date, settings)
             written = ledger.freeze_audience(conn, day, section_mask(settings.sections),
                                              section_mask(settings.default_sections),
-                                             story_mask(edition, settings.send_lead_only))
-            active = conn.execute(select(func.count()).select_from(subscribers)
-                                  .where(subscribers.c.status == "active")).scalar_one()
+                                             story_mask(edition, settings.send_lead_only), schedule)
+            active = conn.execute(select(func.count()).select_from(schedule.source)
+                                  .where(schedule.audience)).scalar_one()
     except IntegrityError:
         return Frozen(load_edition(engine, edition.date, settings), None)
     skipped = active - written

@@ -42,7 +42,8 @@ def send_with_workers(engine: Engine, settings: Settings, day: date, workers: in
                       on_plan: Callable[[int], None] | None = None, poll: float = 0.5) -> Summary:
     """Send the edition of `day` with `workers` processes; `make_transport` builds each
     worker's transport in that worker (so it must pickle: a class and its arguments)."""
-    edition, summary = prepare(engine, settings, day, retry, refreeze)
+    edition, summary = prepare(engine, settings, day, retry, refreeze,
+                               getattr(make_transport(), "new_batch", None))
     if edition is None:
         return summary
     summary.workers = workers
@@ -79,7 +80,7 @@ def send_with_workers(engine: Engine, settings: Settings, day: date, workers: in
             p.join()
     for report in reports.values():
         _merge(summary, report)
-    if not summary.fatal and ledger.pending_masks(engine, summary.date):
+    if not summary.fatal and ledger.pending_slots(engine, summary.date):
         # Every worker died with rows left (or one died mid-claim as the others ended): the
         # parent is a sender too, so the run still ends with everyone sent or reported.
         summary.notes.append("no worker was left to send the rest: this process sent it")

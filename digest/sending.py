@@ -15,7 +15,7 @@ import json
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Callable, Iterator, Sequence
 
 from sqlalchemy import select, tuple_
@@ -25,7 +25,7 @@ from digest.config import Settings
 from digest.deliver import ledger
 from digest.deliver.lease import Lease, end_dead_leases
 from digest.deliver.lease import report as ledger_report
-from digest.deliver.transport import Batch, Transport
+from digest.deliver.transport import Batch, FatalTransportError, Transport
 from digest.deliver.workers import MAX_PROBLEMS, Builder, Pool, Settled
 from digest.edition import freeze, is_frozen, load_edition
 from digest.edition import refreeze as refreeze_edition
@@ -63,6 +63,10 @@ class Summary:
     fatal: str | None = None
     fatal_code: int = 2
     workers: int = 1           # sender processes this run started (send --workers)
+    scheduled: int = 0         # the edition's rows sent with a send_at still ahead (send only)
+    held: int = 0              # pending rows due more than 72 hours ahead: a later run sends them
+    held_until: str | None = None  # from when (UTC) a run can send the first of them
+    batch_id: str | None = None    # the edition's SendGrid batch (send only)
 
     MAX_PROBLEMS = MAX_PROBLEMS  # listed in the summary; `digest status` lists them all
 
@@ -105,6 +109,7 @@ class Planner:
         self.rendering = self.renderer.edition(edition)
         self.builder = Builder(signer, settings.links_base, edition.date.isoformat(), shared_headers(settings))
         self.headers, self.custom_args = self.builder.headers, self.builder.custom_args
+        self.batch_id: str | None = None  # the edition's SendGrid batch, when it has one
         self._digests: dict[int, Digest] = {}
 
     def digest(self, mask: int) -> Digest:
@@ -123,9 +128,11 @@ class Planner:
     def recipient(self, subscriber_id: int, email: str, name: str, ledger_id: int | None = None):
         return self.builder.recipient(subscriber_id, email, name, ledger_id)
 
-    def batch(self, mask: int, people) -> Batch:
-        """`people`: (subscriber_id, email, name, ledger_id) of one digest, at most CHUNK."""
-        return self.builder.batch(self.rendered(mask), people)
+    def batch(self, mask: int, people, send_at: datetime | None = None) -> Batch:
+        """`people`: (subscriber_id, email, name, ledger_id) of one digest due at `send_at`, at most CHUNK."""
+        batch = self.builder.batch(self.rendered(mask), people)
+        batch.send_at, batch.batch_id = send_at, self.batch_id
+        return batch
 
 
 @dataclass
@@ -150,13 +157,15 @@ def status(engine: Engine, day: date) -> EditionStatus:
 def send(engine: Engine, settings: Settings, day: date, transport: Transport, signer: Signer,
          retry: str | None = None, progress: Callable[[int], None] | None = None,
          on_plan: Callable[[int], None] | None = None, refreeze: bool = False) -> Summary:
-    """Deliver the edition of `day` to every pending ledger row; safe to rerun at any time,
-    and to run on several hosts at once (each claims chunks of its own; see `lease`).
+    """Deliver the edition of `day` to every pending ledger row due within SendGrid's 72
+    hours; safe to rerun at any time, and to run on several hosts at once (each claims
+    chunks of its own; see `lease`).
 
     `refreeze`: an edition already frozen takes the day's stories as stored now (see
-    digest.edition.refreeze); rows already sent are untouched.
+    digest.edition.refreeze); rows already sent are untouched.  A transport that can make
+    SendGrid batches (`new_batch`) gives the edition one, which every request carries.
     """
-    edition, summary = prepare(engine, settings, day, retry, refreeze)
+    edition, summary = prepare(engine, settings, day, retry, refreeze, getattr(transport, "new_batch", None))
     if edition is None:
         return summary
     if on_plan:
@@ -179,7 +188,7 @@ def send_rest(engine: Engine, settings: Settings, edition: Edition, transport: T
     while True:
         run_sender(engine, settings, edition, transport, signer, summary, progress)
         wait_for_other_senders(engine, summary)
-        if summary.fatal or not ledger.pending_masks(engine, summary.date):
+        if summary.fatal or not ledger.pending_slots(engine, summary.date):
             return
 
 
@@ -193,11 +202,12 @@ def send_warnings(settings: Settings) -> list[str]:
 
 
 def prepare(engine: Engine, settings: Settings, day: date, retry: str | None = None,
-            refreeze: bool = False) -> tuple[Edition | None, Summary]:
-    """What a send does once, before any sender claims: refreeze, freeze, requeue.
+            refreeze: bool = False, new_batch: Callable[[], str] | None = None) -> tuple[Edition | None, Summary]:
+    """What a send does once, before any sender claims: refreeze, freeze, requeue, and the
+    edition's SendGrid batch id (`new_batch` makes one; the first stored stays).
 
-    Returns the edition as it will be sent (None when the day has no stories) and the
-    run's summary so far.
+    Returns the edition as it will be sent (None when the day has no stories, or when no
+    batch id could be had: then the summary's `fatal` says why) and the run's summary so far.
     """
     notes = []
     if refreeze:
@@ -221,6 +231,10 @@ def prepare(engine: Engine, settings: Settings, day: date, retry: str | None = N
         else:
             summary.skipped_empty = frozen.skipped_empty
             summary.skipped_lead_only = frozen.skipped_lead_only
+            weekly = ledger.weekly_readers(engine)
+            if weekly:  # said, not silently dropped: their weekly digest is not built yet
+                summary.notes.append(f"{weekly} active weekly reader(s) are not in the daily edition "
+                                     "(this version does not send the weekly digest yet)")
     if retry:
         end_dead_leases(engine, summary.date)  # a run killed on this host: its rows are retried too
         n = ledger.requeue(engine, summary.date, retry)
@@ -230,6 +244,13 @@ def prepare(engine: Engine, settings: Settings, day: date, retry: str | None = N
             if busy:
                 summary.notes.append(f"{busy} unknown recipient(s) are in flight at a live sender: not retried")
     summary.withdrawn += ledger.withdraw_departed(engine, summary.date)
+    if new_batch is not None:
+        try:
+            summary.batch_id = ledger.edition_batch(engine, summary.date, new_batch)
+        except FatalTransportError as e:
+            summary.fatal, summary.fatal_code = str(e), e.exit_code
+            finish(engine, summary)
+            return None, summary
     return edition, summary
 
 
@@ -238,6 +259,7 @@ def run_sender(engine: Engine, settings: Settings, edition: Edition, transport: 
                lease: Lease | None = None) -> None:
     """One sender: claim chunk after chunk under a lease, deliver them, record outcomes."""
     planner = Planner(edition, settings, signer)
+    planner.batch_id = ledger.batch_of(engine, summary.date)
     lease = lease or Lease(engine, summary.date)
     try:
         claimer = ledger.Claimer(engine, summary.date, lease.name, lambda: lease.until)
@@ -270,17 +292,26 @@ def wait_for_other_senders(engine: Engine, summary: Summary, poll: float = 0.5) 
 
 
 def finish(engine: Engine, summary: Summary) -> None:
-    """The edition's ledger as the summary reports it."""
+    """The edition's ledger as the summary reports it, and the rows left for a later run."""
     summary.counts = ledger.counts(engine, summary.date)
     summary.problems = ledger.problems(engine, summary.date, limit=Summary.MAX_PROBLEMS)
+    summary.scheduled = ledger.scheduled(engine, summary.date)
+    summary.held, first = ledger.held(engine, summary.date)
+    summary.held_until = None
+    if summary.held and first is not None:
+        summary.held_until = f"{first - ledger.HORIZON:%Y-%m-%d %H:%M} UTC"
+        summary.notes.append(f"{summary.held} recipient(s) are due from {first:%Y-%m-%d %H:%M} UTC, more than 72 "
+                             f"hours ahead (SendGrid's limit): they stay pending; run `digest send --date "
+                             f"{summary.date}` again from {summary.held_until}")
 
 
-Job = tuple  # (section mask, people, prebuilt batch or None)
+Job = tuple  # (section mask, people, prebuilt batch or None, send_at or None)
 
 
 def _claimed_jobs(engine: Engine, summary: Summary, claimer: ledger.Claimer) -> Iterator[Job]:
-    """Claim chunk after chunk, digest by digest (section mask by section mask), pass after
-    pass until no pending row is left.
+    """Claim chunk after chunk, digest by digest and due time by due time ((section mask,
+    send_at) by (section mask, send_at), the soonest due first), pass after pass until no
+    pending row due within SendGrid's 72 hours is left.
 
     One pass may leave some: rows another sender was claiming at that moment are skipped
     as locked (SKIP LOCKED), and come back pending if that sender dies before its claim
@@ -290,18 +321,22 @@ def _claimed_jobs(engine: Engine, summary: Summary, claimer: ledger.Claimer) -> 
     seen: set[int] = set()
     while True:
         took = False
-        for mask in ledger.pending_masks(engine, summary.date):
+        for mask, send_at in ledger.pending_slots(engine, summary.date):
             if mask not in seen:
                 seen.add(mask)
                 summary.digests += 1
             while True:
-                chunk = claimer.claim(mask)
+                chunk = claimer.claim(mask, send_at)
                 if not chunk.rows:
                     break
                 took = True
-                yield mask, [(r.subscriber_id, r.email, r.name, r.id) for r in chunk.rows], None
+                yield mask, [(r.subscriber_id, r.email, r.name, r.id) for r in chunk.rows], None, send_at
+                if len(chunk.rows) < claimer.size:
+                    # A short chunk took what was left of the range: no empty claim to find it out
+                    # (rows skipped as locked elsewhere come back in the next pass).
+                    break
         summary.withdrawn += ledger.withdraw_departed(engine, summary.date)
-        if not ledger.pending_masks(engine, summary.date):
+        if not ledger.pending_slots(engine, summary.date):
             return
         if not took:
             time.sleep(0.2)  # locked by a claim in progress elsewhere: it commits, or rolls back
@@ -338,19 +373,29 @@ def _deliver(jobs: Iterator[Job], pool: Pool, summary: Summary, progress, record
         job = next(jobs, None)
         if job is None:
             break
-        mask, people, batch = job
+        mask, people, batch, send_at = job
         summary.recipients += len(people) if batch is None else len(batch.recipients)
-        running.add(pool.submit(mask, people, batch))
+        running.add(pool.submit(mask, people, batch, send_at))
     while running:
         wait_one()
 
 
 # -- rehearsals: dry run and sandbox ------------------------------------------------------------
 
-def active_chunks(engine: Engine, size: int = CHUNK) -> Iterator[Sequence[Row]]:
-    """The active audience in chunks, ordered by (section mask, id): keyset pagination."""
-    q = (select(subscribers.c.id, subscribers.c.email, subscribers.c.name, subscribers.c.section_mask)
-         .where(subscribers.c.status == "active").order_by(subscribers.c.section_mask, subscribers.c.id).limit(size))
+def active_chunks(engine: Engine, size: int = CHUNK,
+                  schedule: ledger.Schedule | None = None) -> Iterator[Sequence[Row]]:
+    """The active audience in chunks, ordered by (section mask, id): keyset pagination.
+
+    With a `schedule`, the audience a freeze would write (ledger.Schedule: daily, not
+    paused), each row with the time it is due as a fifth column.
+    """
+    columns: list = [subscribers.c.id, subscribers.c.email, subscribers.c.name, subscribers.c.section_mask]
+    if schedule is not None:
+        columns.append(schedule.due.label("due"))
+    q = select(*columns)
+    q = q.where(subscribers.c.status == "active") if schedule is None else \
+        q.select_from(schedule.source).where(schedule.audience)
+    q = q.order_by(subscribers.c.section_mask, subscribers.c.id).limit(size)
     last = (-1, 0)
     while True:
         with engine.connect() as conn:
@@ -374,10 +419,12 @@ def rehearse(engine: Engine, settings: Settings, day: date, transport: Transport
     summary = Summary(date=day.isoformat(), mode=mode, stories=len(edition.articles), sample=sample,
                       warnings=send_warnings(settings) if mode != "dry-run" else [])
     planner = Planner(edition, settings, signer)
+    with engine.connect() as conn:  # the same audience and due times a freeze would write
+        schedule = ledger.Schedule(conn, day, settings)
     if sample is not None:
         with engine.connect() as conn:  # the distinct section sets: a few thousand at most
-            chosen = conn.execute(select(subscribers.c.section_mask).distinct()
-                                  .where(subscribers.c.status == "active")).scalars().all()
+            chosen = conn.execute(select(subscribers.c.section_mask).distinct().select_from(schedule.source)
+                                  .where(schedule.audience)).scalars().all()
             digests = {resolved_mask(m, settings) for m in chosen}
         n = sum(1 for m in digests if planner.sent(planner.digest(m)))
         # Every digest gets sample // n files, the first sample % n digests one more: when
@@ -390,9 +437,14 @@ def rehearse(engine: Engine, settings: Settings, day: date, transport: Transport
     written = [0]
     order: dict[int, int] = {}  # digest -> its position among the digests met so far
 
+    until = ledger.horizon()
+
     def jobs() -> Iterator[Job]:
-        for rows in active_chunks(engine):
-            for mask, group in _by_mask(rows, settings):
+        for rows in active_chunks(engine, schedule=schedule):
+            for mask, send_at, group in _by_mask(rows, settings):
+                if mode == "sandbox" and send_at is not None and send_at > until:
+                    summary.held += len(group)  # SendGrid would refuse a send_at that far ahead
+                    continue
                 digest = planner.digest(mask)
                 if digest.is_empty:
                     summary.skipped_empty += len(group)
@@ -404,13 +456,13 @@ def rehearse(engine: Engine, settings: Settings, day: date, transport: Transport
                     order[mask] = len(order)
                     summary.digests += 1
                 if sample is None:
-                    yield mask, group, None
+                    yield mask, group, None, send_at
                     continue
                 # A sample: build and check everyone's request, hand over only the sample.
                 try:
-                    batch = planner.batch(mask, group)
+                    batch = planner.batch(mask, group, send_at)
                 except RenderError:
-                    yield mask, group, None  # fails them, with the reason
+                    yield mask, group, None, send_at  # fails them, with the reason
                     continue
                 problem = check_request(batch, settings)
                 if problem:
@@ -422,7 +474,7 @@ def rehearse(engine: Engine, settings: Settings, day: date, transport: Transport
                     taken[mask] = taken.get(mask, 0) + room
                     written[0] += room
                     batch.recipients = batch.recipients[:room]
-                    yield mask, group[:room], batch
+                    yield mask, group[:room], batch, send_at
 
     concurrency = 1 if mode == "dry-run" else settings.sendgrid_concurrency
     with Pool(planner, transport, concurrency) as pool:
@@ -432,19 +484,22 @@ def rehearse(engine: Engine, settings: Settings, day: date, transport: Transport
 
 
 def _by_mask(rows, settings: Settings):
-    """Split a chunk (ordered by chosen mask) into runs of one resolved mask."""
+    """Split a chunk (ordered by chosen mask) into runs of one resolved mask and one due
+    time: (mask, send_at, people)."""
     group: list[tuple[int, str, str, None]] = []
-    current, chosen_now, mask = None, None, None
-    for sid, email, name, chosen in rows:
+    current: tuple = (None, None)
+    chosen_now, mask = None, None
+    for sid, email, name, chosen, *due in rows:
         if chosen != chosen_now:  # rows come ordered by chosen mask: resolve once per run
             chosen_now, mask = chosen, resolved_mask(chosen, settings)
-        if mask != current and group:
-            yield current, group
+        key = (mask, due[0] if due else None)
+        if key != current and group:
+            yield current[0], current[1], group
             group = []
-        current = mask
+        current = key
         group.append((sid, email, name, None))
     if group:
-        yield current, group
+        yield current[0], current[1], group
 
 
 def check_request(batch: Batch, settings: Settings) -> str | None:

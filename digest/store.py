@@ -108,6 +108,9 @@ subscribers = Table(
 )
 # The dry run reads the active audience grouped by section set.
 Index("ix_subscribers_status_mask", subscribers.c.status, subscribers.c.section_mask, subscribers.c.id)
+# Freezing finds the audience's distinct (zone, hour) pairs, and counts it, from this index alone.
+Index("ix_subscribers_schedule", subscribers.c.status, subscribers.c.cadence, subscribers.c.timezone,
+      subscribers.c.delivery_hour, subscribers.c.paused_until)
 
 # An edition is frozen when its real send starts: the stories are copied here so a
 # rerun sends the same content even if articles are edited or re-imported meanwhile.
@@ -146,8 +149,8 @@ ledger = Table(
     Column("updated_at", DateTime, nullable=False),
     UniqueConstraint("edition", "subscriber_id", name="uq_ledger_edition_subscriber"),
 )
-# Claiming the next chunk of one digest's pending rows is a range scan of this index.
-Index("ix_ledger_claim", ledger.c.edition, ledger.c.status, ledger.c.section_mask, ledger.c.id)
+# Claiming the next chunk of one digest's pending rows due at one time is a range scan of this index.
+Index("ix_ledger_claim", ledger.c.edition, ledger.c.status, ledger.c.section_mask, ledger.c.send_at, ledger.c.id)
 
 # The editors who may sign in to the desk (digest editors add), and their failed sign-ins:
 # after repeated failures an account is locked until `locked_until`.

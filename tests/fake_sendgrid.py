@@ -1,4 +1,6 @@
-"""A strict, in-process stand-in for SendGrid's ``POST /v3/mail/send``.
+"""A strict, in-process stand-in for SendGrid's ``POST /v3/mail/send``, and the Cancel
+Scheduled Sends API around it: ``POST /v3/mail/batch``, ``GET /v3/mail/batch/{id}``,
+``POST|GET /v3/user/scheduled_sends``, ``GET|PATCH|DELETE /v3/user/scheduled_sends/{id}``.
 
 End-to-end tests point the real ``sendgrid`` client at it through
 ``SENDGRID_API_HOST`` and then assert on what "SendGrid" would have delivered.
@@ -30,6 +32,9 @@ MAX_SUBSTITUTION_BYTES = 10000
 MAX_CUSTOM_ARGS_BYTES = 10000
 MAX_CATEGORIES = 10
 MAX_CATEGORY_CHARS = 255
+MAX_SEND_AT_AHEAD = 72 * 3600  # SendGrid schedules at most 72 hours ahead
+MAX_STOPPED_BATCHES = 10       # "You can't pause or cancel more than 10 different batches at one time"
+SCHEDULED_STATUSES = ("cancel", "pause")
 RESERVED_HEADERS = frozenset({
     "x-sg-id", "x-sg-eid", "received", "dkim-signature", "content-type",
     "content-transfer-encoding", "to", "from", "subject", "reply-to", "cc", "bcc",
@@ -112,8 +117,15 @@ def _check_headers(headers, field):
                                   f"headers: {', '.join(sorted(RESERVED_HEADERS))}.")
 
 
-def _validate(body, strict):
+def _check_send_at(value, field, now):
+    _expect(value, "integer", field)
+    if value > now + MAX_SEND_AT_AHEAD:
+        raise _Invalid(field, "The send_at parameter must be a unix timestamp no more than 72 hours in the future.")
+
+
+def _validate(body, strict, batches=(), now=None):
     """Raise _Invalid for the first problem found, roughly in SendGrid's order."""
+    now = time.time() if now is None else now
     _expect(body, "object", None)
 
     personalizations = body.get("personalizations")
@@ -174,6 +186,8 @@ def _validate(body, strict):
             _expect(p["subject"], "string", f"{field}.subject")
         if "headers" in p:
             _check_headers(p["headers"], f"{field}.headers")
+        if "send_at" in p:
+            _check_send_at(p["send_at"], f"{field}.send_at", now)
 
         substitutions = p.get("substitutions", {})
         _expect_strings(substitutions, f"{field}.substitutions")
@@ -236,6 +250,13 @@ def _validate(body, strict):
     mail_settings = body.get("mail_settings", {})
     _expect(mail_settings, "object", "mail_settings")
 
+    if "send_at" in body:
+        _check_send_at(body["send_at"], "send_at", now)
+    if "batch_id" in body:
+        _expect(body["batch_id"], "string", "batch_id")
+        if body["batch_id"] not in batches:
+            raise _Invalid("batch_id", "The batch id is not valid: create it with POST /v3/mail/batch first.")
+
 
 def _check_sender(sender, field):
     if not isinstance(sender, dict):
@@ -275,6 +296,9 @@ def _deliveries(body, message_id):
                     "asm": dict(body["asm"]) if "asm" in body else None,
                     "from": dict(p.get("from") or body["from"]),
                     "message_id": message_id,
+                    "send_at": p.get("send_at", body.get("send_at")),
+                    "batch_id": body.get("batch_id"),
+                    "received_at": time.time(),
                 })
     return out
 
@@ -323,6 +347,9 @@ class FakeSendGrid:
         self.received: dict[str, int] = {}
         self.requests: list[dict] = []
         self.deliveries: list[dict] = []
+        self.batches: set[str] = set()                 # ids made by POST /v3/mail/batch
+        self.scheduled_sends: dict[str, dict] = {}     # batch_id -> {"status", "at": when it was set}
+        self.api_calls: list[tuple[str, str, object]] = []  # (method, path, JSON body) besides mail/send
         self._faults: list[tuple[str, dict]] = []
         self._lock = threading.Lock()
         self._server = None
@@ -392,6 +419,24 @@ class FakeSendGrid:
             self.requests.clear()
             self.deliveries.clear()
             self._faults.clear()
+            self.api_calls.clear()
+
+    def inbox(self, at: float | None = None) -> list[dict]:
+        """The deliveries in an inbox by `at` (unix time, default now): due by then (no
+        send_at, or send_at <= at), and not stopped: a cancel set before a message's
+        send_at discards it; a pause holds it while the pause stands."""
+        at = time.time() if at is None else at
+        with self._lock:
+            found = []
+            for d in self.deliveries:
+                due = d["send_at"] or d["received_at"]
+                if due > at:
+                    continue
+                stop = self.scheduled_sends.get(d["batch_id"]) if d["batch_id"] else None
+                if stop and stop["at"] < due:
+                    continue
+                found.append(d)
+            return found
 
     # -- request handling (runs on server threads) -------------------------------------------
 
@@ -400,7 +445,10 @@ class FakeSendGrid:
         raw = self._read_body(h)
         if h.command == "GET" and h.path == "/__stats":  # the benchmark's view from outside
             return self._reply(h, 200, self.stats())
-        if h.command != "POST" or h.path.split("?")[0].rstrip("/") != "/v3/mail/send":
+        path = h.path.split("?")[0].rstrip("/")
+        if path.startswith(("/v3/mail/batch", "/v3/user/scheduled_sends")):
+            return self._scheduling(h, path, raw)
+        if h.command != "POST" or path != "/v3/mail/send":
             return self._reply(h, 404, _errors("resource not found"))
 
         record = {"status": None, "body": None, "headers": dict(h.headers), "message_id": None, "fault": None}
@@ -458,6 +506,58 @@ class FakeSendGrid:
             remaining -= len(chunk)
         return None
 
+    def _scheduling(self, h, path, raw):
+        """The batch and scheduled-send endpoints, as SendGrid documents them."""
+        if h.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return self._reply(h, 401, _errors(FAULTS["401"][1]))
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            return self._reply(h, 400, _errors("The request body must be valid JSON."))
+        parts = path.split("/")[2:]  # ["mail", "batch", id?] or ["user", "scheduled_sends", id?]
+        key = parts[2] if len(parts) > 2 else None
+        with self._lock:
+            self.api_calls.append((h.command, path, body))
+            if parts[:2] == ["mail", "batch"]:
+                if h.command == "POST" and key is None:
+                    batch_id = secrets.token_urlsafe(24)
+                    self.batches.add(batch_id)
+                    return self._reply(h, 201, {"batch_id": batch_id})
+                if h.command == "GET" and key is not None:
+                    if key not in self.batches:
+                        return self._reply(h, 400, _errors("invalid batch id", "batch_id"))
+                    return self._reply(h, 200, {"batch_id": key})
+                return self._reply(h, 404, _errors("resource not found"))
+            stops = self.scheduled_sends
+            if key is None and h.command == "GET":
+                return self._reply(h, 200, [{"batch_id": b, "status": v["status"]} for b, v in stops.items()])
+            if key is None and h.command == "POST":
+                if not isinstance(body, dict) or body.get("batch_id") not in self.batches:
+                    return self._reply(h, 400, _errors("batch id is not valid", "batch_id"))
+                if body.get("status") not in SCHEDULED_STATUSES:
+                    return self._reply(h, 400, _errors("status must be either cancel or pause", "status"))
+                if body["batch_id"] in stops:
+                    return self._reply(h, 400, _errors("batch already has a scheduled send status", "batch_id"))
+                if len(stops) >= MAX_STOPPED_BATCHES:
+                    return self._reply(h, 400, _errors("max limit reached", None))
+                stops[body["batch_id"]] = {"status": body["status"], "at": time.time()}
+                return self._reply(h, 201, {"batch_id": body["batch_id"], "status": body["status"]})
+            if key is not None and h.command == "GET":
+                return self._reply(h, 200, [{"batch_id": key, "status": stops[key]["status"]}] if key in stops else [])
+            if key is not None and h.command == "PATCH":
+                if key not in stops:
+                    return self._reply(h, 404, _errors("batch id not found", "batch_id"))
+                if not isinstance(body, dict) or body.get("status") not in SCHEDULED_STATUSES:
+                    return self._reply(h, 400, _errors("status must be either cancel or pause", "status"))
+                stops[key] = {"status": body["status"], "at": time.time()}
+                return self._reply(h, 204)
+            if key is not None and h.command == "DELETE":
+                if key not in stops:
+                    return self._reply(h, 404, _errors("batch id not found", "batch_id"))
+                del stops[key]
+                return self._reply(h, 204)
+        return self._reply(h, 404, _errors("resource not found"))
+
     def _process(self, h, raw):
         """The normal, fault-free path: -> (status, headers, payload, deliveries)."""
         if h.headers.get("Authorization") != f"Bearer {self.api_key}":
@@ -472,7 +572,9 @@ class FakeSendGrid:
         except ValueError:  # includes UnicodeDecodeError
             return 400, [], _errors("The request body must be valid JSON."), []
         try:
-            _validate(body, self.strict)
+            with self._lock:
+                batches = set(self.batches)
+            _validate(body, self.strict, batches)
         except _Invalid as e:
             return 400, [], _errors(e.message, e.field), []
         if _is_sandbox(body):

@@ -126,7 +126,7 @@ def test_the_check_page_lists_the_planted_problems_first_then_the_notes_with_whe
     # The http:// link is the story's; the test site has no postal address and an http base URL.
     assert ("link-not-https", "chips") in problems
     assert ("no-postal-address", "settings") in problems and ("no-base-url", "settings") in problems
-    assert ("two-featured", "lead") in problems  # the one that leads is named
+    assert ("two-featured", "lead") in problems and ("two-featured", "lead") not in notes  # the lead is named
     assert html.index('id="problems-heading"') < html.index('id="notes-heading"')
     assert "a link is not an absolute https URL: http://news.example.com/chips" in html
     assert re.search(r'<span class="where-kind">Story:</span> chips', html)

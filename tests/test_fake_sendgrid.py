@@ -2,6 +2,7 @@
 
 import copy
 import http.client
+import json
 import threading
 import time
 import urllib.error
@@ -77,11 +78,13 @@ def test_accepted_send_records_request_and_delivery(server):
     assert request["body"]["subject"] == "Your digest"
     assert request["headers"]["Authorization"] == "Bearer SG.test-key"
     [delivery] = server.deliveries
+    assert delivery.pop("received_at") <= time.time()
     assert delivery == {
         "to": "ann@example.com", "name": "Ann", "subject": "Your digest",
         "text": "Hi Ann, here is your digest", "html": "<p>Hi Ann</p>",
         "headers": {}, "custom_args": {}, "categories": ["digest"], "asm": {"group_id": 42},
         "from": {"email": "digest@news.example.org", "name": "News Digest"}, "message_id": message_id,
+        "send_at": None, "batch_id": None,
     }
 
 
@@ -145,7 +148,7 @@ def test_unknown_paths_and_methods_are_404_and_not_recorded(server):
     with pytest.raises(sg_errors.NotFoundError):
         client.mail.send.get()
     with pytest.raises(sg_errors.NotFoundError):
-        client.mail.batch.post(request_body={})
+        client.mail.settings.post(request_body={})
     assert server.requests == []
 
 
@@ -511,3 +514,55 @@ def test_counting_mode_still_rejects_invalid_bodies_with_400_and_counts_no_deliv
         assert _post_raw(server, json.dumps(_personalized("a@example.com")).encode())[0] == 503
         assert _post_raw(server, json.dumps(_personalized("a@example.com")).encode())[0] == 202
         assert server.stats()["accepted"] == 1 and server.received == {"a@example.com": 1}
+
+
+# -- scheduled sends: send_at, batch_id and the Cancel Scheduled Sends API ---------------------
+
+def test_send_at_is_taken_up_to_72_hours_ahead_and_refused_beyond(server):
+    now = int(time.time())
+    assert send(server, mail(send_at=now + 72 * 3600 - 5)).status_code == 202
+    assert server.deliveries[-1]["send_at"] == now + 72 * 3600 - 5
+    error = first_error(send_error(server, mail(send_at=now + 72 * 3600 + 60)))
+    assert error["field"] == "send_at" and "72 hours" in error["message"]
+    body = mail()
+    body["personalizations"][0]["send_at"] = now + 80 * 3600
+    assert first_error(send_error(server, body))["field"] == "personalizations.0.send_at"
+    assert first_error(send_error(server, mail(send_at="tomorrow")))["field"] == "send_at"
+
+
+def test_a_batch_id_must_be_made_first_and_every_endpoint_answers_as_documented(server):
+    client = client_for(server).client
+    assert first_error(send_error(server, mail(batch_id="made-up")))["field"] == "batch_id"
+    made = client.mail.batch.post()
+    assert made.status_code == 201
+    batch_id = json.loads(made.body)["batch_id"]
+    assert json.loads(client.mail.batch._(batch_id).get().body) == {"batch_id": batch_id}
+    with pytest.raises(sg_errors.BadRequestsError):
+        client.mail.batch._("made-up").get()
+    assert send(server, mail(batch_id=batch_id, send_at=int(time.time()) + 3600)).status_code == 202
+    sends = client.user.scheduled_sends
+    assert json.loads(sends._(batch_id).get().body) == []
+    with pytest.raises(sg_errors.BadRequestsError):
+        sends.post(request_body={"batch_id": batch_id, "status": "stop"})
+    assert sends.post(request_body={"batch_id": batch_id, "status": "pause"}).status_code == 201
+    assert server.inbox(at=time.time() + 7200) == []  # held
+    with pytest.raises(sg_errors.BadRequestsError):  # a batch has one status: change it with PATCH
+        sends.post(request_body={"batch_id": batch_id, "status": "cancel"})
+    assert json.loads(sends.get().body) == [{"batch_id": batch_id, "status": "pause"}]
+    assert sends._(batch_id).patch(request_body={"status": "cancel"}).status_code == 204
+    assert json.loads(sends._(batch_id).get().body) == [{"batch_id": batch_id, "status": "cancel"}]
+    assert sends._(batch_id).delete().status_code == 204
+    with pytest.raises(sg_errors.NotFoundError):
+        sends._(batch_id).delete()
+    assert len(server.inbox(at=time.time() + 7200)) == 1 and server.inbox() == []  # due in an hour
+    with pytest.raises(sg_errors.UnauthorizedError):
+        client_for(server, api_key="SG.wrong").client.mail.batch.post()
+
+
+def test_at_most_ten_batches_are_stopped_at_once(server):
+    client = client_for(server).client
+    ids = [json.loads(client.mail.batch.post().body)["batch_id"] for _ in range(11)]
+    for batch_id in ids[:10]:
+        client.user.scheduled_sends.post(request_body={"batch_id": batch_id, "status": "cancel"})
+    with pytest.raises(sg_errors.BadRequestsError):
+        client.user.scheduled_sends.post(request_body={"batch_id": ids[10], "status": "cancel"})

@@ -337,3 +337,61 @@ def test_rows_a_dying_claim_held_locked_are_sent_once_it_lets_go(world, settings
     assert summary.exit_code == 0 and sorted(transport.emails()) == ["a@example.com", "b@example.com",
                                                                       "c@example.com"]
     assert set(statuses(world).values()) == {"sent"}
+
+
+# -- when each row is due -------------------------------------------------------------------
+
+def test_freeze_writes_each_rows_due_time_per_zone_and_hour_and_leaves_out_weekly_and_paused(world, settings):
+    from sqlalchemy import update
+
+    from digest.schedule import delivery_time
+    from digest.store import subscribers
+    settings = replace(settings, timezone="Europe/London", delivery_hour=7)
+    zones = {"a@example.com": ("Asia/Kolkata", 6), "b@example.com": ("Pacific/Kiritimati", None),
+             "c@example.com": (None, 23)}
+    with world.begin() as conn:
+        for email, (zone, hour) in zones.items():
+            conn.execute(update(subscribers).where(subscribers.c.email == email)
+                         .values(timezone=zone, delivery_hour=hour))
+    for email, cadence, paused in (("weekly@example.com", "weekly", None),
+                                   ("paused@example.com", "daily", "2026-11-26"),
+                                   ("back@example.com", "daily", "2026-11-25")):
+        subscriber_store.add(world, email, "", ("world",))
+        with world.begin() as conn:
+            conn.execute(update(subscribers).where(subscribers.c.email == email)
+                         .values(cadence=cadence, paused_until=paused))
+    # A stored zone that is no zone: the reader still gets the digest, at the newsletter's.
+    subscriber_store.add(world, "odd@example.com", "", ("world",))
+    with world.begin() as conn:
+        conn.execute(update(subscribers).where(subscribers.c.email == "odd@example.com").values(timezone="Mars/Base"))
+    frozen = freeze(world, load_edition(world, DAY, settings), settings)
+    assert frozen.audience == 5
+    due = {r.email: r.send_at for r in ledger.rows(world, SAMPLE_DAY)}
+    expected = {"a@example.com": delivery_time(DAY, settings, "Asia/Kolkata", 6),
+                "b@example.com": delivery_time(DAY, settings, "Pacific/Kiritimati", 7),
+                "c@example.com": delivery_time(DAY, settings, "Europe/London", 23),
+                "back@example.com": delivery_time(DAY, settings, "Europe/London", 7),
+                "odd@example.com": delivery_time(DAY, settings, "Europe/London", 7)}
+    assert due == {e: at.replace(tzinfo=None) for e, at in expected.items()}
+
+
+def test_rows_due_beyond_the_horizon_are_not_claimed_until_a_later_run(world, settings):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from digest.store import ledger as ledger_table
+    from digest.store import utcnow
+    freeze(world, load_edition(world, DAY, settings), settings)
+    now = utcnow().replace(microsecond=0)
+    edge = now + ledger.HORIZON
+    with world.begin() as conn:  # one row exactly at the 72-hour edge, one a minute past it
+        conn.execute(update(ledger_table).where(ledger_table.c.email == "a@example.com").values(send_at=edge))
+        conn.execute(update(ledger_table).where(ledger_table.c.email == "b@example.com")
+                     .values(send_at=edge + timedelta(seconds=60)))
+    slots = ledger.pending_slots(world, SAMPLE_DAY, until=edge)
+    assert (section_mask(["world"]), edge) in slots and all(at != edge + timedelta(seconds=60) for _, at in slots)
+    assert ledger.held(world, SAMPLE_DAY, until=edge) == (1, edge + timedelta(seconds=60))
+    summary = run(world, settings, Scripted())
+    assert summary.held == 1 and statuses(world)["b@example.com"] == "pending"
+    assert summary.exit_code == 1

@@ -16,16 +16,40 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from types import EllipsisType
 from typing import Callable
 
-from sqlalchemy import and_, bindparam, case, delete, func, literal, select, update
+from sqlalchemy import (
+    DateTime,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    case,
+    column,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+    values,
+)
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql.expression import ColumnElement, FromClause
 
+from digest.config import Settings
+from digest.schedule import resolve, slot
 from digest.select import DEFAULTED
 from digest.store import editions, ledger, subscribers, transaction, utcnow
 
-STATUSES = ("pending", "sent", "failed", "unknown")
+# `cancelled`: a scheduled row whose send `digest cancel` stopped at SendGrid before it was due.
+STATUSES = ("pending", "sent", "failed", "unknown", "cancelled")
+# SendGrid schedules a send at most 72 hours ahead; rows due later wait for a later run.
+HORIZON = timedelta(hours=72)
+# ... and pauses or cancels a scheduled send only until 10 minutes before it is due.
+CANCEL_NOTICE = timedelta(minutes=10)
 # Also what a concurrent run sees for rows another run is sending right now, hence the wording.
 IN_FLIGHT = ("a run took this recipient and recorded no outcome (still sending, or stopped mid-request); "
              "it may have been sent")
@@ -43,22 +67,76 @@ class Row:
 
 @dataclass(frozen=True)
 class Chunk:
-    """Pending rows of one digest (one section mask), claimed by one run."""
+    """Pending rows of one digest (one section mask) due at one time, claimed by one run."""
     section_mask: int
     rows: list[Row]
+    send_at: datetime | None = None
+
+
+# -- the audience and when each reader is due -------------------------------------------------
+
+class Schedule:
+    """An edition's daily audience and when each of them is due, as SQL over `subscribers`.
+
+    The audience is active, daily, and not paused on the local date their digest is due
+    (paused_until later than that date).  When someone is due depends only on their zone
+    and hour (digest.schedule), and an audience has few distinct (zone, hour) pairs — a
+    few hundred at most — so each pair's time is computed once in Python and joined in as
+    a VALUES list (`source`, for select_from): never a statement, or a computation, per
+    subscriber.  When everyone shares one pair, the time is a literal and nothing is joined.
+    """
+
+    def __init__(self, conn: Connection, day: date, settings: Settings):
+        self.day, self.settings = day, settings
+        stored = (select(subscribers.c.timezone, subscribers.c.delivery_hour).distinct()
+                  .where(subscribers.c.status == "active", subscribers.c.cadence == "daily"))
+        pairs = {(zone, hour): slot(day, settings, *resolve(zone, hour, settings))
+                 for zone, hour in conn.execute(stored)}
+        # Whoever signs up between the pairs' query and the statement using them: the default.
+        self.default = slot(day, settings, *resolve(None, None, settings))
+        self.slots = sorted(set(pairs.values()), key=lambda s: (s.due, s.zone, s.hour))
+        self.source: FromClause = subscribers
+        self.due: ColumnElement
+        local: ColumnElement
+        if len(self.slots) <= 1:  # everyone due at once: no join
+            only = self.slots[0] if self.slots else self.default
+            self.due, local = literal(only.due, DateTime), literal(only.local_date, String)
+        else:
+            # NULL zone/hour are keyed '' and -1: an equality join cannot match NULLs.
+            table = values(column("zone", String), column("hour", Integer), column("due", DateTime),
+                           column("local_date", String), name="slots").data(
+                [(zone or "", -1 if hour is None else hour, s.due, s.local_date)
+                 for (zone, hour), s in pairs.items()]).cte("slots")
+            self.source = subscribers.outerjoin(table, and_(
+                func.coalesce(subscribers.c.timezone, "") == table.c.zone,
+                func.coalesce(subscribers.c.delivery_hour, -1) == table.c.hour))
+            self.due = func.coalesce(table.c.due, literal(self.default.due, DateTime))
+            local = func.coalesce(table.c.local_date, literal(self.default.local_date, String))
+        self.audience = and_(subscribers.c.status == "active", subscribers.c.cadence == "daily",
+                             or_(subscribers.c.paused_until.is_(None), subscribers.c.paused_until <= local))
+
+
+def weekly_readers(engine: Engine) -> int:
+    """Active readers whose cadence is weekly: never in a daily edition."""
+    q = select(func.count()).select_from(subscribers).where(subscribers.c.status == "active",
+                                                            subscribers.c.cadence == "weekly")
+    with engine.connect() as conn:
+        return conn.execute(q).scalar_one()
 
 
 # -- freezing -------------------------------------------------------------------------------
 
 def freeze_audience(conn: Connection, day: str, offered_mask: int, default_mask: int,
-                    story_mask: int | None) -> int:
-    """Write every active subscriber whose digest has a story as a pending row; return how many.
+                    story_mask: int | None, schedule: Schedule | None = None) -> int:
+    """Write every subscriber of the audience whose digest has a story as a pending row,
+    due when `schedule` says (its `due`); return how many.
 
     One INSERT ... SELECT: the sections are resolved in SQL exactly as
     digest.select.subscriber_sections does (chosen ∩ offered, else the defaults), and a
     subscriber is left out when their resolved sections hold none of the day's stories
     (`story_mask`; None when a lead story opens every digest, so nobody's is empty; with
-    send_lead_only off, the sections with a story besides the lead).
+    send_lead_only off, the sections with a story besides the lead).  Without a
+    schedule: every active subscriber, due now (send_at NULL).
     """
     chosen = subscribers.c.section_mask.op("&")(offered_mask)
     # Nothing chosen: the defaults; chosen, but none offered: the defaults, flagged DEFAULTED
@@ -66,11 +144,17 @@ def freeze_audience(conn: Connection, day: str, offered_mask: int, default_mask:
     resolved = case((subscribers.c.section_mask == 0, literal(default_mask)),
                     (chosen == 0, literal(default_mask | DEFAULTED)), else_=chosen)
     now = utcnow()
+    due = schedule.due if schedule is not None else literal(None, DateTime)
     audience = select(literal(day), subscribers.c.id, subscribers.c.email, subscribers.c.name, resolved,
-                      literal("pending"), literal(0), literal(now)).where(subscribers.c.status == "active")
+                      literal("pending"), literal(0), due, literal(now))
+    if schedule is not None:
+        audience = audience.select_from(schedule.source).where(schedule.audience)
+    else:
+        audience = audience.where(subscribers.c.status == "active")
     if story_mask is not None:
         audience = audience.where(resolved.op("&")(story_mask) != 0)
-    columns = ["edition", "subscriber_id", "email", "name", "section_mask", "status", "attempts", "updated_at"]
+    columns = ["edition", "subscriber_id", "email", "name", "section_mask", "status", "attempts", "send_at",
+               "updated_at"]
     conn.execute(ledger.insert().from_select(columns, audience))
     # Counted, not taken from rowcount: not every driver reports one for INSERT ... SELECT.
     return conn.execute(select(func.count()).select_from(ledger).where(ledger.c.edition == day)).scalar_one()
@@ -84,6 +168,34 @@ def pending_masks(engine: Engine, day: str) -> list[int]:
          .distinct().order_by(ledger.c.section_mask))
     with engine.connect() as conn:
         return list(conn.execute(q).scalars())
+
+
+def horizon() -> datetime:
+    """The latest send_at SendGrid takes now: rows due later wait for a later run."""
+    return utcnow() + HORIZON
+
+
+def _sendable(until: datetime):
+    return or_(ledger.c.send_at.is_(None), ledger.c.send_at <= until)
+
+
+def pending_slots(engine: Engine, day: str, until: datetime | None = None) -> list[tuple[int, datetime | None]]:
+    """The (section mask, send_at) pairs with pending rows due by `until` (default: the
+    horizon), the soonest due first: one claim range each, one send_at per request."""
+    q = (select(ledger.c.section_mask, ledger.c.send_at)
+         .where(ledger.c.edition == day, ledger.c.status == "pending", _sendable(until or horizon())).distinct())
+    with engine.connect() as conn:
+        found = conn.execute(q).all()
+    return sorted(((m, at) for m, at in found), key=lambda p: (p[1] or datetime.min, p[0]))
+
+
+def held(engine: Engine, day: str, until: datetime | None = None) -> tuple[int, datetime | None]:
+    """Pending rows due after `until` (default: the horizon): how many, and the first one's send_at."""
+    q = (select(func.count(), func.min(ledger.c.send_at))
+         .where(ledger.c.edition == day, ledger.c.status == "pending", ledger.c.send_at > (until or horizon())))
+    with engine.connect() as conn:
+        n, first = conn.execute(q).one()
+    return n, first
 
 
 class Claimer:
@@ -101,15 +213,22 @@ class Claimer:
     def __init__(self, engine: Engine, day: str, sender: str, lease_until: Callable[[], datetime],
                  size: int = CHUNK):
         self.engine, self.day, self.sender, self.lease_until = engine, day, sender, lease_until
+        self.size = size
         still_active = (select(subscribers.c.id).where(subscribers.c.id == ledger.c.subscriber_id,
                                                        subscribers.c.status == "active").exists())
-        window = (select(ledger.c.id).where(ledger.c.edition == day, ledger.c.status == "pending",
-                                            ledger.c.section_mask == bindparam("mask"), still_active)
-                  .order_by(ledger.c.id).limit(size).with_for_update(skip_locked=True))
-        self._claim = (update(ledger).where(ledger.c.id.in_(window.scalar_subquery()))
-                       .values(status="unknown", reason=IN_FLIGHT, claim=sender, lease_until=bindparam("until"),
-                               attempts=ledger.c.attempts + 1, updated_at=bindparam("now"))
-                       .returning(ledger.c.id, ledger.c.subscriber_id, ledger.c.email, ledger.c.name))
+
+        def claim(*due) -> object:
+            # One range of ix_ledger_claim: (edition, pending, mask, send_at), in id order.
+            window = (select(ledger.c.id).where(ledger.c.edition == day, ledger.c.status == "pending",
+                                                ledger.c.section_mask == bindparam("mask"), *due, still_active)
+                      .order_by(ledger.c.id).limit(size).with_for_update(skip_locked=True))
+            return (update(ledger).where(ledger.c.id.in_(window.scalar_subquery()))
+                    .values(status="unknown", reason=IN_FLIGHT, claim=sender, lease_until=bindparam("until"),
+                            attempts=ledger.c.attempts + 1, updated_at=bindparam("now"))
+                    .returning(ledger.c.id, ledger.c.subscriber_id, ledger.c.email, ledger.c.name))
+        self._claim = claim()  # any send_at (tools and tests)
+        self._claim_now = claim(ledger.c.send_at.is_(None))
+        self._claim_at = claim(ledger.c.send_at == bindparam("due", type_=DateTime))
         self._record = (update(ledger).where(ledger.c.id.in_(bindparam("ids", expanding=True)))
                         .values(status=bindparam("status"), message_id=bindparam("message_id"),
                                 reason=bindparam("reason"), lease_until=None, updated_at=bindparam("now")))
@@ -136,13 +255,17 @@ class Claimer:
             with self._conn.begin():
                 yield self._conn
 
-    def claim(self, section_mask: int) -> Chunk:
-        """The next chunk of one digest's pending rows, now this sender's; empty when none is left."""
+    def claim(self, section_mask: int, send_at: datetime | None | EllipsisType = ...) -> Chunk:
+        """The next chunk of one digest's pending rows due at `send_at` (None: rows due
+        now; left out: any), now this sender's; empty when none is left."""
+        values = {"mask": section_mask, "until": self.lease_until(), "now": utcnow()}
+        statement = self._claim if send_at is ... else self._claim_now if send_at is None else self._claim_at
+        if isinstance(send_at, datetime):
+            values["due"] = send_at
         with self._transaction() as conn:
-            claimed = conn.execute(self._claim, {"mask": section_mask, "until": self.lease_until(),
-                                                 "now": utcnow()}).all()
+            claimed = conn.execute(statement, values).all()
         rows = sorted((Row(i, sid, email, name or "") for i, sid, email, name in claimed), key=lambda r: r.id)
-        return Chunk(section_mask, rows)
+        return Chunk(section_mask, rows, send_at if isinstance(send_at, datetime) else None)
 
     def record_groups(self, groups: dict) -> None:
         """{(status, message id, reason): [ledger ids]} (digest.deliver.workers.Settled groups
@@ -235,6 +358,72 @@ def requeue(engine: Engine, day: str, status: str) -> int:
                                      updated_at=utcnow())).rowcount
 
 
+# -- the edition's SendGrid batch, and cancelling what is scheduled ------------------------------
+
+def batch_of(conn_or_engine, day: str) -> str | None:
+    """The SendGrid batch id of the edition of `day`, if it has one."""
+    with transaction(conn_or_engine) as conn:
+        return conn.execute(select(editions.c.batch_id).where(editions.c.date == day)).scalar()
+
+
+def edition_batch(engine: Engine, day: str, new_batch: Callable[[], str]) -> str | None:
+    """The edition's batch id, made with `new_batch` (POST /v3/mail/batch) the first time.
+
+    Stored once, by a conditional UPDATE: when two senders make one at the same moment,
+    the first stored wins and both use it (the other id simply stays unused at SendGrid).
+    """
+    found = batch_of(engine, day)
+    if found:
+        return found
+    made = new_batch()
+    with engine.begin() as conn:
+        conn.execute(update(editions).where(editions.c.date == day, editions.c.batch_id.is_(None))
+                     .values(batch_id=made))
+    return batch_of(engine, day)
+
+
+def _scheduled(day: str, after: datetime):
+    return and_(ledger.c.edition == day, ledger.c.status == "sent", ledger.c.send_at.is_not(None),
+                ledger.c.send_at > after)
+
+
+def scheduled(engine: Engine, day: str) -> int:
+    """Rows SendGrid took with a send_at still ahead: sent, but not in the inbox yet."""
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(ledger).where(_scheduled(day, utcnow()))).scalar_one()
+
+
+def next_due(engine: Engine, day: str) -> datetime | None:
+    """The earliest send_at still ahead among the rows not yet in an inbox (sent or pending)."""
+    q = select(func.min(ledger.c.send_at)).where(ledger.c.edition == day, ledger.c.status.in_(("sent", "pending")),
+                                                 ledger.c.send_at > utcnow())
+    with engine.connect() as conn:
+        return conn.execute(q).scalar()
+
+
+def cancellable(engine: Engine, day: str) -> tuple[int, int]:
+    """(rows SendGrid can still stop: sent and due more than 10 minutes from now; pending
+    rows due that late, which no run may send after a cancel)."""
+    after = utcnow() + CANCEL_NOTICE
+    pending_late = and_(ledger.c.edition == day, ledger.c.status == "pending", ledger.c.send_at > after)
+    with engine.connect() as conn:
+        sent = conn.execute(select(func.count()).select_from(ledger).where(_scheduled(day, after))).scalar_one()
+        waiting = conn.execute(select(func.count()).select_from(ledger).where(pending_late)).scalar_one()
+    return sent, waiting
+
+
+def cancel(engine: Engine, day: str, after: datetime | None = None) -> int:
+    """`digest cancel`: rows due more than 10 minutes from now (sent, so scheduled at
+    SendGrid, or still pending) become `cancelled`, in one UPDATE; how many.  Rows due
+    sooner are SendGrid's to deliver: they stay as they are."""
+    after = after or utcnow() + CANCEL_NOTICE
+    reason = "digest cancel: the scheduled send was cancelled before it was due"
+    with engine.begin() as conn:
+        return conn.execute(update(ledger).where(ledger.c.edition == day, ledger.c.status.in_(("sent", "pending")),
+                                                 ledger.c.send_at > after)
+                            .values(status="cancelled", reason=reason, updated_at=utcnow())).rowcount
+
+
 # -- reading -----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -248,11 +437,12 @@ class Entry:
     status: str
     reason: str | None
     message_id: str | None
+    send_at: datetime | None = None  # when the row is due in the inbox (UTC); None: at once
 
 
 def rows(engine: Engine, day: str, status: str | None = None) -> list[Entry]:
     q = (select(ledger.c.id, ledger.c.subscriber_id, ledger.c.email, ledger.c.name, ledger.c.section_mask,
-                ledger.c.status, ledger.c.reason, ledger.c.message_id)
+                ledger.c.status, ledger.c.reason, ledger.c.message_id, ledger.c.send_at)
          .where(ledger.c.edition == day).order_by(ledger.c.id))
     if status:
         q = q.where(ledger.c.status == status)
@@ -272,13 +462,15 @@ def counts(engine: Engine, day: str) -> dict[str, int]:
     q = select(ledger.c.status, func.count()).where(ledger.c.edition == day).group_by(ledger.c.status)
     with engine.connect() as conn:
         found: dict[str, int] = {status: n for status, n in conn.execute(q).all()}
-    return {s: found.get(s, 0) for s in STATUSES}
+    # `cancelled` only once there are some: the shape scripts read stays the same until then.
+    return {s: found.get(s, 0) for s in STATUSES if s != "cancelled" or found.get(s)}
 
 
 def all_sent(counts: dict[str, int]) -> bool:
-    """Whether every row of an edition is `sent` (an edition without rows counts as done):
+    """Whether every row of an edition is `sent` (or `cancelled` on purpose; an edition
+    without rows counts as done):
     the one rule for `digest send` exiting 0, and for `digest status` too."""
-    return counts.get("sent", 0) == sum(counts.values())
+    return counts.get("sent", 0) + counts.get("cancelled", 0) == sum(counts.values())
 
 
 def problems(engine: Engine, day: str, limit: int | None = None) -> list[dict]:
@@ -295,14 +487,24 @@ def problems(engine: Engine, day: str, limit: int | None = None) -> list[dict]:
 
 def report(engine: Engine, day: str) -> dict:
     """`digest status`: {"date", "counts", "problems"}, the shape the README fixes (under
-    "Real send", **Status**), plus two keys present only when they are not empty:
-    "withdrawn" (who left after the freeze and was not sent: their rows are gone) and,
-    while senders are at work, "in_flight" (each one's rows, counted as unknown, and lease)."""
+    "Real send", **Status**), plus keys present only when they are not empty:
+    "withdrawn" (who left after the freeze and was not sent: their rows are gone),
+    "scheduled" (sent rows whose send_at is still ahead: at SendGrid, not in an inbox
+    yet), "next_due" (the earliest send_at ahead, UTC), "held" (pending rows due beyond
+    SendGrid's 72 hours) and, while senders are at work, "in_flight" (each one's rows,
+    counted as unknown, and lease)."""
     with engine.connect() as conn:
         withdrawn = conn.execute(select(editions.c.withdrawn).where(editions.c.date == day)).scalar() or 0
     found: dict[str, object] = {"date": day, "counts": counts(engine, day), "problems": problems(engine, day)}
     if withdrawn:
         found["withdrawn"] = withdrawn
+    ahead, due, (later, _) = scheduled(engine, day), next_due(engine, day), held(engine, day)
+    if ahead:
+        found["scheduled"] = ahead
+    if due is not None:
+        found["next_due"] = f"{due:%Y-%m-%d %H:%M:%S}"
+    if later:
+        found["held"] = later
     senders = in_flight(engine, day)
     if senders:
         found["in_flight"] = [{"sender": s, "rows": n, "lease_until": f"{until:%Y-%m-%d %H:%M:%S}"}

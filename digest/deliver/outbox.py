@@ -13,6 +13,7 @@ from digest.message import build_message
 from digest.render import personalize
 
 MARKER = ".news-digest-outbox"  # lists the files this outbox wrote
+SEND_AT_HEADER = "X-Digest-Send-At"  # the reader's delivery time (UTC) a real send would ask SendGrid for
 
 
 class OutboxTransport:
@@ -51,9 +52,11 @@ class OutboxTransport:
         if not self._prepared or self.keep:  # a kept outbox's folder may have been removed meanwhile
             self.prepare()
         outcomes, names = [], []
+        # When the digest would reach the inbox (SendGrid's send_at), for whoever reads the outbox.
+        due = {SEND_AT_HEADER: f"{batch.send_at:%Y-%m-%dT%H:%M:%S}Z"} if batch.send_at else {}
         for r in batch.recipients:
             msg = build_message(personalize(batch.rendered, r.substitutions), r.email, r.name,
-                                {**batch.headers, **r.headers}, self.settings)
+                                {**batch.headers, **r.headers, **due}, self.settings)
             path = self.folder / self._file_name(r.email)
             path.write_bytes(msg.as_bytes())
             names.append(path.name)

@@ -24,6 +24,7 @@ import socket
 import threading
 import time
 import urllib.error
+from datetime import datetime, timezone
 from typing import Callable
 
 from python_http_client.exceptions import HTTPError
@@ -36,6 +37,8 @@ from digest.render import Rendered
 MAX_WAIT = 60.0          # never sleep longer than this for one retry
 MAX_REQUEST_BYTES = 30 * 1024 * 1024  # SendGrid's limit for one mail/send body
 RETRYABLE = {500, 502, 503, 504}
+STOPPED_BEFORE_SENDING = "The run stopped before sending; recipients not yet sent stay pending, and a rerun continues."
+NOTHING_CHANGED = "Nothing was changed."
 
 
 def check_ready(settings: Settings) -> None:
@@ -83,7 +86,7 @@ def request_body(settings: Settings, rendered: Rendered, batch: Batch, recipient
     is at most 200 characters (subscribers.store.clean_name) and the rest is fixed-size.
     """
     s = settings
-    body = {
+    body: dict = {
         "personalizations": [personalization(r) for r in (batch.recipients if recipients is None else recipients)],
         "from": {"email": s.from_email, "name": display_name(s.sender_name)},
         "subject": rendered.subject,
@@ -102,7 +105,20 @@ def request_body(settings: Settings, rendered: Rendered, batch: Batch, recipient
         body["asm"] = {"group_id": s.sendgrid_asm_group_id}
     if sandbox:
         body["mail_settings"] = {"sandbox_mode": {"enable": True}}
+    if batch.batch_id:
+        body["batch_id"] = batch.batch_id
+    send_at = unix_send_at(batch.send_at)
+    if send_at is not None:
+        body["send_at"] = send_at
     return body
+
+
+def unix_send_at(due: datetime | None, now: datetime | None = None) -> int | None:
+    """SendGrid's `send_at` for a row due at `due` (UTC, naive): unix seconds while it is
+    ahead; None (send now) once it has passed."""
+    if due is None or due <= (now or datetime.now(timezone.utc).replace(tzinfo=None)):
+        return None
+    return int(due.replace(tzinfo=timezone.utc).timestamp())
 
 
 class SendGridTransport:
@@ -128,6 +144,80 @@ class SendGridTransport:
         self.client.client.request_headers["Content-Type"] = "application/json; charset=utf-8"
         self._lock = threading.Lock()
         self._resume_at = 0.0  # monotonic time before which no request may leave (after a 429)
+
+    # -- the edition's batch, and its scheduled sends ---------------------------------------
+
+    def new_batch(self) -> str:
+        """A new SendGrid batch id (POST /v3/mail/batch), for every request of one edition."""
+        found = self._call("create a batch id", lambda: self.client.client.mail.batch.post())
+        batch_id = found.get("batch_id") if isinstance(found, dict) else None
+        if not isinstance(batch_id, str) or not batch_id:
+            raise FatalTransportError(f"SendGrid answered POST /v3/mail/batch without a batch id: {found!r}", 1)
+        return batch_id
+
+    def stop_batch(self, batch_id: str, how: str) -> None:
+        """Cancel or pause (`how`) the scheduled sends of `batch_id`: POST /v3/user/scheduled_sends,
+        or PATCH it when the batch is cancelled or paused already."""
+        body = json.dumps({"batch_id": batch_id, "status": how})
+        sends = self.client.client.user.scheduled_sends
+        if self.batch_status(batch_id) is None:
+            self._call(f"{how} the scheduled sends", lambda: sends.post(request_body=body), NOTHING_CHANGED)
+        else:
+            self._call(f"{how} the scheduled sends",
+                       lambda: sends._(batch_id).patch(request_body=json.dumps({"status": how})), NOTHING_CHANGED)
+
+    def resume_batch(self, batch_id: str) -> None:
+        """Take the pause off `batch_id` (DELETE /v3/user/scheduled_sends/{batch_id})."""
+        self._call("resume the scheduled sends", lambda: self.client.client.user.scheduled_sends._(batch_id).delete(),
+                   NOTHING_CHANGED)
+
+    def batch_status(self, batch_id: str) -> str | None:
+        """"cancel" or "pause" when SendGrid holds that for `batch_id`; None when it holds nothing."""
+        try:
+            found = self._call("look up the scheduled sends",
+                               lambda: self.client.client.user.scheduled_sends._(batch_id).get(), NOTHING_CHANGED)
+        except FatalTransportError as e:
+            if "HTTP 404" in str(e):
+                return None
+            raise
+        entries = found if isinstance(found, list) else [found] if isinstance(found, dict) else []
+        statuses = [e.get("status") for e in entries if isinstance(e, dict) and e.get("batch_id") == batch_id]
+        return statuses[0] if statuses else None
+
+    def _call(self, what: str, request: Callable, then: str = STOPPED_BEFORE_SENDING):
+        """One small API request (no retries: the operator reruns the command); its JSON
+        answer.  `then` says, in the error, what became of the run."""
+        last = ""
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                response = request()
+                break
+            except HTTPError as e:
+                code, message = e.status_code, error_message(e)
+                if code in (401, 403):
+                    raise FatalTransportError(f"SendGrid refused the API key (HTTP {code}: {message}) to {what}; check "
+                                              f"SENDGRID_API_KEY and that the key may send mail. {then}") from None
+                if code == 429 or code in RETRYABLE:
+                    last = f"HTTP {code}: {message}"
+                    self._wait(attempt, last, reset=_header(e, "X-RateLimit-Reset"))
+                    continue
+                raise FatalTransportError(f"SendGrid refused to {what} (HTTP {code}: {message}). {then}", 1) from None
+            except urllib.error.URLError as e:  # before the request left: safe to repeat
+                last = f"cannot connect to {self.settings.sendgrid_host}: {e.reason}"
+                self._wait(attempt, last)
+            except (TimeoutError, socket.timeout, http.client.HTTPException, OSError) as e:
+                raise FatalTransportError(f"no usable answer from SendGrid to {what} ({type(e).__name__}). {then}",
+                                          1) from None
+        else:
+            raise FatalTransportError(f"SendGrid is unreachable to {what} ({last}; {self.max_attempts} attempts). "
+                                      f"{then}", 1)
+        body = response.body
+        if not body:
+            return None
+        try:
+            return json.loads(body)
+        except ValueError:
+            return None
 
     # -- delivery ---------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ transport returns one Outcome per recipient.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from digest.render import Rendered
@@ -30,6 +31,8 @@ class Batch:
     recipients: list[Recipient]
     headers: dict[str, str] = field(default_factory=dict)      # the same for every recipient
     custom_args: dict[str, str] = field(default_factory=dict)  # the same for every recipient
+    send_at: datetime | None = None  # when it is due in the inbox (UTC, naive); None: now
+    batch_id: str | None = None      # the edition's SendGrid batch (digest cancel stops it)
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,7 @@ LEASE_LOST = ("this sender could not renew its lease (the database was unreachab
 
 
 def deliver(planner, transport: Transport, mask: int, people, batch: Batch | None = None,
-            may_send: Callable[[], bool] | None = None) -> Settled:
+            may_send: Callable[[], bool] | None = None, send_at=None) -> Settled:
     """Build (unless given) and deliver one batch of the digest of `mask`; never raises.
 
     `planner` is digest.sending.Planner: the edition's rendered parts and a Builder.
@@ -113,7 +113,7 @@ def deliver(planner, transport: Transport, mask: int, people, batch: Batch | Non
     """
     if batch is None:
         try:
-            batch = planner.batch(mask, people)
+            batch = planner.batch(mask, people, send_at)
         except RenderError as e:
             return Settled.failing(people, str(e))
     if may_send is not None and not may_send():
@@ -138,8 +138,9 @@ class Pool:
         planner.rendering.parts()  # the edition's one pipeline run, before any thread needs it
         self._threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="deliver")
 
-    def submit(self, mask: int, people, batch: Batch | None = None) -> Future:
-        return self._threads.submit(deliver, self.planner, self.transport, mask, people, batch, self.may_send)
+    def submit(self, mask: int, people, batch: Batch | None = None, send_at=None) -> Future:
+        return self._threads.submit(deliver, self.planner, self.transport, mask, people, batch, self.may_send,
+                                    send_at)
 
     def __enter__(self) -> Pool:
         return self
