@@ -12,6 +12,7 @@ import json
 import os
 import random
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -91,6 +92,27 @@ def retry_the_unknown(site: Site, sg: FakeSendGrid, folder: Path, everyone: set[
     assert twice <= unknown and set(delivered(sg)) == everyone
 
 
+class GatedFake(FakeSendGrid):
+    """Answers no mail/send until `senders` processes hold claims in the ledger (or a minute
+    has passed).  Why: on a busy machine a worker that starts late could find the whole
+    edition already sent by the others, and "all of them took part" would then test the
+    machine's scheduler, not the sharing."""
+
+    def __init__(self, folder: Path, senders: int, **kw):
+        super().__init__(**kw)
+        self.folder, self.senders, self.opened = folder, senders, threading.Event()
+
+    def _process(self, h, raw):
+        deadline = time.monotonic() + 60
+        while not self.opened.is_set() and time.monotonic() < deadline:
+            if len(db(self.folder, "SELECT DISTINCT claim FROM ledger WHERE claim IS NOT NULL")) >= self.senders:
+                self.opened.set()
+            else:
+                time.sleep(0.05)
+        self.opened.set()
+        return super()._process(h, raw)
+
+
 @pytest.fixture
 def site_4(tmp_path, run_digest, big_store):
     copy_store(big_store, tmp_path / "digest.db")
@@ -99,7 +121,7 @@ def site_4(tmp_path, run_digest, big_store):
 
 
 def test_workers_share_the_edition_and_send_everyone_once(site_4, run_digest):
-    with FakeSendGrid() as sg:
+    with GatedFake(site_4, 3) as sg:
         site = Site(site_4, run_digest, sg)
         result = site.run("send", "--date", DAY, "--yes", "--workers", "3", "--json", timeout=180)
         assert result.returncode == 0, result.stderr
