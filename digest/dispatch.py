@@ -23,8 +23,8 @@ from digest.config import ConfigError, Settings
 from digest.deliver.outbox import OutboxTransport
 from digest.deliver.sendgrid import SendGridTransport, check_ready
 from digest.edition import is_frozen
-from digest.senders import log_to_stderr, send_with_workers
 from digest.select import edition_key
+from digest.senders import log_to_stderr, send_with_workers
 from digest.sending import Summary
 from digest.store import open_store
 from digest.tokens import link_signer
@@ -99,8 +99,8 @@ def has_weekly_readers(settings: Settings) -> bool:
     from digest.store import subscribers
     engine = open_store(settings.database_url)
     with engine.connect() as conn:
-        return conn.execute(select(subscribers.c.id).where(subscribers.c.status == "active",
-                                                           subscribers.c.cadence == "weekly").limit(1)).first() is not None
+        q = select(subscribers.c.id).where(subscribers.c.status == "active", subscribers.c.cadence == "weekly")
+        return conn.execute(q.limit(1)).first() is not None
 
 
 def run(settings: Settings, day: date, *, mode: str = "send", retry: str | None = None, refreeze: bool = False,

@@ -21,7 +21,6 @@ from digest.deliver import ledger
 from digest.select import Edition, edition_key, lead_story, story_mask, week_leads
 from digest.store import editions, utcnow
 
-
 WEEK = 7  # the weekly edition of D holds the edition days D-6 ... D
 
 
@@ -80,7 +79,8 @@ def freeze(engine: Engine, edition: Edition, settings: Settings) -> Frozen:
     except IntegrityError:
         return Frozen(load_edition(engine, edition.date, settings, edition.weekly), None)
     skipped = active - written
-    if edition.leads if edition.weekly else lead_story(edition.articles):  # nobody's digest is empty: whoever is left out had the lead only
+    # A lead story (weekly: the week's leads) opens every digest: whoever is left out had the lead only.
+    if edition.leads if edition.weekly else lead_story(edition.articles):
         return Frozen(replace(edition, frozen=True), written, skipped_lead_only=skipped)
     return Frozen(replace(edition, frozen=True), written, skipped)
 

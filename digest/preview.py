@@ -28,8 +28,9 @@ class Preview:
 
 
 def preview(engine: Engine, settings: Settings, day: date, signer: Signer, *, subscriber: str | None = None,
-            sections=None, fmt: str = "html") -> Preview:
-    edition = load_edition(engine, day, settings)
+            sections=None, fmt: str = "html", weekly: bool = False) -> Preview:
+    """`weekly`: the weekly digest of the week to `day`."""
+    edition = load_edition(engine, day, settings, weekly)
     notes = []
     if subscriber:
         s = subscriber_store.get(engine, email=subscriber)
@@ -45,7 +46,7 @@ def preview(engine: Engine, settings: Settings, day: date, signer: Signer, *, su
     mask = resolved_mask(section_mask(chosen or ()), settings)
     digest = planner.digest(mask)
     if digest.is_empty:
-        raise PreviewError(f"no stories for {', '.join(digest.followed)} on {day.isoformat()}: "
+        raise PreviewError(f"no stories for {', '.join(digest.followed)} in {edition.key}: "
                            "this digest would not be sent")
     if not planner.sent(digest):
         notes.append(f"no story for {', '.join(digest.followed)} besides the lead, and send_lead_only "

@@ -163,9 +163,9 @@ def _kind(weekly: bool) -> str:
 def send(engine: Engine, settings: Settings, day: date, transport: Transport, signer: Signer,
          retry: str | None = None, progress: Callable[[int], None] | None = None,
          on_plan: Callable[[int], None] | None = None, refreeze: bool = False, weekly: bool = False) -> Summary:
-    """Deliver the edition of `day` (`weekly`: the weekly edition of the week to `day`) to every pending ledger row due within SendGrid's 72
-    hours; safe to rerun at any time, and to run on several hosts at once (each claims
-    chunks of its own; see `lease`).
+    """Deliver the edition of `day` (`weekly`: the weekly edition of the week to `day`) to
+    every pending ledger row due within SendGrid's 72 hours; safe to rerun at any time, and
+    to run on several hosts at once (each claims chunks of its own; see `lease`).
 
     `refreeze`: an edition already frozen takes the day's stories as stored now (see
     digest.edition.refreeze); rows already sent are untouched.  A transport that can make

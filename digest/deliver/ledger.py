@@ -37,7 +37,7 @@ from sqlalchemy import (
     values,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.sql.expression import ColumnElement, FromClause
+from sqlalchemy.sql.expression import ColumnClause, ColumnElement, FromClause
 
 from digest.config import Settings
 from digest.schedule import local_weekday, resolve, slot
@@ -109,8 +109,10 @@ class Schedule:
             weekday = literal(local_weekday(only), Integer)
         else:
             # NULL zone/hour are keyed '' and -1: an equality join cannot match NULLs.
-            columns = [column("zone", String), column("hour", Integer), column("due", DateTime),
-                       column("local_date", String)] + ([column("weekday", Integer)] if weekly else [])
+            columns: list[ColumnClause] = [column("zone", String), column("hour", Integer),
+                                           column("due", DateTime), column("local_date", String)]
+            if weekly:
+                columns.append(column("weekday", Integer))
             table = values(*columns, name="slots").data(
                 [(zone or "", -1 if hour is None else hour, s.due, s.local_date)
                  + ((local_weekday(s),) if weekly else ())

@@ -29,7 +29,7 @@ def _widen(old: int, new: int) -> None:
         for table, name in (("editions", "date"), ("ledger", "edition")):
             bind.exec_driver_sql("UPDATE sqlite_master SET sql = replace(sql, ?, ?) WHERE type = 'table' AND name = ?",
                                  (f"{name} VARCHAR({old})", f"{name} VARCHAR({new})", table))
-        version = bind.exec_driver_sql("PRAGMA schema_version").scalar()
+        version = bind.exec_driver_sql("PRAGMA schema_version").scalar_one()
         bind.exec_driver_sql(f"PRAGMA schema_version={int(version) + 1}")
         bind.exec_driver_sql("PRAGMA writable_schema=OFF")
         return
