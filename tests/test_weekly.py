@@ -171,7 +171,9 @@ def test_weekly_readers_get_the_weekly_edition_on_their_own_weekday_at_their_hou
 
 
 def test_the_weekly_content_holds_the_week_leads_first_then_sections_by_priority(week, sg):
-    assert week.send("--edition", "weekly").returncode == 0
+    sent = week.send("--edition", "weekly", "--workers", "2")  # sender processes share it like a daily one
+    assert sent.returncode == 0, sent.stderr
+    assert sorted(d["to"] for d in sg.deliveries) == sorted(EXPECTED)
     [mail] = sg.deliveries_to("la@example.com")
     text, html = mail["text"], mail["html"]
     # The week's leads, newest day first, before any section; the day before the week is out.
@@ -241,6 +243,15 @@ def test_kill_mid_send_and_rerun_never_sends_the_weekly_edition_twice(week, sg):
     assert {p["to"][0]["email"] for p in sg.requests[0]["body"]["personalizations"]} <= unknown
     assert set(EXPECTED) - unknown <= set(sent_to)
     assert week.send("--edition", "weekly").returncode == 1 and len(sg.deliveries) == len(sent_to)
+    # SendGrid's events carry the weekly key back: an unknown row it processed becomes sent.
+    from digest.deliver import ledger
+    from digest.store import open_store
+    address = sorted(unknown)[0]
+    [(sid,)] = week.db("SELECT id FROM subscribers WHERE email = :e", e=address)
+    engine = open_store(week.url)
+    assert ledger.reconcile(engine, f"weekly-{DAY.isoformat()}", sid, address, "msg-1")
+    assert week.db("SELECT status FROM ledger WHERE email = :e", e=address) == [("sent",)]
+    engine.dispose()
 
 
 def test_the_archive_lists_daily_editions_only_and_cancel_covers_the_weekly_batch(week, sg):
@@ -257,3 +268,38 @@ def test_the_archive_lists_daily_editions_only_and_cancel_covers_the_weekly_batc
     assert len(lines) == 2 and DAY.isoformat() in lines[0] and f"weekly-{DAY.isoformat()}" in lines[1]
     statuses = dict(week.db("SELECT edition, status FROM ledger WHERE email = 'la@example.com'"))
     assert statuses == {f"weekly-{DAY.isoformat()}": "cancelled"}
+
+
+def test_migration_0012_widens_the_edition_key_of_a_store_with_rows_and_back(tmp_path):
+    from alembic import command
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.pool import NullPool
+
+    from digest.store import _alembic_config, normalise_url, open_store
+    from tests.stores import ENGINE_NAME, store_url
+    url = store_url(tmp_path / "old.db")
+    engine = create_engine(normalise_url(url), poolclass=NullPool)
+    with engine.begin() as conn:
+        command.upgrade(_alembic_config(conn), "0011")
+    now = "2026-11-25 06:00:00"
+    rows(url, "INSERT INTO editions (date, frozen_at, articles) VALUES ('2026-11-25', :now, '[]')", now=now)
+    rows(url, "INSERT INTO ledger (edition, subscriber_id, email, name, status, attempts, updated_at, section_mask) "
+              "VALUES ('2026-11-25', 1, 'a@example.com', '', 'sent', 1, :now, 1)", now=now)
+    if ENGINE_NAME == "postgresql":  # before 0012 a weekly key does not fit (SQLite ignores lengths)
+        with pytest.raises(DBAPIError):
+            rows(url, "INSERT INTO editions (date, frozen_at, articles) VALUES ('weekly-2026-11-25', :now, '[]')",
+                 now=now)
+    open_store(url).dispose()  # every command upgrades to the head: 0012, rows kept
+    key = "weekly-2026-11-25"
+    rows(url, "INSERT INTO editions (date, frozen_at, articles) VALUES (:k, :now, '[]')", k=key, now=now)
+    rows(url, "INSERT INTO ledger (edition, subscriber_id, email, name, status, attempts, updated_at, section_mask) "
+              "VALUES (:k, 1, 'a@example.com', '', 'pending', 0, :now, 1)", k=key, now=now)
+    assert sorted(rows(url, "SELECT edition, status FROM ledger")) == [("2026-11-25", "sent"), (key, "pending")]
+    if ENGINE_NAME == "sqlite":
+        [(schema,)] = rows(url, "SELECT sql FROM sqlite_master WHERE name = 'ledger'")
+        assert "edition VARCHAR(20)" in schema
+    with engine.begin() as conn:  # down again: the weekly rows go (they would not fit), the daily stay
+        command.downgrade(_alembic_config(conn), "0011")
+        assert conn.execute(text("SELECT edition FROM ledger")).all() == [("2026-11-25",)]
+    engine.dispose()
