@@ -303,3 +303,71 @@ def test_migration_0012_widens_the_edition_key_of_a_store_with_rows_and_back(tmp
         command.downgrade(_alembic_config(conn), "0011")
         assert conn.execute(text("SELECT edition FROM ledger")).all() == [("2026-11-25",)]
     engine.dispose()
+
+
+# -- the weekly digest as values: selection and rendering, no store ------------------------------
+
+def week_edition(per_day: int = 2):
+    """Seven days of stories in every section, each day with a lead (world), with teasers,
+    questions and images: a busy week."""
+    from datetime import datetime, timezone
+
+    from digest.articles import Article
+    from digest.config import SECTIONS
+    from digest.select import Edition, week_leads
+    items = []
+    for back in range(7):
+        day = DAY - timedelta(days=back)
+        t = datetime(day.year, day.month, day.day, 9, tzinfo=timezone.utc)
+        items.append(Article(id=f"lead{back}", title=f"Lead {back} & <co>", url=f"https://x.example/l{back}",
+                             published=t, sections=("world",), featured=True, question="Why now?",
+                             body="The lead's teaser & more.", image="https://x.example/i.jpg", image_alt="A"))
+        for s in SECTIONS:
+            for i in range(per_day):
+                items.append(Article(id=f"{s}{back}{i}", title=f"{s} story {back}.{i} " + "words " * 8,
+                                     url=f"https://x.example/{s}/{back}/{i}", published=t, sections=(s,),
+                                     priority=(back + i) % 4, question="What happened this time around?",
+                                     body="A teaser sentence of a reasonable length. " * 4,
+                                     image="https://x.example/t.jpg" if i % 2 else None))
+    items.sort(key=lambda a: a.published)
+    return Edition(DAY, tuple(items), weekly=True, leads=week_leads(items, SETTINGS.tz))
+
+
+def test_assembled_weekly_digests_equal_a_full_render_and_stay_under_gmail_clipping():
+    import random
+
+    from digest.config import SECTIONS
+    from digest.render import GMAIL_CLIP_BYTES, Renderer
+    from digest.select import LEADS, select_digest
+    edition = week_edition()
+    assert [a.id for a in edition.leads] == [f"lead{b}" for b in range(7)]  # newest day first
+    renderer = Renderer(SETTINGS)
+    per_edition = renderer.edition(edition)
+    rng = random.Random(3)
+    for chosen in [tuple(rng.sample(SECTIONS, rng.randint(1, 13))) for _ in range(6)] + [("world",), SECTIONS]:
+        digest = select_digest(edition, chosen, SETTINGS)
+        assert digest.sections[0].name == LEADS and len(digest.sections[0].stories) == 7
+        others = [a.id for b in digest.sections[1:] for a in b.stories]
+        assert not set(others) & {a.id for a in edition.leads}  # leads are not repeated in their section
+        assert all(len(b.stories) <= SETTINGS.weekly_per_section for b in digest.sections[1:])
+        assembled, full = per_edition.render(digest), per_edition.full_render(digest)
+        assert assembled == full, chosen
+        assert len(assembled.html.encode("utf-8")) < GMAIL_CLIP_BYTES, chosen
+    assert renderer.renders > 1
+
+
+def test_the_weekly_subject_intro_and_lead_only_rule():
+    from dataclasses import replace
+
+    from digest.render import digest_values
+    from digest.select import select_digest, story_mask
+    edition = week_edition(per_day=1)
+    digest = select_digest(edition, ("tech", "science"), SETTINGS)
+    values = digest_values(digest, SETTINGS)
+    assert values["subject"] == WEEKLY_SUBJECT
+    assert values["intro"] == "This week\u2019s lead stories, then 10 more from Tech and Science."
+    assert not digest.lead_only
+    # Only the leads (nothing in the reader's sections): lead-only, as a daily digest with only its lead.
+    quiet = replace(edition, articles=edition.leads)
+    assert select_digest(quiet, ("tech",), SETTINGS).lead_only
+    assert story_mask(quiet) is None and story_mask(quiet, lead_counts=False) == 0
