@@ -17,6 +17,7 @@ from datetime import date
 from digest.config import ConfigError, Settings
 from digest.deliver import ledger
 from digest.deliver.sendgrid import SendGridTransport, check_ready
+from digest.select import edition_key
 from digest.store import open_store
 
 ACTIONS = ("cancel", "pause", "resume")
@@ -46,14 +47,32 @@ class Cancelled:
         return done + (f"; {self.too_soon} due within 10 minutes still get it" if self.too_soon else "")
 
 
-def run(settings: Settings, day: date, action: str = "cancel") -> Cancelled:
-    """Cancel, pause or resume the edition's scheduled sends; CancelRefused when there is
-    nothing to do, FatalTransportError when SendGrid refuses or cannot be reached."""
+def run_editions(settings: Settings, day: date, action: str = "cancel") -> list[Cancelled]:
+    """`digest cancel --date D`: the daily edition of D and, when it has a SendGrid batch,
+    the weekly edition of the week to D.  CancelRefused only when neither could be done
+    (the daily edition's reason, or the weekly one's when only that one had a batch)."""
+    done, refused = [], []
+    for weekly in (False, True):
+        if weekly and not ledger.batch_of(open_store(settings.database_url), edition_key(day, True)):
+            break
+        try:
+            done.append(run(settings, day, action, weekly=weekly))
+        except CancelRefused as e:
+            refused.append(e)
+    if not done:
+        raise refused[-1]
+    return done
+
+
+def run(settings: Settings, day: date, action: str = "cancel", weekly: bool = False) -> Cancelled:
+    """Cancel, pause or resume the edition's scheduled sends (`weekly`: the weekly edition's);
+    CancelRefused when there is nothing to do, FatalTransportError when SendGrid refuses or
+    cannot be reached."""
     if action not in ACTIONS:
         raise ConfigError(f"unknown action {action!r} (one of {', '.join(ACTIONS)})")
     check_ready(settings)
     engine = open_store(settings.database_url)
-    the_day = day.isoformat()
+    the_day = edition_key(day, weekly)
     batch_id = ledger.batch_of(engine, the_day)
     if not batch_id:
         raise CancelRefused(f"the edition of {the_day} has no SendGrid batch: its real send has not started, so "

@@ -63,6 +63,13 @@ class Retry(str, Enum):
     unknown = "unknown"
 
 
+class WhichEdition(str, Enum):
+    """`--edition`: the daily edition of D, the weekly edition of the week to D, or both."""
+    daily = "daily"
+    weekly = "weekly"
+    both = "both"
+
+
 # -- plumbing ---------------------------------------------------------------------------
 
 class _State:
@@ -547,6 +554,7 @@ def preview(
                                            help="A set of sections, or all: the whole edition."),
     fmt: Format = typer.Option(Format.html, "--format", help="html, text or eml."),
     out: Optional[Path] = typer.Option(None, "--out", metavar="FILE", help="Default: stdout."),
+    weekly: bool = typer.Option(False, "--weekly", help="The weekly digest of the week to --date instead."),
 ):
     """Show exactly what a subscriber (or a set of sections) would get.
 
@@ -559,7 +567,8 @@ def preview(
     try:
         shown = previewing.preview(state.engine(), state.settings, parse_day(day),
                                    link_signer(state.settings, real=False, notify=note),
-                                   subscriber=subscriber, sections=parse_digest_sections(sections), fmt=fmt.value)
+                                   subscriber=subscriber, sections=parse_digest_sections(sections), fmt=fmt.value,
+                                   weekly=weekly)
     except previewing.PreviewError as e:
         fail(str(e), 1)
     for n in shown.notes:
@@ -600,6 +609,9 @@ def send(
                                              help="With --test-to: this subscriber's digest (links lead nowhere)."),
     sections: Optional[str] = typer.Option(None, "--sections", metavar="a,b|all",
                                            help="With --test-to: the digest of these sections (default: all)."),
+    edition: WhichEdition = typer.Option(WhichEdition.both, "--edition",
+                                         help="daily, weekly, or both (the default: the weekly edition "
+                                              "too when anyone reads weekly)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Send the day's digest to every subscriber (safe to rerun: never sends twice);
@@ -620,14 +632,18 @@ def send(
     mode = "dry-run" if dry_run else "sandbox" if sandbox else "send"
     try:
         with _progress() as progress:
-            summary = dispatch.run(state.settings, the_day, mode=mode, retry=retry.value if retry else None,
-                                   refreeze=refreeze, workers=workers, sample=sample, outbox=outbox,
-                                   notify=note, progress=progress.advance, on_plan=progress.start,
-                                   log=progress.log, yes=yes)
+            summaries = dispatch.run_editions(
+                state.settings, the_day, edition.value, mode=mode, retry=retry.value if retry else None,
+                refreeze=refreeze, workers=workers, sample=sample, outbox=outbox, notify=note,
+                progress=progress.advance, on_plan=progress.start, log=progress.log, yes=yes)
     except (ConfigError, StoreError) as e:
         fail(str(e), 2)
-    _report_send(summary, as_json)
-    raise typer.Exit(summary.exit_code)
+    if as_json:  # one object, as before; the weekly run's summary under "weekly" when both ran
+        found = [s.to_dict() for s in summaries]
+        emit_json({**found[0], "weekly": found[1]} if len(found) > 1 else found[0])
+    for summary in summaries:
+        _report_send(summary, as_json=False, quiet=as_json)
+    raise typer.Exit(max(s.exit_code for s in summaries))
 
 
 def _test_send(the_day: date, test_to: str, subscriber: Optional[str], sections: Optional[str], as_json: bool,
@@ -690,9 +706,11 @@ class _progress:
             self.bar.__exit__(*exc)
 
 
-def _report_send(s, as_json: bool) -> None:
+def _report_send(s, as_json: bool, quiet: bool = False) -> None:
+    """The summary's notes on stderr, and its line on stdout (`quiet`: notes only, the JSON is out)."""
     if as_json:
         emit_json(s.to_dict())
+    as_json = as_json or quiet
     for n in s.notes:
         note(f"note: {n}")
     for w in s.warnings:
@@ -779,35 +797,50 @@ def cancel(
         fail("give at most one of --pause or --resume", 2)
     action = "pause" if pause else "resume" if resume else "cancel"
     try:
-        done = cancelling.run(state.settings, parse_day(day), action)
+        done = cancelling.run_editions(state.settings, parse_day(day), action)
     except (ConfigError, StoreError) as e:
         fail(str(e), 2)
     except cancelling.CancelRefused as e:
         fail(str(e), 1)
     except FatalTransportError as e:
         fail(str(e), e.exit_code)
-    typer.echo(done.line())
+    for one in done:
+        typer.echo(one.line())
 
 
 @app.command()
 def status(
     day: Optional[str] = typer.Option(None, "--date", metavar="YYYY-MM-DD", help="Default: today."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    edition: WhichEdition = typer.Option(WhichEdition.both, "--edition",
+                                         help="daily, weekly, or both (the default: the weekly edition "
+                                              "too once its send has started)."),
 ):
     """Show the ledger of an edition: counts, and every failed or unknown recipient.
 
     Example: digest status --date 2026-11-25 --json
     """
-    from digest.deliver import ledger
+    from digest.edition import is_frozen
     from digest.sending import status as edition_status
     engine = state.engine()
     when = parse_day(day)
-    the_day = when.isoformat()
-    found = edition_status(engine, when)
+    shown = []
+    if edition != WhichEdition.weekly:
+        shown.append(edition_status(engine, when))
+    if edition == WhichEdition.weekly or (edition == WhichEdition.both and is_frozen(engine, when, weekly=True)):
+        shown.append(edition_status(engine, when, weekly=True))
+    if as_json:  # one object, as before; the weekly edition's under "weekly" when both are shown
+        emit_json({**shown[0].report, "weekly": shown[1].report} if len(shown) > 1 else shown[0].report)
+    for found in shown:
+        _report_status(found, as_json)
+    raise typer.Exit(max(found.exit_code for found in shown))
+
+
+def _report_status(found, as_json: bool) -> None:
+    from digest.deliver import ledger
     report = found.report
-    if as_json:
-        emit_json(report)
-    else:
+    the_day = report["date"]
+    if not as_json:
         c = report["counts"]
         typer.echo(f"{the_day}: " + ", ".join(f"{c.get(k, 0)} {k}" for k in ledger.STATUSES)
                    + (f" ({report['scheduled']} of them scheduled)" if report.get("scheduled") else "")
@@ -822,7 +855,6 @@ def status(
             typer.echo(f"  in flight: {f['rows']} at sender {f['sender']} (lease until {f['lease_until']} UTC)")
     if not found.frozen:
         note(f"the edition of {the_day} has not been sent (no ledger yet)")
-    raise typer.Exit(found.exit_code)
 
 
 @app.command()

@@ -74,6 +74,7 @@ class Settings:
     sections: tuple[str, ...] = SECTIONS
     default_sections: tuple[str, ...] = SECTIONS
     per_section: int = 3
+    weekly_per_section: int = 5  # the weekly digest's stories per section (a week holds more)
     timezone: str = "UTC"
     # Readers who chose no time of their own get the digest at this hour of `timezone`,
     # and a weekly digest on this weekday (0 = Monday; digest.toml says "monday").
@@ -170,7 +171,7 @@ _FILE_KEYS = {
     "name", "from_email", "from_name", "reply_to", "lang", "site_url", "sections",
     "default_sections", "per_section", "timezone", "delivery_hour", "weekly_weekday", "database_url", "base_url",
     "outbox", "signup_delivery", "list_id", "feedback_id", "postal_address", "send_lead_only",
-    "archive",
+    "archive", "weekly_per_section",
 }
 _SENDGRID_KEYS = {"host", "timeout", "categories", "asm_group_id", "max_attempts", "retry_base_delay",
                   "concurrency"}
@@ -537,6 +538,7 @@ _CHECKS: tuple[Check, ...] = (
     _check_default_sections,
     # More than 6 a section on a busy day cannot fit Gmail's 102 KB, even compact.
     _whole_number("per_section", 1, 6),
+    _whole_number("weekly_per_section", 1, 6),
     _check_timezone,
     _whole_number("delivery_hour", 0, 23, why=" (the reader's local hour, 7 = 07:00)"),
     _check_weekly_weekday,

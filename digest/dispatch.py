@@ -24,6 +24,7 @@ from digest.config import ConfigError, Settings
 from digest.deliver.outbox import OutboxTransport
 from digest.deliver.sendgrid import SendGridTransport, check_ready
 from digest.edition import is_frozen
+from digest.select import edition_key
 from digest.senders import log_to_stderr, send_with_workers
 from digest.sending import Summary
 from digest.store import open_store
@@ -31,6 +32,8 @@ from digest.testsend import TestSend, send_test
 from digest.tokens import link_signer
 
 MODES = ("dry-run", "sandbox", "send")
+# `digest send --edition`: both (the default) sends the daily edition, then the weekly one.
+EDITIONS = ("daily", "weekly", "both")
 
 
 class SendOptionsError(ConfigError):
@@ -60,13 +63,13 @@ def check_options(mode: str, *, retry: str | None = None, refreeze: bool = False
         raise SendOptionsError("--workers goes with a real send (a dry run or sandbox run is one process)")
 
 
-def check_fresh(engine: Engine, settings: Settings, day: date) -> None:
+def check_fresh(engine: Engine, settings: Settings, day: date, weekly: bool = False) -> None:
     """SendOptionsError when a real send would *start* the edition of a day other than today
     or yesterday in the newsletter's time zone: a typo in --date, or a cron line left
     behind, must not mail a week-old "Good morning".  An edition already started is a
     retry, and goes on."""
     today = settings.today()
-    if day in (today, today - timedelta(days=1)) or is_frozen(engine, day):
+    if day in (today, today - timedelta(days=1)) or is_frozen(engine, day, weekly):
         return
     ago = (today - day).days
     when = f"{ago} days old" if ago > 0 else f"{-ago} day{'s' if ago < -1 else ''} ahead"
@@ -74,11 +77,39 @@ def check_fresh(engine: Engine, settings: Settings, day: date) -> None:
                            "send has not started: add --yes to start it anyway")
 
 
+def run_editions(settings: Settings, day: date, edition: str = "both", **options) -> list[Summary]:
+    """`digest send`: the daily edition of `day`, then the weekly one (`edition`: which;
+    "both" runs the weekly edition only when the store has weekly readers at all, so a
+    newsletter without any makes no weekly edition).  One Summary per edition run; the
+    options are run's, for each."""
+    if edition not in EDITIONS:
+        raise SendOptionsError(f"unknown edition {edition!r} (one of {', '.join(EDITIONS)})")
+    done = []
+    if edition in ("daily", "both"):
+        done.append(run(settings, day, **options))
+        if done[0].fatal:  # the key refused, SendGrid unreachable: the weekly run would fail alike
+            return done
+    if edition == "weekly" or (edition == "both" and has_weekly_readers(settings)):
+        done.append(run(settings, day, weekly=True, **options))
+    return done
+
+
+def has_weekly_readers(settings: Settings) -> bool:
+    """Whether any active reader chose the weekly digest (on any weekday)."""
+    from sqlalchemy import select
+
+    from digest.store import subscribers
+    engine = open_store(settings.database_url)
+    with engine.connect() as conn:
+        q = select(subscribers.c.id).where(subscribers.c.status == "active", subscribers.c.cadence == "weekly")
+        return conn.execute(q.limit(1)).first() is not None
+
+
 def run(settings: Settings, day: date, *, mode: str = "send", retry: str | None = None, refreeze: bool = False,
         workers: int = 1, sample: int | None = None, outbox: Path | str | None = None,
         notify: Callable[[str], None] = _quiet, progress: Callable[[int], None] | None = None,
         on_plan: Callable[[int], None] | None = None, log: Callable[[str], None] | None = None,
-        yes: bool = False) -> Summary:
+        yes: bool = False, weekly: bool = False) -> Summary:
     """Run the send of the edition of `day` in `mode`; its Summary (whose exit_code is the run's).
 
     ConfigError (a SendOptionsError among them) or StoreError when nothing could be done:
@@ -87,10 +118,11 @@ def run(settings: Settings, day: date, *, mode: str = "send", retry: str | None 
     before the run (a throwaway signing key, links nobody can reach); `progress`,
     `on_plan` and `log` (a transport's retries) follow a real or sandbox run.  `yes`: start
     the real send of an edition other than today's or yesterday's (see check_fresh).
+    `weekly`: the weekly edition of the week to `day` (digest.select.edition_key) instead.
     """
     check_options(mode, retry=retry, refreeze=refreeze, workers=workers, sample=sample, outbox=outbox)
     if mode == "dry-run":
-        return _dry_run(settings, day, sample, Path(outbox) if outbox else None, notify)
+        return _dry_run(settings, day, sample, Path(outbox) if outbox else None, notify, weekly)
     check_ready(settings)
     signer = link_signer(settings, real=True, notify=notify)
     if not settings.base_url:
@@ -98,27 +130,33 @@ def run(settings: Settings, day: date, *, mode: str = "send", retry: str | None 
                f"point at {settings.links_base}, which your subscribers cannot reach")
     engine = open_store(settings.database_url)
     if mode == "send" and not yes:
-        check_fresh(engine, settings, day)
+        check_fresh(engine, settings, day, weekly)
     if mode == "sandbox":
         transport = SendGridTransport(settings, sandbox=True, log=log)
-        return sending.rehearse(engine, settings, day, transport, signer, mode="sandbox", progress=progress)
+        return sending.rehearse(engine, settings, day, transport, signer, mode="sandbox", progress=progress,
+                                weekly=weekly)
     if workers > 1:
         return send_with_workers(engine, settings, day, workers,
                                  partial(SendGridTransport, settings, log=log_to_stderr),
-                                 retry=retry, refreeze=refreeze, progress=progress, on_plan=on_plan)
+                                 retry=retry, refreeze=refreeze, progress=progress, on_plan=on_plan,
+                                 weekly=weekly)
     return sending.send(engine, settings, day, SendGridTransport(settings, log=log), signer,
-                        retry=retry, refreeze=refreeze, progress=progress, on_plan=on_plan)
+                        retry=retry, refreeze=refreeze, progress=progress, on_plan=on_plan, weekly=weekly)
 
 
 def _dry_run(settings: Settings, day: date, sample: int | None, outbox: Path | None,
-             notify: Callable[[str], None]) -> Summary:
-    folder = outbox or Path(settings.outbox) / day.isoformat()
+             notify: Callable[[str], None], weekly: bool = False) -> Summary:
+    # The weekly edition's files go apart from the daily ones (an outbox folder is emptied
+    # of its earlier run's files): outbox/weekly-<date>/, or DIR/weekly/ with --outbox DIR.
+    folder = outbox or Path(settings.outbox) / edition_key(day, weekly)
+    if weekly and outbox:
+        folder = outbox / "weekly"
     transport = OutboxTransport(folder, settings)
     try:
         transport.prepare()
         engine = open_store(settings.database_url)
         summary = sending.rehearse(engine, settings, day, transport,
-                                   link_signer(settings, real=False, notify=notify), sample=sample)
+                                   link_signer(settings, real=False, notify=notify), sample=sample, weekly=weekly)
     except OSError as e:
         raise ConfigError(f"outbox {folder}: {e.strerror or e}") from None
     summary.outbox = str(folder)

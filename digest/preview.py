@@ -57,10 +57,10 @@ def chosen_sections(sections, settings: Settings) -> tuple[str, ...]:
 
 
 def prepare(engine: Engine, settings: Settings, day: date, signer: Signer, *, subscriber: str | None = None,
-            sections=None) -> Previewed:
+            sections=None, weekly: bool = False) -> Previewed:
     """The digest of `subscriber` (their sections and name) or of `sections`, rendered
-    once; PreviewError when there is none to show."""
-    edition = load_edition(engine, day, settings)
+    once (`weekly`: the weekly digest of the week to `day`); PreviewError when there is none to show."""
+    edition = load_edition(engine, day, settings, weekly)
     notes = []
     who: tuple[int, str] | None = None
     if subscriber:
@@ -76,7 +76,7 @@ def prepare(engine: Engine, settings: Settings, day: date, signer: Signer, *, su
     mask = resolved_mask(section_mask(chosen or ()), settings)
     digest = planner.digest(mask)
     if digest.is_empty:
-        raise PreviewError(f"no stories for {', '.join(digest.followed)} on {day.isoformat()}: "
+        raise PreviewError(f"no stories for {', '.join(digest.followed)} in {edition.key}: "
                            "this digest would not be sent")
     if not planner.sent(digest):
         notes.append(f"no story for {', '.join(digest.followed)} besides the lead, and send_lead_only "
@@ -89,9 +89,9 @@ def prepare(engine: Engine, settings: Settings, day: date, signer: Signer, *, su
 
 
 def preview(engine: Engine, settings: Settings, day: date, signer: Signer, *, subscriber: str | None = None,
-            sections=None, fmt: str = "html") -> Preview:
-    """`sections` may be ALL: the whole edition."""
-    shown = prepare(engine, settings, day, signer, subscriber=subscriber, sections=sections)
+            sections=None, fmt: str = "html", weekly: bool = False) -> Preview:
+    """`sections` may be ALL: the whole edition; `weekly`: the weekly digest of the week to `day`."""
+    shown = prepare(engine, settings, day, signer, subscriber=subscriber, sections=sections, weekly=weekly)
     sid, email = shown.subscriber or (NOBODY_ID, NOBODY_EMAIL)
     recipient = shown.planner.recipient(sid, email, shown.name)
     message = personalize(shown.rendered, recipient.substitutions)

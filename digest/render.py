@@ -33,7 +33,7 @@ from premailer import Premailer
 
 from digest.articles import Article, shorten
 from digest.config import Settings
-from digest.select import Digest, Edition, lead_story
+from digest.select import LEADS, Digest, Edition, lead_story
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"  # digest.templates: the templates/ folder
 
@@ -118,7 +118,7 @@ def personalize(rendered: Rendered, substitutions: dict[str, str]) -> Rendered:
 
 
 def section_title(name: str) -> str:
-    return name.capitalize()
+    return "This week\u2019s lead stories" if name == LEADS else name.capitalize()
 
 
 @dataclass(frozen=True)
@@ -205,7 +205,7 @@ class EditionRenderer:
         self.renderer = renderer
         self.settings = renderer.settings
         self.edition = edition
-        self.lead = lead_story(edition.articles)
+        self.lead = None if edition.weekly else lead_story(edition.articles)  # weekly: a block of leads
         self._index = {a.id: i for i, a in enumerate(edition.articles)}
         self._parts: dict[str, str] | None = None
         self._broken: dict[str, str] = {}  # part name -> why it could not be rendered
@@ -218,9 +218,11 @@ class EditionRenderer:
 
     def base_context(self) -> dict:
         s, day = self.settings, self.edition.date
+        date_long = f"{day:%A} {day.day} {day:%B %Y}"
         return {"name": s.name, "lang": s.lang, "site_url": s.site_url, "links_base": s.links_base,
-                "day": day.isoformat(),
-                "date_long": f"{day:%A} {day.day} {day:%B %Y}", "lead": self.lead, "blocks": (),
+                "day": day.isoformat(), "weekly": self.edition.weekly,
+                "date_long": f"The week to {date_long}" if self.edition.weekly else date_long,
+                "lead": self.lead, "blocks": (),
                 "postal_address": s.postal_address, "preheader_filler": PREHEADER_FILLER,
                 "lead_image": LEAD_IMAGE, "thumb": THUMB, "contents": self.catalog_contents(),
                 "t": TOKENS, "s": SLOTS}
@@ -228,11 +230,17 @@ class EditionRenderer:
     def catalog_contents(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
         """The contents line's items for the catalog: each section first (0) and later (1)."""
         names = {n for a in self.edition.articles if a is not self.lead for n in a.sections}
-        return tuple((n, (0, 1)) for n in self.settings.sections if n in names)
+        leads = ((LEADS, (0, 1)),) if self.edition.leads else ()
+        return leads + tuple((n, (0, 1)) for n in self.settings.sections if n in names)
 
     def catalog_blocks(self, only: str | None = None) -> tuple[Block, ...]:
         """Every offered section with stories, holding every variant of each of its stories."""
         blocks = []
+        if self.edition.leads and only in (None, LEADS):  # weekly: the week's leads, one block first
+            blocks.append(Block(LEADS, tuple(
+                Variant(variant_key(self._index[a.id], last, compact), a, last, compact)
+                for a in self.edition.leads
+                for last in (False, True) for compact in (False, True))))
         for name in self.settings.sections:
             if only and name != only:
                 continue
@@ -463,6 +471,8 @@ def reason(e: Exception) -> str:
 # -- per-digest words ------------------------------------------------------------------------
 
 def digest_values(digest: Digest, settings: Settings) -> dict[str, str]:
+    if digest.weekly:
+        return weekly_values(digest, settings)
     day = digest.date
     lead = digest.featured or (digest.stories[0] if digest.stories else None)
     subject = f"{settings.name}, {day:%a} {day.day} {day:%b}"
@@ -470,6 +480,34 @@ def digest_values(digest: Digest, settings: Settings) -> dict[str, str]:
         subject += f": {shorten(lead.title, 90)}"
     return {"subject": subject, "preheader": preheader(digest), "intro": intro_line(digest, settings),
             "reason": reason_line(digest, settings), "mask": str(digest.mask)}
+
+
+def weekly_values(digest: Digest, settings: Settings) -> dict[str, str]:
+    """The weekly digest's words: its own subject ("… — the week to Wednesday 25 November"),
+    preheader and intro ("This week's lead stories, then …")."""
+    day = digest.date
+    subject = f"{settings.name} \u2014 the week to {day:%A} {day.day} {day:%B}"
+    blocks = [b for b in digest.sections if b.name != LEADS]
+    leads = next((b.stories for b in digest.sections if b.name == LEADS), ())
+    stories = digest.stories
+    first = stories[0] if stories else None
+    head = (first.question or first.teaser or first.title) if first else ""
+    titles = [section_title(b.name) for b in blocks]
+    more = f" Also this week: {', '.join(titles[:4])}" + (f" and {len(titles) - 4} more." if len(titles) > 4 else ".")
+    n = sum(len(b.stories) for b in blocks)
+    where = ""
+    if titles:
+        where = f" across {len(titles)} sections" if len(titles) > 4 else " from " + and_list(titles)
+    if leads:
+        intro = f"This week\u2019s lead stories, then {n} more{where}." if n else "This week\u2019s lead stories."
+    else:
+        intro = f"Here are this week\u2019s {n} stor{'y' if n == 1 else 'ies'}{where}."
+    if digest.defaulted:
+        intro = f"None of your sections is offered any more, so you get " \
+                f"{followed_phrase(digest.followed, settings)}. {intro}"
+    return {"subject": subject, "preheader": shorten(head + (more if titles else ""), 140) if head else "",
+            "intro": intro, "reason": reason_line(digest, settings).replace(
+                f"receive {settings.name}", f"receive {settings.name} weekly", 1), "mask": str(digest.mask)}
 
 
 def preheader(digest: Digest) -> str:

@@ -16,6 +16,16 @@ from digest.config import SECTIONS, Settings, mask_sections, section_mask
 # subscriber chose sections, none of them is offered any more, so they get the defaults.
 # Their digest says so, so it is a digest of its own (rows are grouped by mask).
 DEFAULTED = 1 << len(SECTIONS)
+# The weekly digest's first block: the week's lead stories (each day's lead, newest first),
+# shown to every weekly reader whatever their sections, like the daily lead story.
+LEADS = "leads"
+WEEKLY_PREFIX = "weekly-"
+
+
+def edition_key(day: date, weekly: bool = False) -> str:
+    """The edition's key in the store (editions.date, ledger.edition, SendGrid's custom arg):
+    the day (2026-11-25) for the daily edition, weekly-2026-11-25 for the week to that day."""
+    return f"{WEEKLY_PREFIX}{day.isoformat()}" if weekly else day.isoformat()
 
 
 @dataclass(frozen=True)
@@ -24,6 +34,12 @@ class Edition:
     date: date
     articles: tuple[Article, ...]
     frozen: bool = False
+    weekly: bool = False  # the week to `date`: its seven days' stories, `leads` first
+    leads: tuple[Article, ...] = ()  # weekly: each day's lead story, newest day first
+
+    @property
+    def key(self) -> str:
+        return edition_key(self.date, self.weekly)
 
 
 @dataclass(frozen=True)
@@ -40,10 +56,13 @@ class Digest:
     sections: tuple[SectionBlock, ...]
     followed: tuple[str, ...]  # the sections this digest was selected for
     defaulted: bool = False  # `followed` are the defaults: none of the chosen sections is offered
+    weekly: bool = False  # the weekly digest: its first block (LEADS) holds the week's lead stories
 
     @property
     def lead_only(self) -> bool:
-        """Only the lead story: none of the followed sections has a story today."""
+        """Only the lead story (or, weekly, the week's leads): none of the followed sections has a story."""
+        if self.weekly:
+            return bool(self.sections) and all(b.name == LEADS for b in self.sections)
         return self.featured is not None and not self.sections
 
     @property
@@ -63,7 +82,7 @@ class Digest:
     @property
     def key(self) -> tuple:
         """Equal keys mean identical content: the unit of render caching and batching."""
-        return (self.date.isoformat(), self.featured.id if self.featured else None,
+        return (self.date.isoformat(), self.weekly, self.featured.id if self.featured else None,
                 tuple((b.name, tuple(a.id for a in b.stories)) for b in self.sections), self.followed,
                 self.defaulted)
 
@@ -105,6 +124,11 @@ def story_mask(edition: Edition, lead_counts: bool = True) -> int | None:
     With `lead_counts` false (settings.send_lead_only off), the sections with a story
     besides the lead: a digest outside them would hold the lead story only.
     """
+    if edition.weekly:
+        if edition.leads and lead_counts:
+            return None
+        leads = {a.id for a in edition.leads}
+        return section_mask({s for a in edition.articles if a.id not in leads for s in a.sections})
     lead = lead_story(edition.articles)
     if lead and lead_counts:
         return None
@@ -120,6 +144,8 @@ def digest_for_mask(edition: Edition, mask: int, settings: Settings) -> Digest:
 def select_digest(edition: Edition, sections, settings: Settings) -> Digest:
     fallback = defaulted(sections, settings)
     sections = subscriber_sections(sections, settings)
+    if edition.weekly:
+        return _weekly_digest(edition, sections, settings, fallback)
     lead = lead_story(edition.articles)
     by_section: dict[str, list[Article]] = {s: [] for s in sections}
     for article in edition.articles:
@@ -134,3 +160,29 @@ def select_digest(edition: Edition, sections, settings: Settings) -> Digest:
         for name, stories in by_section.items() if stories
     )
     return Digest(date=edition.date, featured=lead, sections=blocks, followed=sections, defaulted=fallback)
+
+
+def week_leads(articles, tz) -> tuple[Article, ...]:
+    """Each day's lead story among a week's `articles` (days in the newsletter's zone `tz`),
+    newest day first: recomputed from the stories, so a frozen week needs no extra column."""
+    by_day: dict[date, list[Article]] = {}
+    for a in articles:
+        by_day.setdefault(a.published.astimezone(tz).date(), []).append(a)
+    found = (lead_story(by_day[d]) for d in sorted(by_day, reverse=True))
+    return tuple(a for a in found if a is not None)
+
+
+def _weekly_digest(edition: Edition, sections: tuple[str, ...], settings: Settings, fallback: bool) -> Digest:
+    """The week's leads first (for everyone), then the week's other stories in the reader's
+    sections, by priority then time, at most `weekly_per_section` each."""
+    leads = {a.id for a in edition.leads}
+    by_section: dict[str, list[Article]] = {s: [] for s in sections}
+    for article in edition.articles:
+        home = next((s for s in sections if s in article.sections), None)
+        if home and article.id not in leads:
+            by_section[home].append(article)
+    blocks = ((SectionBlock(LEADS, edition.leads),) if edition.leads else ()) + tuple(
+        SectionBlock(name, tuple(sorted(stories, key=story_order)[: settings.weekly_per_section]))
+        for name, stories in by_section.items() if stories)
+    return Digest(date=edition.date, featured=None, sections=blocks, followed=sections, defaulted=fallback,
+                  weekly=True)

@@ -26,6 +26,7 @@ from digest.deliver import ledger
 from digest.deliver.lease import end_dead_leases
 from digest.deliver.transport import Transport
 from digest.edition import load_edition
+from digest.select import edition_key
 from digest.sending import Summary, finish, prepare, send_rest, wait_for_other_senders
 from digest.store import open_store
 from digest.tokens import Signer
@@ -39,11 +40,12 @@ def log_to_stderr(message: str) -> None:
 def send_with_workers(engine: Engine, settings: Settings, day: date, workers: int,
                       make_transport: Callable[[], Transport], retry: str | None = None,
                       refreeze: bool = False, progress: Callable[[int], None] | None = None,
-                      on_plan: Callable[[int], None] | None = None, poll: float = 0.5) -> Summary:
+                      on_plan: Callable[[int], None] | None = None, poll: float = 0.5,
+                      weekly: bool = False) -> Summary:
     """Send the edition of `day` with `workers` processes; `make_transport` builds each
     worker's transport in that worker (so it must pickle: a class and its arguments)."""
     edition, summary = prepare(engine, settings, day, retry, refreeze,
-                               getattr(make_transport(), "new_batch", None))
+                               getattr(make_transport(), "new_batch", None), weekly=weekly)
     if edition is None:
         return summary
     summary.workers = workers
@@ -52,7 +54,7 @@ def send_with_workers(engine: Engine, settings: Settings, day: date, workers: in
         on_plan(pending)
     context = mp.get_context("spawn")  # a fresh interpreter: no inherited connections or threads
     results = context.Queue()
-    procs = [context.Process(target=_worker, args=(settings, day, make_transport, results),
+    procs = [context.Process(target=_worker, args=(settings, day, make_transport, results, weekly),
                              name=f"sender {i + 1}") for i in range(workers)]
     for p in procs:
         p.start()
@@ -110,13 +112,14 @@ def _merge(summary: Summary, report: Summary) -> None:
         summary.fatal, summary.fatal_code = report.fatal, report.fatal_code
 
 
-def _worker(settings: Settings, day: date, make_transport: Callable[[], Transport], results) -> None:
+def _worker(settings: Settings, day: date, make_transport: Callable[[], Transport], results,
+            weekly: bool = False) -> None:
     """One sender process: the frozen edition, claimed chunk by chunk, until none is left."""
     name = mp.current_process().name
-    summary = Summary(date=day.isoformat(), mode="send")
+    summary = Summary(date=edition_key(day, weekly), mode="send", edition="weekly" if weekly else "daily")
     try:
         engine = open_store(settings.database_url, upgrade=False)
-        edition = load_edition(engine, day, settings)
+        edition = load_edition(engine, day, settings, weekly)
         summary.stories = len(edition.articles)
         send_rest(engine, settings, edition, make_transport(), Signer(settings.secret_key), summary)
     except Exception as e:  # noqa: BLE001 - reported by the parent, whatever it was

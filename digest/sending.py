@@ -31,7 +31,7 @@ from digest.edition import freeze, is_frozen, load_edition
 from digest.edition import refreeze as refreeze_edition
 from digest.message import shared_headers
 from digest.render import Rendered, Renderer, RenderError
-from digest.select import Digest, Edition, digest_for_mask, resolved_mask
+from digest.select import Digest, Edition, digest_for_mask, edition_key, resolved_mask
 from digest.store import subscribers
 from digest.tokens import Signer
 
@@ -40,8 +40,9 @@ CHUNK = ledger.CHUNK
 
 @dataclass
 class Summary:
-    date: str
+    date: str  # the edition's key: the day (2026-11-25), or weekly-2026-11-25 for the weekly edition
     mode: str  # "dry-run" | "sandbox" | "send"
+    edition: str = "daily"  # "daily" | "weekly"
     recipients: int = 0        # people handed to the transport in this run
     delivered: int = 0         # accepted by SendGrid (or .eml written) in this run
     skipped_empty: int = 0     # active subscribers whose digest would be empty
@@ -107,7 +108,7 @@ class Planner:
         self.settings = settings
         self.renderer = renderer or Renderer(settings)
         self.rendering = self.renderer.edition(edition)
-        self.builder = Builder(signer, settings.links_base, edition.date.isoformat(), shared_headers(settings))
+        self.builder = Builder(signer, settings.links_base, edition.key, shared_headers(settings))
         self.headers, self.custom_args = self.builder.headers, self.builder.custom_args
         self.batch_id: str | None = None  # the edition's SendGrid batch, when it has one
         self._digests: dict[int, Digest] = {}
@@ -147,25 +148,31 @@ class EditionStatus:
         return 0 if self.frozen and ledger.all_sent(self.report["counts"]) else 1
 
 
-def status(engine: Engine, day: date) -> EditionStatus:
-    """The ledger of the edition of `day` (ending the leases of this host's dead senders first)."""
-    return EditionStatus(ledger_report(engine, day.isoformat()), is_frozen(engine, day))
+def status(engine: Engine, day: date, weekly: bool = False) -> EditionStatus:
+    """The ledger of the edition of `day` (`weekly`: the weekly edition of the week to `day`),
+    ending the leases of this host's dead senders first."""
+    return EditionStatus(ledger_report(engine, edition_key(day, weekly)), is_frozen(engine, day, weekly))
+
+
+def _kind(weekly: bool) -> str:
+    return "weekly" if weekly else "daily"
 
 
 # -- the real send ----------------------------------------------------------------------------
 
 def send(engine: Engine, settings: Settings, day: date, transport: Transport, signer: Signer,
          retry: str | None = None, progress: Callable[[int], None] | None = None,
-         on_plan: Callable[[int], None] | None = None, refreeze: bool = False) -> Summary:
-    """Deliver the edition of `day` to every pending ledger row due within SendGrid's 72
-    hours; safe to rerun at any time, and to run on several hosts at once (each claims
-    chunks of its own; see `lease`).
+         on_plan: Callable[[int], None] | None = None, refreeze: bool = False, weekly: bool = False) -> Summary:
+    """Deliver the edition of `day` (`weekly`: the weekly edition of the week to `day`) to
+    every pending ledger row due within SendGrid's 72 hours; safe to rerun at any time, and
+    to run on several hosts at once (each claims chunks of its own; see `lease`).
 
     `refreeze`: an edition already frozen takes the day's stories as stored now (see
     digest.edition.refreeze); rows already sent are untouched.  A transport that can make
     SendGrid batches (`new_batch`) gives the edition one, which every request carries.
     """
-    edition, summary = prepare(engine, settings, day, retry, refreeze, getattr(transport, "new_batch", None))
+    edition, summary = prepare(engine, settings, day, retry, refreeze, getattr(transport, "new_batch", None),
+                               weekly=weekly)
     if edition is None:
         return summary
     if on_plan:
@@ -202,7 +209,8 @@ def send_warnings(settings: Settings) -> list[str]:
 
 
 def prepare(engine: Engine, settings: Settings, day: date, retry: str | None = None,
-            refreeze: bool = False, new_batch: Callable[[], str] | None = None) -> tuple[Edition | None, Summary]:
+            refreeze: bool = False, new_batch: Callable[[], str] | None = None,
+            weekly: bool = False) -> tuple[Edition | None, Summary]:
     """What a send does once, before any sender claims: refreeze, freeze, requeue, and the
     edition's SendGrid batch id (`new_batch` makes one; the first stored stays).
 
@@ -211,13 +219,13 @@ def prepare(engine: Engine, settings: Settings, day: date, retry: str | None = N
     """
     notes = []
     if refreeze:
-        n = refreeze_edition(engine, day, settings)
-        notes.append(f"the frozen edition now holds the {n} stories stored for {day.isoformat()}; "
+        n = refreeze_edition(engine, day, settings, weekly)
+        notes.append(f"the frozen edition now holds the {n} stories stored for {edition_key(day, weekly)}; "
                      "rows already sent are not sent again" if n is not None
                      else "--refreeze: the edition was not frozen yet; it is frozen now")
-    edition = load_edition(engine, day, settings)
-    summary = Summary(date=day.isoformat(), mode="send", stories=len(edition.articles), notes=notes,
-                      warnings=send_warnings(settings))
+    edition = load_edition(engine, day, settings, weekly)
+    summary = Summary(date=edition.key, mode="send", edition=_kind(weekly), stories=len(edition.articles),
+                      notes=notes, warnings=send_warnings(settings))
     if not edition.articles:
         summary.counts = ledger.counts(engine, summary.date)
         return None, summary
@@ -231,10 +239,6 @@ def prepare(engine: Engine, settings: Settings, day: date, retry: str | None = N
         else:
             summary.skipped_empty = frozen.skipped_empty
             summary.skipped_lead_only = frozen.skipped_lead_only
-            weekly = ledger.weekly_readers(engine)
-            if weekly:  # said, not silently dropped: their weekly digest is not built yet
-                summary.notes.append(f"{weekly} active weekly reader(s) are not in the daily edition "
-                                     "(this version does not send the weekly digest yet)")
     if retry:
         end_dead_leases(engine, summary.date)  # a run killed on this host: its rows are retried too
         n = ledger.requeue(engine, summary.date, retry)
@@ -244,7 +248,8 @@ def prepare(engine: Engine, settings: Settings, day: date, retry: str | None = N
             if busy:
                 summary.notes.append(f"{busy} unknown recipient(s) are in flight at a live sender: not retried")
     summary.withdrawn += ledger.withdraw_departed(engine, summary.date)
-    if new_batch is not None:
+    if new_batch is not None and (not weekly or ledger.pending(engine, summary.date)):
+        # (A weekly edition nobody is due for today needs no SendGrid batch.)
         try:
             summary.batch_id = ledger.edition_batch(engine, summary.date, new_batch)
         except FatalTransportError as e:
@@ -408,19 +413,19 @@ def active_chunks(engine: Engine, size: int = CHUNK,
 
 def rehearse(engine: Engine, settings: Settings, day: date, transport: Transport, signer: Signer,
              mode: str = "dry-run", progress: Callable[[int], None] | None = None,
-             sample: int | None = None) -> Summary:
+             sample: int | None = None, weekly: bool = False) -> Summary:
     """Everything but the ledger: build every recipient's message, hand them to `transport`.
 
     With `sample`, every recipient is still built (and every request body encoded and
     checked against SendGrid's limits), but only about `sample` of them, spread evenly
     over the distinct digests, are handed to the transport.
     """
-    edition = load_edition(engine, day, settings)
-    summary = Summary(date=day.isoformat(), mode=mode, stories=len(edition.articles), sample=sample,
+    edition = load_edition(engine, day, settings, weekly)
+    summary = Summary(date=edition.key, mode=mode, edition=_kind(weekly), stories=len(edition.articles), sample=sample,
                       warnings=send_warnings(settings) if mode != "dry-run" else [])
     planner = Planner(edition, settings, signer)
     with engine.connect() as conn:  # the same audience and due times a freeze would write
-        schedule = ledger.Schedule(conn, day, settings)
+        schedule = ledger.Schedule(conn, day, settings, weekly=weekly)
     if sample is not None:
         with engine.connect() as conn:  # the distinct section sets: a few thousand at most
             chosen = conn.execute(select(subscribers.c.section_mask).distinct().select_from(schedule.source)

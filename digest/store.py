@@ -116,7 +116,7 @@ Index("ix_subscribers_schedule", subscribers.c.status, subscribers.c.cadence, su
 # rerun sends the same content even if articles are edited or re-imported meanwhile.
 editions = Table(
     "editions", metadata,
-    Column("date", String(10), primary_key=True),
+    Column("date", String(20), primary_key=True),
     Column("frozen_at", DateTime, nullable=False),
     Column("articles", JSON, nullable=False),
     # Audience members who left after the freeze, before their turn: their rows are dropped.
@@ -129,7 +129,7 @@ editions = Table(
 ledger = Table(
     "ledger", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("edition", String(10), ForeignKey("editions.date"), nullable=False),
+    Column("edition", String(20), ForeignKey("editions.date"), nullable=False),
     Column("subscriber_id", Integer, nullable=False),
     Column("email", String(320), nullable=False),
     Column("name", Text, nullable=False, default=""),

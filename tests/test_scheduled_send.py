@@ -71,7 +71,9 @@ class Scheduled:
         for address, (zone, hour) in self.expected.items():
             self.db("UPDATE subscribers SET timezone = :z, delivery_hour = :h WHERE email = :e",
                     z=zone, h=hour, e=address)
-        self.db("UPDATE subscribers SET cadence = 'weekly' WHERE email LIKE 'weekly%'")
+        # Weekly readers whose day is not the edition's anywhere (tests/test_weekly.py sends theirs).
+        self.db("UPDATE subscribers SET cadence = 'weekly', weekday = :w WHERE email LIKE 'weekly%'",
+                w=(day.weekday() + 3) % 7)
         # Due at 07:00 London on the edition's day: paused until the next day means nothing;
         # paused until that very day means the digest (nothing *before* the date).
         self.db("UPDATE subscribers SET paused_until = :d WHERE email = 'paused@example.com'",
@@ -120,7 +122,7 @@ def test_every_reader_is_due_at_their_own_hour_in_one_batch_and_a_rerun_sends_no
     for address, delivery in got.items():
         assert delivery["send_at"] == site.due(address), address
     # Every request holds one send_at (at the top level) and the edition's one batch id.
-    [(batch_id,)] = site.db("SELECT batch_id FROM editions")
+    [(batch_id,)] = site.db("SELECT batch_id FROM editions WHERE date NOT LIKE 'weekly-%'")
     assert batch_id and [c for c in sg.api_calls if c[1] == "/v3/mail/batch"] == [("POST", "/v3/mail/batch", None)]
     for request in sg.requests:
         body = request["body"]
@@ -131,7 +133,10 @@ def test_every_reader_is_due_at_their_own_hour_in_one_batch_and_a_rerun_sends_no
     pairs = {(site.due(a), a) for a in got}
     assert len(sg.requests) < len(pairs)
     assert summary["scheduled"] == len(got) and summary["counts"]["sent"] == len(got)
-    assert "2 active weekly reader(s) are not in the daily edition" in result.stderr
+    # The weekly readers are not due today: their weekly edition has no row, and no batch.
+    assert summary["weekly"]["date"] == f"weekly-{site.day.isoformat()}"
+    assert summary["weekly"]["counts"] == {"pending": 0, "sent": 0, "failed": 0, "unknown": 0}
+    assert site.db("SELECT batch_id FROM editions WHERE date LIKE 'weekly-%'") == [(None,)]
 
     report = site.status()
     assert report["scheduled"] == len(got)
@@ -170,7 +175,7 @@ def test_cancel_stops_what_is_scheduled_and_only_that(site, sg):
     done = site.run("cancel", "--date", site.day.isoformat())
     after = time.time() + 600
     assert done.returncode == 0, done.stderr
-    [(batch_id,)] = site.db("SELECT batch_id FROM editions")
+    [(batch_id,)] = site.db("SELECT batch_id FROM editions WHERE date NOT LIKE 'weekly-%'")
     assert sg.scheduled_sends[batch_id]["status"] == "cancel"
     later = sum(1 for a in site.expected if site.due(a) > after)
     assert f"{later} recipient(s) not yet due will not get it" in done.stdout
@@ -193,7 +198,7 @@ def test_pause_holds_and_resume_releases(site, sg):
     assert nothing.returncode == 1 and "not paused" in nothing.stderr
     paused = site.run("cancel", "--date", site.day.isoformat(), "--pause")
     assert paused.returncode == 0 and "paused the scheduled sends" in paused.stdout
-    [(batch_id,)] = site.db("SELECT batch_id FROM editions")
+    [(batch_id,)] = site.db("SELECT batch_id FROM editions WHERE date NOT LIKE 'weekly-%'")
     assert sg.scheduled_sends[batch_id]["status"] == "pause"
     assert sg.inbox(at=time.time() + 4 * 86400) == []
     assert site.status()["counts"]["sent"] == len(site.expected)  # the ledger is unchanged by a pause

@@ -211,7 +211,7 @@ def test_schema_state_reports_the_revision(tmp_path):
     assert schema_state(url).revision is None
     open_store(url).dispose()
     state = schema_state(url)
-    assert state.at_head and state.revision == head_revision() == "0011"
+    assert state.at_head and state.revision == head_revision() == "0012"
 
 
 def test_two_processes_opening_a_new_store_at_once_take_turns_at_creating_it(tmp_path, monkeypatch):

@@ -37,10 +37,10 @@ from sqlalchemy import (
     values,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.sql.expression import ColumnElement, FromClause
+from sqlalchemy.sql.expression import ColumnClause, ColumnElement, FromClause
 
 from digest.config import Settings
-from digest.schedule import resolve, slot
+from digest.schedule import local_weekday, resolve, slot
 from digest.select import DEFAULTED
 from digest.store import editions, ledger, subscribers, transaction, utcnow
 
@@ -76,7 +76,10 @@ class Chunk:
 # -- the audience and when each reader is due -------------------------------------------------
 
 class Schedule:
-    """An edition's daily audience and when each of them is due, as SQL over `subscribers`.
+    """An edition's audience and when each of them is due, as SQL over `subscribers`.
+
+    Daily: the daily readers.  `weekly`: the weekly readers whose weekday it is in their
+    own zone when their digest of `day` is due.
 
     The audience is active, daily, and not paused on the local date their digest is due
     (paused_until later than that date).  When someone is due depends only on their zone
@@ -86,10 +89,11 @@ class Schedule:
     subscriber.  When everyone shares one pair, the time is a literal and nothing is joined.
     """
 
-    def __init__(self, conn: Connection, day: date, settings: Settings):
-        self.day, self.settings = day, settings
+    def __init__(self, conn: Connection, day: date, settings: Settings, weekly: bool = False):
+        self.day, self.settings, self.weekly = day, settings, weekly
+        cadence = "weekly" if weekly else "daily"
         stored = (select(subscribers.c.timezone, subscribers.c.delivery_hour).distinct()
-                  .where(subscribers.c.status == "active", subscribers.c.cadence == "daily"))
+                  .where(subscribers.c.status == "active", subscribers.c.cadence == cadence))
         pairs = {(zone, hour): slot(day, settings, *resolve(zone, hour, settings))
                  for zone, hour in conn.execute(stored)}
         # Whoever signs up between the pairs' query and the statement using them: the default.
@@ -98,30 +102,36 @@ class Schedule:
         self.source: FromClause = subscribers
         self.due: ColumnElement
         local: ColumnElement
+        weekday: ColumnElement  # the reader's weekday when due (weekly: it must be their day)
         if len(self.slots) <= 1:  # everyone due at once: no join
             only = self.slots[0] if self.slots else self.default
             self.due, local = literal(only.due, DateTime), literal(only.local_date, String)
+            weekday = literal(local_weekday(only), Integer)
         else:
             # NULL zone/hour are keyed '' and -1: an equality join cannot match NULLs.
-            table = values(column("zone", String), column("hour", Integer), column("due", DateTime),
-                           column("local_date", String), name="slots").data(
+            columns: list[ColumnClause] = [column("zone", String), column("hour", Integer),
+                                           column("due", DateTime), column("local_date", String)]
+            if weekly:
+                columns.append(column("weekday", Integer))
+            table = values(*columns, name="slots").data(
                 [(zone or "", -1 if hour is None else hour, s.due, s.local_date)
+                 + ((local_weekday(s),) if weekly else ())
                  for (zone, hour), s in pairs.items()]).cte("slots")
             self.source = subscribers.outerjoin(table, and_(
                 func.coalesce(subscribers.c.timezone, "") == table.c.zone,
                 func.coalesce(subscribers.c.delivery_hour, -1) == table.c.hour))
             self.due = func.coalesce(table.c.due, literal(self.default.due, DateTime))
             local = func.coalesce(table.c.local_date, literal(self.default.local_date, String))
-        self.audience = and_(subscribers.c.status == "active", subscribers.c.cadence == "daily",
+            if weekly:
+                weekday = func.coalesce(table.c.weekday, literal(local_weekday(self.default), Integer))
+        self.audience = and_(subscribers.c.status == "active", subscribers.c.cadence == cadence,
                              or_(subscribers.c.paused_until.is_(None), subscribers.c.paused_until <= local))
-
-
-def weekly_readers(engine: Engine) -> int:
-    """Active readers whose cadence is weekly: never in a daily edition."""
-    q = select(func.count()).select_from(subscribers).where(subscribers.c.status == "active",
-                                                            subscribers.c.cadence == "weekly")
-    with engine.connect() as conn:
-        return conn.execute(q).scalar_one()
+        if weekly:
+            # On their weekday (their own, else the newsletter's), in their own zone, when due:
+            # the run of each day takes the weekly readers whose day it is, so each reader is
+            # in exactly one weekly edition a week.
+            chosen = func.coalesce(subscribers.c.weekday, literal(settings.weekly_weekday, Integer))
+            self.audience = and_(self.audience, chosen == weekday)
 
 
 # -- freezing -------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from starlette.routing import Route
 from digest.config import ConfigError, check_day, section_mask
 from digest.edition import load_edition
 from digest.render import EditionRenderer, Personal, Renderer, RenderError, fill
-from digest.select import DEFAULTED, digest_for_mask
+from digest.select import DEFAULTED, WEEKLY_PREFIX, digest_for_mask
 from digest.store import editions
 from digest.subscribers import store
 from digest.tokens import TokenError
@@ -132,7 +132,9 @@ class Archive:
 
     def frozen_days(self) -> list[date]:
         with self.site.engine.connect() as conn:
-            rows = conn.execute(select(editions.c.date).order_by(editions.c.date.desc())).all()
+            # Daily editions only: the weekly digest has no web version (its email links to none).
+            rows = conn.execute(select(editions.c.date).where(~editions.c.date.like(f"{WEEKLY_PREFIX}%"))
+                                .order_by(editions.c.date.desc())).all()
         return [date.fromisoformat(str(r.date)[:10]) for r in rows]
 
     # -- handlers --------------------------------------------------------------------------------
