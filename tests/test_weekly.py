@@ -17,7 +17,8 @@ from datetime import date, timedelta
 
 import pytest
 
-from digest.config import WEEKDAY_NAMES, Settings
+from digest.config import Settings
+from digest.delivery_time import WEEKDAYS
 from digest.schedule import delivery_time
 from tests.conftest import SECRET, digest_command, write_article
 from tests.fake_sendgrid import FakeSendGrid
@@ -32,7 +33,7 @@ def toml(weekly_weekday: int) -> str:
     return f"""\
 timezone = "Europe/London"
 delivery_hour = 7
-weekly_weekday = "{WEEKDAY_NAMES[weekly_weekday]}"
+weekly_weekday = "{WEEKDAYS[weekly_weekday]}"
 weekly_per_section = 2
 postal_address = "The Daily Digest, 1 Example Street, Exampleton EX1 2MP"
 
