@@ -622,8 +622,8 @@ def send(
     from digest import dispatch
     the_day = parse_day(day)
     if test_to is not None:
-        _test_send(the_day, test_to, subscriber, sections, as_json, dry_run=dry_run, sandbox=sandbox,
-                   retry=retry.value if retry else None, workers=workers, sample=sample, outbox=outbox,
+        _test_send(the_day, test_to, subscriber, sections, as_json, edition.value == "weekly", dry_run=dry_run,
+                   sandbox=sandbox, retry=retry.value if retry else None, workers=workers, sample=sample, outbox=outbox,
                    refreeze=refreeze)
     if subscriber is not None or sections is not None:
         fail("--subscriber and --sections go with --test-to (the day's send goes to every subscriber)", 2)
@@ -647,7 +647,7 @@ def send(
 
 
 def _test_send(the_day: date, test_to: str, subscriber: Optional[str], sections: Optional[str], as_json: bool,
-               **others) -> NoReturn:
+               weekly: bool, **others) -> NoReturn:
     from digest import dispatch
     from digest.testsend import TestSendError
     try:
@@ -656,7 +656,7 @@ def _test_send(the_day: date, test_to: str, subscriber: Optional[str], sections:
         fail(str(e), 2)
     try:
         sent = dispatch.run_test(state.settings, the_day, test_to.split(","), subscriber=subscriber,
-                                 sections=parse_digest_sections(sections), notify=note)
+                                 sections=parse_digest_sections(sections), weekly=weekly, notify=note)
     except TestSendError as e:
         fail(str(e), e.exit_code)
     except (ConfigError, StoreError) as e:

@@ -177,9 +177,10 @@ def check_test_options(*, dry_run: bool = False, sandbox: bool = False, retry: s
 
 
 def run_test(settings: Settings, day: date, to, *, subscriber: str | None = None, sections=None,
-             notify: Callable[[str], None] = _quiet) -> TestSend:
+             weekly: bool = False, notify: Callable[[str], None] = _quiet) -> TestSend:
     """`digest send --test-to`: digest.testsend.send_test with the store and signer of a
     send.  The links of a test message lead nowhere, so a throwaway key will do (`notify`
     says so)."""
     return send_test(open_store(settings.database_url), settings, day,
-                     link_signer(settings, real=False, notify=notify), to, subscriber=subscriber, sections=sections)
+                     link_signer(settings, real=False, notify=notify), to, subscriber=subscriber, sections=sections,
+                     weekly=weekly)

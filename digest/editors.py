@@ -16,11 +16,11 @@ from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import case, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from digest import addresses
 from digest.store import editors, utcnow
 
 MIN_PASSWORD = 12      # characters; length is what makes a password hard to guess
@@ -63,14 +63,10 @@ def _editor(row) -> Editor:
 
 def normalize_address(raw: str) -> str:
     """A syntactically valid address (domain lower-cased), or EditorError saying why not."""
-    raw = (raw or "").strip()
-    if not raw:
-        raise EditorError("the editor's address is empty")
     try:
-        found = validate_email(raw, check_deliverability=False, allow_smtputf8=False)
-    except EmailNotValidError as e:
-        raise EditorError(f"{raw!r} is not a valid email address: {e}") from None
-    return found.ascii_email or found.normalized
+        return addresses.normalize(raw, "the editor's address")
+    except addresses.AddressError as e:
+        raise EditorError(str(e)) from None
 
 
 def check_password(password: str) -> None:

@@ -95,7 +95,7 @@ def transport_for(settings: Settings) -> tuple[Transport, str, Path | None]:
 
 
 def send_test(engine: Engine, settings: Settings, day: date, signer: Signer, to, *, subscriber: str | None = None,
-              sections=None, transport: Transport | None = None) -> TestSend:
+              sections=None, transport: Transport | None = None, weekly: bool = False) -> TestSend:
     """Send the digest of `subscriber` (their name and sections), or of `sections` (ALL, or
     none given: the whole edition), of the edition of `day` to the addresses `to`.
 
@@ -107,7 +107,7 @@ def send_test(engine: Engine, settings: Settings, day: date, signer: Signer, to,
         raise TestSendError("a test send is of one subscriber's digest or of sections, not both", 2)
     try:
         shown = prepare(engine, settings, day, signer, subscriber=subscriber,
-                        sections=None if subscriber else (sections or ALL))
+                        sections=None if subscriber else (sections or ALL), weekly=weekly)
     except PreviewError as e:
         raise TestSendError(str(e)) from None
     # The name and sections are the subscriber's; the token is nobody's (id 0).

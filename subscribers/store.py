@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import case, delete, func, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from digest import delivery_time
+from digest import addresses, delivery_time
 from digest.config import Settings, mask_sections, section_mask
 from digest.deliver import ledger
 from digest.delivery_time import DeliveryTimeError
@@ -113,16 +112,10 @@ _remember_domain_checks()
 
 def normalize_email(raw: str) -> str:
     """A syntactically valid address (domain lower-cased), or SubscriberError saying why not."""
-    raw = (raw or "").strip()
-    if not raw:
-        raise SubscriberError("email is empty")
     try:
-        # SMTPUTF8 (non-ASCII before the @) is not supported by SendGrid; an internationalised
-        # domain is kept in its ASCII (punycode) form, which every mail system accepts.
-        result = validate_email(raw, check_deliverability=False, allow_smtputf8=False)
-    except EmailNotValidError as e:
-        raise SubscriberError(f"{raw!r} is not a valid email address: {e}") from None
-    return result.ascii_email or result.normalized
+        return addresses.normalize(raw)
+    except addresses.AddressError as e:
+        raise SubscriberError(str(e)) from None
 
 
 def clean_name(name: str | None) -> str:

@@ -1,7 +1,7 @@
 """The layers of the code: imports run one way, from the command line down to the core.
 
-    core         digest.config, delivery_time, store, text, importing, articles/, select, schedule, render,
-                 message, tokens, editors
+    core         digest.addresses, config, delivery_time, store, text, importing, articles/, select, schedule,
+                 render, message, tokens, editors
       ^          (and the templates and migrations packages)
     deliver      digest/deliver/: ledger, leases, the Transport interface, outbox, SendGrid
       ^
@@ -28,9 +28,10 @@ PACKAGES = ("digest",)  # digest/subscribers and digest/templates are links to t
 
 # Lowest first; a module belongs to the layer of its longest matching prefix.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("core", ("digest", "digest.config", "digest.delivery_time", "digest.store", "digest.text", "digest.importing",
-              "digest.articles", "digest.select", "digest.schedule", "digest.render", "digest.message",
-              "digest.tokens", "digest.migrations", "digest.templates", "digest.editors")),
+    ("core", ("digest", "digest.addresses", "digest.config", "digest.delivery_time", "digest.store",
+              "digest.text", "digest.importing", "digest.articles", "digest.select", "digest.schedule",
+              "digest.render", "digest.message", "digest.tokens", "digest.migrations", "digest.templates",
+              "digest.editors")),
     ("deliver", ("digest.deliver",)),
     ("subscribers", ("digest.subscribers",)),
     ("sending", ("digest.edition", "digest.sending", "digest.senders", "digest.dispatch", "digest.preview",

@@ -210,6 +210,20 @@ def test_preview_weekly_shows_the_weekly_digest(week):
     assert str(email.header.make_header(email.header.decode_header(message["Subject"]))) == WEEKLY_SUBJECT
 
 
+def test_a_test_send_of_the_weekly_digest(week, sg):
+    (week.folder / "digest.toml").write_text(toml(DAY.weekday()) + '[editors]\ntest_recipients = ["ed@example.com"]\n',
+                                             encoding="utf-8")
+    done = week.run("send", "--test-to", "ed@example.com", "--edition", "weekly", "--sections", "tech",
+                    "--date", DAY.isoformat())
+    assert done.returncode == 0, done.stderr
+    [test] = sg.deliveries_to("ed@example.com")
+    assert test["subject"] == f"[TEST] {WEEKLY_SUBJECT}"
+    assert "Lead of day 0" in test["text"] and "Chip priority one" in test["text"]
+    assert week.db("SELECT count(*) FROM ledger") == [(0,)] and week.db("SELECT count(*) FROM editions") == [(0,)]
+    daily = week.run("send", "--test-to", "ed@example.com", "--sections", "tech", "--date", DAY.isoformat())
+    assert daily.returncode == 0 and "the week" not in sg.deliveries_to("ed@example.com")[1]["subject"]
+
+
 def test_the_dry_run_rehearses_both_editions(week, sg):
     result = week.run("send", "--dry-run", "--date", DAY.isoformat(), "--outbox", "out")
     assert result.returncode == 0, result.stderr
