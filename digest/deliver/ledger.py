@@ -163,6 +163,11 @@ def freeze_audience(conn: Connection, day: str, offered_mask: int, default_mask:
         audience = audience.where(subscribers.c.status == "active")
     if story_mask is not None:
         audience = audience.where(resolved.op("&")(story_mask) != 0)
+    # Rows in claim order, so each claim range (one digest, one due time) is a run of
+    # neighbouring ids: a claim and its outcome then touch a few table pages, not one page
+    # a row.  (Unordered, the schedule's join gave subscriber order, and the send of
+    # 100,000 spent a third longer writing pages.)
+    audience = audience.order_by(resolved, *([due] if schedule is not None else []), subscribers.c.id)
     columns = ["edition", "subscriber_id", "email", "name", "section_mask", "status", "attempts", "send_at",
                "updated_at"]
     conn.execute(ledger.insert().from_select(columns, audience))
