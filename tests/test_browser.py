@@ -9,8 +9,6 @@ a failure, not a skip: `make test` installs it.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import urllib.request
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -18,8 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.stores import store_url
-from tests.web_helpers import ServeProcess, digest_command, free_port, html_part, link_in
+from tests.web_helpers import ServedFolder, html_part, link_in
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample" / "articles"
 SHOTS = Path("/tmp/shots")
@@ -27,23 +24,8 @@ DAY = "2026-11-25"
 WIDTHS = (375, 1280)
 
 
-class Server:
+class Server(ServedFolder):
     """A `digest serve` process with its own folder, database and environment."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("DIGEST_", "SENDGRID_"))}
-        port = free_port()
-        self.base = f"http://127.0.0.1:{port}/digest"
-        self.env.update(DIGEST_DATABASE_URL=store_url(folder / "digest.db"),
-                        DIGEST_SECRET_KEY="browser-test-secret", DIGEST_BASE_URL=self.base)
-        self.serve = ServeProcess(folder, self.env, port=port)
-
-    def cli(self, *args: str) -> str:
-        done = subprocess.run([digest_command(), *args], cwd=self.folder, env=self.env,
-                              capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, f"digest {' '.join(args)} -> {done.returncode}\n{done.stderr}"
-        return done.stdout
 
     def start(self) -> None:
         self.serve.start().wait_ready("/digest/subscribe")

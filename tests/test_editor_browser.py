@@ -4,16 +4,13 @@ pages at 375 px and 1280 px land in /tmp/shots/ (desk-*.png) to be looked at."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.stores import store_url
-from tests.web_helpers import ServeProcess, digest_command, free_port
+from tests.web_helpers import ServedFolder
 
 REPO = Path(__file__).resolve().parent.parent
 SHOTS = Path("/tmp/shots")
@@ -21,23 +18,11 @@ DAY = "2026-11-25"
 EDITOR, PASSWORD = "desk@news.example.com", "a long desk password"
 
 
-class Desk:
+class Desk(ServedFolder):
     """A `digest serve` with the sample day's stories and subscribers, and one editor."""
 
     def __init__(self, folder: Path):
-        self.folder = folder
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("DIGEST_", "SENDGRID_"))}
-        port = free_port()
-        self.base = f"http://127.0.0.1:{port}/digest"
-        self.env.update(DIGEST_DATABASE_URL=store_url(folder / "digest.db"),
-                        DIGEST_SECRET_KEY="desk-browser-secret", DIGEST_BASE_URL=self.base)
-        self.serve = ServeProcess(folder, self.env, port=port)
-
-    def cli(self, *args: str, input: str | None = None) -> str:
-        done = subprocess.run([digest_command(), *args], cwd=self.folder, env=self.env, input=input,
-                              capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, f"digest {' '.join(args)} -> {done.returncode}\n{done.stderr}"
-        return done.stdout
+        super().__init__(folder, secret="desk-browser-secret")
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
 import socket
@@ -182,3 +183,23 @@ class WebhookKey:
 
 def event_body(*events: dict) -> bytes:
     return json.dumps(list(events)).encode()
+
+
+class ServedFolder:
+    """A `digest serve` of its own folder, database and environment (not started), and
+    the CLI run against the same store: what the browser tests drive."""
+
+    def __init__(self, folder: Path, secret: str = "browser-test-secret"):
+        self.folder = folder
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("DIGEST_", "SENDGRID_"))}
+        port = free_port()
+        self.base = f"http://127.0.0.1:{port}/digest"
+        self.env.update(DIGEST_DATABASE_URL=store_url(folder / "digest.db"),
+                        DIGEST_SECRET_KEY=secret, DIGEST_BASE_URL=self.base)
+        self.serve = ServeProcess(folder, self.env, port=port)
+
+    def cli(self, *args: str, input: str | None = None) -> str:
+        done = subprocess.run([digest_command(), *args], cwd=self.folder, env=self.env, input=input,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"digest {' '.join(args)} -> {done.returncode}\n{done.stderr}"
+        return done.stdout
